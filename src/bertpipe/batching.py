@@ -1,0 +1,125 @@
+"""Batches of similar length, padded per batch to a multiple of 8."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from bertpipe.tokens import TokenizedSplit
+
+PAD_MULTIPLE = 8  # tensor-core and oneDNN kernels like shapes that are multiples of 8
+
+
+class LengthGroupedBatchSampler:
+    """Seeded batches of examples of similar length, in shuffled order.
+
+    Each epoch: shuffle all indices, cut them into groups of `group_size` batches, sort each group
+    by length, cut it into batches, and shuffle the batches. Every example appears exactly once
+    per epoch, and padding stays small. `set_epoch` makes epoch k the same on a resumed run.
+    """
+
+    def __init__(
+        self,
+        lengths: np.ndarray,
+        batch_size: int,
+        seed: int,
+        group_size: int = 50,
+        drop_last: bool = False,
+    ) -> None:
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.group_size = group_size
+        self.drop_last = drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def batches(self) -> list[list[int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(len(self.lengths))
+        span = self.batch_size * self.group_size
+        batches: list[list[int]] = []
+        for start in range(0, len(order), span):
+            group = order[start : start + span]
+            # longest first inside a group; stable so equal lengths keep the shuffled order
+            group = group[np.argsort(-self.lengths[group], kind="stable")]
+            batches.extend(
+                group[i : i + self.batch_size].tolist()
+                for i in range(0, len(group), self.batch_size)
+            )
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            batches.pop()
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches())
+
+    def __len__(self) -> int:
+        full, rest = divmod(len(self.lengths), self.batch_size)
+        return full + (0 if self.drop_last or rest == 0 else 1)
+
+
+def padded_length(longest: int, multiple: int = PAD_MULTIPLE) -> int:
+    return -(-longest // multiple) * multiple
+
+
+def pad_batch(
+    split: TokenizedSplit, indices: Sequence[int], pad_token_id: int
+) -> dict[str, torch.Tensor]:
+    """input_ids, attention_mask (token_type_ids for pairs): (batch, seq_len), seq_len % 8 == 0."""
+    lengths = split.lengths[list(indices)]
+    seq_len = padded_length(int(lengths.max()))
+    input_ids = np.full((len(indices), seq_len), pad_token_id, dtype=np.int64)
+    attention_mask = np.zeros((len(indices), seq_len), dtype=np.int64)
+    token_types = np.zeros((len(indices), seq_len), dtype=np.int64)
+    for row, index in enumerate(indices):
+        length = lengths[row]
+        input_ids[row, :length] = split.ids(index)
+        attention_mask[row, :length] = 1
+        types = split.types(index)
+        if types is not None:
+            token_types[row, :length] = types
+    batch = {
+        "input_ids": torch.from_numpy(input_ids),
+        "attention_mask": torch.from_numpy(attention_mask),
+    }
+    if split.type_values is not None:
+        batch["token_type_ids"] = torch.from_numpy(token_types)
+    return batch
+
+
+class Collator:
+    """Turns a batch of indices into padded tensors plus labels (a DataLoader collate_fn)."""
+
+    def __init__(self, split: TokenizedSplit, pad_token_id: int) -> None:
+        self.split = split
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        batch = pad_batch(self.split, indices, self.pad_token_id)
+        batch["labels"] = torch.from_numpy(self.split.labels[indices])
+        batch["index"] = torch.as_tensor(indices, dtype=torch.int64)
+        return batch
+
+
+class IndexDataset(torch.utils.data.Dataset[int]):
+    """Yields indices; the Collator reads the tokens, so nothing is copied per example."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+
+def sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Inference batches, longest first, so each batch pads to almost nothing."""
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

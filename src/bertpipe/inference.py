@@ -1,0 +1,88 @@
+"""Batched inference: length-sorted batches, no grad, bf16 where supported, input order out."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bertpipe.batching import pad_batch, sorted_batches
+from bertpipe.errors import UserError
+from bertpipe.tokens import TokenizedSplit
+
+
+@cache
+def cpu_has_bf16() -> bool:
+    """AVX512-BF16 or AMX-BF16: the CPU runs bf16 matrix work natively (otherwise it is slower)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' -> bf16 where supported, else fp32; returns Accelerate's name: no, bf16 or fp16."""
+    if precision == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if device.type == "cpu" and cpu_has_bf16() else "no"
+    if precision == "fp16" and device.type != "cuda":
+        raise UserError("train.precision: fp16 needs a CUDA GPU; use auto, bf16 or fp32")
+    return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision]
+
+
+def autocast(device: torch.device, mixed_precision: str) -> contextlib.AbstractContextManager[Any]:
+    if mixed_precision == "no":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if mixed_precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _batches(
+    split: TokenizedSplit, batch_size: int, pad_token_id: int, device: torch.device
+) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+    for indices in sorted_batches(split.lengths, batch_size):
+        batch = pad_batch(split, indices.tolist(), pad_token_id)
+        non_blocking = device.type == "cuda"
+        if non_blocking:
+            batch = {name: tensor.pin_memory() for name, tensor in batch.items()}
+        yield indices, {name: t.to(device, non_blocking=non_blocking) for name, t in batch.items()}
+
+
+def predict_logits(
+    model: torch.nn.Module,
+    split: TokenizedSplit,
+    batch_size: int,
+    pad_token_id: int,
+    mixed_precision: str = "no",
+    device: torch.device | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """(n, num_labels) float32 logits, row i for example i whatever order the batches ran in."""
+    device = device or next(model.parameters()).device
+    num_labels = int(model.config.num_labels)
+    logits = np.zeros((len(split), num_labels), dtype=np.float32)
+    was_training = model.training
+    model.eval()
+    batches = _batches(split, batch_size, pad_token_id, device)
+    if progress:
+        from tqdm.auto import tqdm
+
+        total = -(-len(split) // batch_size)
+        batches = tqdm(batches, total=total, desc="predict", unit="batch", leave=False)
+    with torch.no_grad(), autocast(device, mixed_precision):
+        for indices, batch in batches:
+            output = model(**batch)
+            logits[indices] = output.logits.float().cpu().numpy()
+    model.train(was_training)
+    return logits

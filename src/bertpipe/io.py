@@ -1,0 +1,212 @@
+"""Reading the user's table, and writing every output atomically (temporary path, then rename)."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bertpipe.errors import UserError
+
+SUPPORTED_EXTENSIONS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+# Magic bytes of files people point at by mistake, so the error can say what the file is.
+_BINARY_SIGNATURES = {
+    b"PK\x03\x04": "a zip archive (an .xlsx/.ods spreadsheet?)",
+    b"\xd0\xcf\x11\xe0": "an old Office document (an .xls spreadsheet?)",
+    b"%PDF": "a PDF",
+    b"\x1f\x8b": "a gzip archive",
+}
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    frame: pd.DataFrame
+    bad_lines: int  # rows skipped by on_bad_lines: skip | warn
+
+
+def table_format(path: Path) -> str:
+    fmt = SUPPORTED_EXTENSIONS.get(path.suffix.lower())
+    if fmt is None:
+        supported = ", ".join(sorted(SUPPORTED_EXTENSIONS))
+        raise UserError(
+            f"{path}: unsupported file type '{path.suffix or '(none)'}'; use one of {supported}"
+        )
+    return fmt
+
+
+def _check_not_binary(path: Path, fmt: str) -> None:
+    head = _read_head(path)
+    for signature, what in _BINARY_SIGNATURES.items():
+        if head.startswith(signature) and fmt != "parquet":
+            raise UserError(f"{path}: this is {what}, not a {fmt} text table; export it as CSV")
+
+
+def _read_head(path: Path, size: int = 8) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(size)
+
+
+def _python_encoding(encoding: str) -> str:
+    # utf-8-sig reads plain UTF-8 too, and drops the byte-order mark spreadsheets write.
+    return "utf-8-sig" if encoding.lower().replace("_", "-") in {"utf-8", "utf8"} else encoding
+
+
+def _header(path: Path, delimiter: str, encoding: str) -> list[str]:
+    with path.open(encoding=encoding, newline="") as handle:
+        return next(csv.reader(handle, delimiter=delimiter), [])
+
+
+def read_table(
+    path: str | Path,
+    encoding: str = "utf-8",
+    on_bad_lines: Literal["error", "skip", "warn"] = "error",
+) -> ReadResult:
+    """Read CSV, TSV, JSONL or Parquet by extension, with errors a user can act on."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: data file not found; set data.path in params.yaml")
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder; data.path must name a file")
+    fmt = table_format(path)
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: the file is empty")
+    _check_not_binary(path, fmt)
+    py_encoding = _python_encoding(encoding)
+    try:
+        if fmt == "parquet":
+            try:
+                frame = pq.read_table(path).to_pandas()
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise UserError(f"{path}: not a readable Parquet file ({exc})") from None
+            return ReadResult(_no_rows_check(frame, path), 0)
+        if fmt == "jsonl":
+            try:
+                frame = pd.read_json(path, lines=True, encoding=py_encoding, dtype=False)
+            except ValueError as exc:
+                raise UserError(f"{path}: not valid JSON lines ({exc})") from None
+            return ReadResult(_no_rows_check(frame, path), 0)
+        delimiter = "," if fmt == "csv" else "\t"
+        header = _header(path, delimiter, py_encoding)
+        duplicated = sorted({name for name in header if header.count(name) > 1})
+        if duplicated:
+            raise UserError(f"{path}: duplicate column names {duplicated}; rename them")
+        return _read_delimited(path, delimiter, py_encoding, on_bad_lines)
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"{path}: not valid {encoding} text (byte {exc.object[exc.start]:#04x} at offset "
+            f"{exc.start}); set data.encoding in params.yaml to the file's encoding, e.g. latin-1"
+        ) from None
+    except LookupError:
+        raise UserError(f"data.encoding: unknown encoding '{encoding}'") from None
+
+
+def _read_delimited(path: Path, delimiter: str, encoding: str, on_bad_lines: str) -> ReadResult:
+    bad_lines = 0
+
+    def count_bad(_fields: list[str]) -> None:
+        nonlocal bad_lines
+        bad_lines += 1  # returning None drops the row
+
+    options: dict[str, Any] = {
+        "sep": delimiter,
+        "encoding": encoding,
+        "dtype": str,
+        "keep_default_na": False,
+        "na_values": [""],
+    }
+    try:
+        if on_bad_lines == "error":
+            frame = pd.read_csv(path, on_bad_lines="error", **options)
+        else:
+            # Only the python engine accepts a callable, which is what lets us count the rows.
+            frame = pd.read_csv(path, on_bad_lines=count_bad, engine="python", **options)
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{path}: the file has no header and no rows") from None
+    except pd.errors.ParserError as exc:
+        detail = str(exc).strip().splitlines()[-1]
+        raise UserError(
+            f"{path}: malformed row ({detail}); quote texts that contain the delimiter, "
+            "or set data.on_bad_lines to skip or warn"
+        ) from None
+    return ReadResult(_no_rows_check(frame, path), bad_lines)
+
+
+def _no_rows_check(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    if len(frame) == 0:
+        raise UserError(f"{path}: the file has a header but no rows")
+    return frame
+
+
+def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --- atomic writes -------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to `target`; rename it onto `target` only if the block succeeds.
+
+    Works for files and folders. A crash leaves at most a `.tmp-*` sibling, never a half-written
+    target, so nothing that looks complete is ever wrong.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    staged = tmp / target.name
+    try:
+        yield staged
+        replace_path(staged, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def replace_path(source: Path, target: Path) -> None:
+    """Move `source` onto `target`, replacing a file or a whole folder."""
+    if target.is_dir() and not target.is_symlink():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(source, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(source, target)
+
+
+def write_json(path: str | Path, payload: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)

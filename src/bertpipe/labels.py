@@ -1,0 +1,111 @@
+"""Label parsing and encoding for the four tasks: binary, multiclass, multilabel, regression."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from bertpipe.errors import UserError
+
+CLASSIFICATION_TASKS = ("binary", "multiclass")
+
+
+def is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def parse_multilabel(value: Any, separator: str) -> list[str]:
+    """A cell holding several labels: 'a|b', or a JSON list '["a", "b"]'. Sorted, no repeats."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        items = [str(item) for item in value]
+    else:
+        text = str(value).strip()
+        if text.startswith("["):
+            try:
+                decoded = json.loads(text)
+            except json.JSONDecodeError:
+                decoded = None
+            items = [str(item) for item in decoded] if isinstance(decoded, list) else [text]
+        else:
+            items = text.split(separator)
+    return sorted({item.strip() for item in items if item.strip()})
+
+
+def parse_number(value: Any) -> float | None:
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _sort_key(name: str) -> tuple[int, float, str]:
+    # numeric labels in numeric order (2 before 10), then the rest alphabetically
+    number = parse_number(name)
+    return (0, number, "") if number is not None else (1, 0.0, name)
+
+
+def sorted_label_names(labels: Iterable[Any], task: str) -> list[str]:
+    """The deterministic label order saved as config.id2label; empty for regression."""
+    if task == "regression":
+        return []
+    names: set[str] = set()
+    for label in labels:
+        if task == "multilabel":
+            names.update(label)
+        else:
+            names.add(str(label))
+    return sorted(names, key=_sort_key)
+
+
+def check_label_count(names: Sequence[str], task: str, column: str) -> None:
+    if task == "regression":
+        return
+    if len(names) < 2 and task != "multilabel":
+        found = f"only '{names[0]}'" if names else "no labels"
+        raise UserError(
+            f"column '{column}' has {found} after cleaning; {task} classification needs "
+            "at least two classes"
+        )
+    if task == "multilabel" and not names:
+        raise UserError(f"column '{column}' has no labels after cleaning")
+    if task == "binary" and len(names) != 2:
+        raise UserError(
+            f"task is binary but column '{column}' has {len(names)} classes "
+            f"({', '.join(names[:6])}); set task: multiclass"
+        )
+
+
+def encode_labels(labels: Sequence[Any], names: Sequence[str], task: str) -> np.ndarray:
+    """(n,) int64 class ids; (n, num_labels) float32 multi-hot; or (n,) float32 targets."""
+    if task == "regression":
+        return np.asarray(labels, dtype=np.float32)
+    index = {name: i for i, name in enumerate(names)}
+    if task == "multilabel":
+        encoded = np.zeros((len(labels), len(names)), dtype=np.float32)
+        for row, label_set in enumerate(labels):
+            for name in label_set:
+                encoded[row, index[name]] = 1.0
+        return encoded
+    return np.asarray([index[str(label)] for label in labels], dtype=np.int64)
+
+
+def num_model_outputs(names: Sequence[str], task: str) -> int:
+    return 1 if task == "regression" else len(names)
+
+
+def problem_type(task: str) -> str:
+    return {
+        "binary": "single_label_classification",
+        "multiclass": "single_label_classification",
+        "multilabel": "multi_label_classification",
+        "regression": "regression",
+    }[task]

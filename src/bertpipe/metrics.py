@@ -1,0 +1,129 @@
+"""Scores from logits, predictions from scores, and the metrics of each task (scikit-learn)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats
+from sklearn import metrics as skm
+
+METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
+    "multiclass": ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro"),
+    "binary": (
+        "accuracy",
+        "f1_macro",
+        "f1_weighted",
+        "precision_macro",
+        "recall_macro",
+        "roc_auc",
+        "average_precision",
+    ),
+    "multilabel": (
+        "f1_micro",
+        "f1_macro",
+        "f1_weighted",
+        "precision_macro",
+        "recall_macro",
+        "subset_accuracy",
+        "hamming_loss",
+    ),
+    "regression": ("mse", "mae", "r2", "pearson", "spearman"),
+}
+LOWER_IS_BETTER = frozenset({"mse", "mae", "hamming_loss", "loss"})
+# metrics.json rounds so that the file is stable text and diffs stay readable
+DIGITS = 6
+
+
+def scores_from_logits(logits: np.ndarray, task: str) -> np.ndarray:
+    """Softmax probabilities; sigmoid per label; the raw value for regression."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if task == "regression":
+        return logits.reshape(-1)
+    if task == "multilabel":
+        return 1.0 / (1.0 + np.exp(-logits))
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def predict_from_scores(scores: np.ndarray, task: str, threshold: float = 0.5) -> np.ndarray:
+    if task == "regression":
+        return scores
+    if task == "multilabel":
+        return (scores >= threshold).astype(np.int64)
+    return scores.argmax(axis=1)
+
+
+def compute_metrics(
+    targets: np.ndarray, scores: np.ndarray, task: str, threshold: float = 0.5
+) -> dict[str, float]:
+    """The task's metrics, in the order of METRICS_BY_TASK, as plain rounded floats."""
+    predicted = predict_from_scores(scores, task, threshold)
+    values: dict[str, float]
+    if task == "regression":
+        targets = np.asarray(targets, dtype=np.float64)
+        constant = np.std(targets) == 0 or np.std(predicted) == 0
+        values = {
+            "mse": skm.mean_squared_error(targets, predicted),
+            "mae": skm.mean_absolute_error(targets, predicted),
+            "r2": skm.r2_score(targets, predicted) if len(targets) > 1 else 0.0,
+            "pearson": 0.0 if constant else stats.pearsonr(targets, predicted)[0],
+            "spearman": 0.0 if constant else stats.spearmanr(targets, predicted)[0],
+        }
+    elif task == "multilabel":
+        targets = np.asarray(targets).astype(np.int64)
+        values = {
+            "f1_micro": skm.f1_score(targets, predicted, average="micro", zero_division=0),
+            "f1_macro": skm.f1_score(targets, predicted, average="macro", zero_division=0),
+            "f1_weighted": skm.f1_score(targets, predicted, average="weighted", zero_division=0),
+            "precision_macro": skm.precision_score(
+                targets, predicted, average="macro", zero_division=0
+            ),
+            "recall_macro": skm.recall_score(targets, predicted, average="macro", zero_division=0),
+            "subset_accuracy": skm.accuracy_score(targets, predicted),
+            "hamming_loss": skm.hamming_loss(targets, predicted),
+        }
+    else:
+        num_classes = scores.shape[1]
+        # every class counts in the macro average, also one the model never predicts
+        labels = list(range(num_classes))
+        values = {
+            "accuracy": skm.accuracy_score(targets, predicted),
+            "f1_macro": skm.f1_score(
+                targets, predicted, labels=labels, average="macro", zero_division=0
+            ),
+            "f1_weighted": skm.f1_score(
+                targets, predicted, labels=labels, average="weighted", zero_division=0
+            ),
+            "precision_macro": skm.precision_score(
+                targets, predicted, labels=labels, average="macro", zero_division=0
+            ),
+            "recall_macro": skm.recall_score(
+                targets, predicted, labels=labels, average="macro", zero_division=0
+            ),
+        }
+        if task == "binary":
+            both = len(np.unique(targets)) == 2
+            values["roc_auc"] = skm.roc_auc_score(targets, scores[:, 1]) if both else 0.0
+            values["average_precision"] = (
+                skm.average_precision_score(targets, scores[:, 1]) if both else 0.0
+            )
+    return {name: round(float(value), DIGITS) for name, value in values.items()}
+
+
+def confusion_rows(
+    targets: np.ndarray, predicted: np.ndarray, label_names: Sequence[str]
+) -> list[dict[str, Any]]:
+    """One row per example, the form DVC's confusion template reads."""
+    return [
+        {"actual": label_names[int(gold)], "predicted": label_names[int(guess)]}
+        for gold, guess in zip(targets, predicted, strict=True)
+    ]
+
+
+def is_better(candidate: float, best: float | None, metric: str) -> bool:
+    if best is None:
+        return True
+    return candidate < best if metric in LOWER_IS_BETTER else candidate > best

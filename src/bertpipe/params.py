@@ -1,0 +1,178 @@
+"""The typed schema of params.yaml, and the one loader every stage uses.
+
+Headline hyperparameters sit at the top level so that `dvc exp run -S lr=2e-5` works as written;
+the rest are grouped by the stage that reads them.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from bertpipe.errors import UserError
+
+Task = Literal["binary", "multiclass", "multilabel", "regression"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+
+class _Strict(BaseModel):
+    # strict: "3" is not an int and "fast" is not a float; extra="forbid": a typo is an error.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DataParams(_Strict):
+    path: str = "data/raw/notes.csv"
+    text_column: str | list[str] = "text"
+    label_column: str = "label"
+    # several text columns: a sentence pair (exactly two) or joined with the tokenizer's separator
+    text_pair: bool = False
+    label_separator: str = Field("|", min_length=1)
+    encoding: str = "utf-8"
+    on_bad_lines: Literal["error", "skip", "warn"] = "error"
+    # extra columns carried untouched through clean and split (ids, a patient column, ...)
+    carry_columns: list[str] = Field(default_factory=list)
+
+    @property
+    def text_columns(self) -> list[str]:
+        return [self.text_column] if isinstance(self.text_column, str) else list(self.text_column)
+
+    @model_validator(mode="after")
+    def _check_text_columns(self) -> DataParams:
+        if not self.text_columns:
+            raise ValueError("text_column: give at least one column")
+        if self.text_pair and len(self.text_columns) != 2:
+            raise ValueError("text_pair: true needs exactly two entries in text_column")
+        return self
+
+
+class CleanParams(_Strict):
+    mask_phi: bool = False
+    min_chars: int = Field(1, ge=1)
+
+
+class SplitParams(_Strict):
+    test_size: float = Field(0.2, gt=0, lt=1)
+    val_size: float = Field(0.1, gt=0, lt=1)
+    group_column: str | None = None
+
+    @model_validator(mode="after")
+    def _check_sizes(self) -> SplitParams:
+        if self.test_size + self.val_size >= 1:
+            raise ValueError("test_size + val_size must be below 1, leaving rows to train on")
+        return self
+
+
+class TrainParams(_Strict):
+    precision: Precision = "auto"
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    grad_accum_steps: int = Field(1, ge=1)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    class_weights: Literal["none", "balanced"] = "none"
+    early_stopping_metric: str = "f1_macro"
+    # epochs without improvement before stopping; null never stops early
+    patience: int | None = Field(2, ge=1)
+    # multi-label decision threshold on the sigmoid scores
+    threshold: float = Field(0.5, gt=0, lt=1)
+    eval_batch_size: int = Field(64, ge=1)
+    num_processes: int = Field(1, ge=1)
+    # length-grouped batches: this many batches are sorted by length together, then shuffled
+    group_size: int = Field(50, ge=1)
+
+
+class EvaluateParams(_Strict):
+    batch_size: int = Field(64, ge=1)
+
+
+class GateParams(_Strict):
+    # largest tolerated drop per metric before the gate may call it a regression
+    tolerance: dict[str, float] = Field(
+        default_factory=lambda: {"accuracy": 0.02, "f1_macro": 0.02}
+    )
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    n_bootstrap: int = Field(2000, ge=100)
+
+
+class Params(_Strict):
+    seed: int = 42
+    model: str = Field("minilm", min_length=1)
+    task: Task = "multiclass"
+    lr: float = Field(5e-5, gt=0, lt=1)
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(16, ge=1)
+    max_length: int = Field(128, ge=8, le=8192)
+
+    data: DataParams = DataParams()
+    clean: CleanParams = CleanParams()
+    split: SplitParams = SplitParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    gate: GateParams = GateParams()
+
+
+# YAML 1.1 wants a dot in a float, so PyYAML reads DVC's `lr: 2e-05` as the string '2e-05'.
+# This resolver reads every YAML 1.2 float (1e-5, 2e-05, 1.5, .5) as a float.
+_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.VERBOSE,
+)
+
+
+class _FloatFixLoader(yaml.SafeLoader):
+    pass
+
+
+_FloatFixLoader.yaml_implicit_resolvers = {
+    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:float"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_FloatFixLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+def safe_load_yaml(text: str) -> Any:
+    """yaml.safe_load, but reading `2e-05` as the float DVC meant."""
+    return yaml.load(text, Loader=_FloatFixLoader)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"unknown key '{key}'"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "value_error":
+        return f"{key}: {message}"
+    return f"{key}: {message} (got {error['input']!r})"
+
+
+def parse_params(raw: Any, source: str = "params.yaml") -> Params:
+    """Validate a loaded mapping; every problem names its key, all on one line."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: expected a mapping of keys to values at the top level")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(error) for error in exc.errors())
+        raise UserError(f"{source}: {problems}") from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such params file; run from the project root")
+    try:
+        raw = safe_load_yaml(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"{path}: not valid YAML{where}") from None
+    return parse_params(raw, source=str(path))

@@ -1,0 +1,44 @@
+"""Stage clean: read data.path, keep text and label, normalise, drop what cannot be learned from."""
+
+from __future__ import annotations
+
+import sys
+
+# stages/ holds tokenize.py, which would shadow the standard library's tokenize (that inspect and
+# linecache import) while this folder is first on the import path; a stage imports nothing from it.
+if sys.path and sys.path[0].endswith("stages"):
+    del sys.path[0]
+
+import argparse
+
+from bertpipe.clean import clean_frame
+from bertpipe.errors import run_main
+from bertpipe.io import read_table, sha256_file, write_json, write_parquet
+from bertpipe.params import load_params
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--output", required=True, help="cleaned table (.parquet)")
+    parser.add_argument("--report", required=True, help="cleaning report (.json)")
+    args = parser.parse_args()
+
+    params = load_params(args.params)
+    data = params.data
+    read = read_table(data.path, data.encoding, data.on_bad_lines)
+    if read.bad_lines and data.on_bad_lines == "warn":
+        print(f"warning: {data.path}: skipped {read.bad_lines} malformed row(s)", file=sys.stderr)
+    group = (params.split.group_column,) if params.split.group_column else ()
+    result = clean_frame(read.frame, data, params.clean, params.task, data.path, group)
+
+    report = {**result.report, "bad_lines": read.bad_lines, "source_sha256": sha256_file(data.path)}
+    write_parquet(result.frame, args.output)
+    write_json(args.report, report)
+    print(
+        f"clean: {report['rows_in']} rows in, {report['rows_out']} out, dropped {report['dropped']}"
+    )
+
+
+if __name__ == "__main__":
+    run_main(main)

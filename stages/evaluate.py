@@ -1,0 +1,61 @@
+"""Stage evaluate: score the trained model on the test split; write metrics, predictions, plots."""
+
+from __future__ import annotations
+
+import sys
+
+# stages/ holds tokenize.py, which would shadow the standard library's tokenize (that inspect and
+# linecache import) while this folder is first on the import path; a stage imports nothing from it.
+if sys.path and sys.path[0].endswith("stages"):
+    del sys.path[0]
+
+import argparse
+from pathlib import Path
+
+from bertpipe.errors import run_main
+from bertpipe.evaluation import evaluate_model, predictions_frame
+from bertpipe.io import atomic_path, read_json, write_json
+from bertpipe.metrics import confusion_rows
+from bertpipe.model import load_trained
+from bertpipe.params import load_params
+from bertpipe.tokens import read_split
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--tokens-dir", required=True)
+    parser.add_argument("--metrics", required=True, help="metrics file (.json)")
+    parser.add_argument("--predictions", required=True, help="per-example predictions (.csv)")
+    parser.add_argument("--plots-dir", required=True, help="folder for plot data")
+    args = parser.parse_args()
+
+    params = load_params(args.params)
+    model, tokenizer = load_trained(args.model_dir)
+    tokens = Path(args.tokens_dir)
+    label_names: list[str] = read_json(tokens / "labels.json")["label_names"]
+    test = read_split(tokens / "test.parquet")
+    evaluation = evaluate_model(
+        model,
+        test,
+        params.task,
+        tokenizer.pad_token_id or 0,
+        params.evaluate.batch_size,
+        params.train.threshold,
+        params.train.precision,
+    )
+
+    with atomic_path(args.predictions) as tmp:
+        predictions_frame(test, evaluation, params.task, label_names).to_csv(tmp, index=False)
+    with atomic_path(args.plots_dir) as tmp:
+        tmp.mkdir()
+        if params.task in ("binary", "multiclass"):
+            rows = confusion_rows(test.labels, evaluation.predicted, label_names)
+            write_json(tmp / "confusion.json", rows)
+    write_json(args.metrics, {**evaluation.metrics, "n_test": len(test)})
+    print("evaluate: " + ", ".join(f"{k} {v}" for k, v in evaluation.metrics.items()))
+
+
+if __name__ == "__main__":
+    run_main(main)

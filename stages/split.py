@@ -1,0 +1,44 @@
+"""Stage split: a seeded, stratified (and optionally group-aware) train/val/test split."""
+
+from __future__ import annotations
+
+import sys
+
+# stages/ holds tokenize.py, which would shadow the standard library's tokenize (that inspect and
+# linecache import) while this folder is first on the import path; a stage imports nothing from it.
+if sys.path and sys.path[0].endswith("stages"):
+    del sys.path[0]
+
+import argparse
+
+import pandas as pd
+
+from bertpipe.errors import run_main
+from bertpipe.io import atomic_path
+from bertpipe.params import load_params
+from bertpipe.split import SPLIT_NAMES, split_frame
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--input", required=True, help="cleaned table (.parquet)")
+    parser.add_argument("--output-dir", required=True, help="folder for train/val/test.parquet")
+    args = parser.parse_args()
+
+    params = load_params(args.params)
+    frame = pd.read_parquet(args.input)
+    result = split_frame(frame, params.split, params.task, params.seed)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+    with atomic_path(args.output_dir) as tmp:
+        tmp.mkdir()
+        for name in SPLIT_NAMES:
+            result.frames[name].to_parquet(tmp / f"{name}.parquet", index=False)
+    sizes = ", ".join(f"{name} {len(result.frames[name])}" for name in SPLIT_NAMES)
+    print(f"split: {sizes} ({'stratified' if result.stratified else 'unstratified'})")
+
+
+if __name__ == "__main__":
+    run_main(main)

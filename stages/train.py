@@ -1,0 +1,100 @@
+"""Stage train: fine-tune the pre-trained model on the train split, early-stopping on val."""
+
+from __future__ import annotations
+
+import sys
+
+# stages/ holds tokenize.py, which would shadow the standard library's tokenize (that inspect and
+# linecache import) while this folder is first on the import path; a stage imports nothing from it.
+if sys.path and sys.path[0].endswith("stages"):
+    del sys.path[0]
+
+import argparse
+from pathlib import Path
+
+from bertpipe.artifacts import model_card, save_model_folder
+from bertpipe.errors import run_main
+from bertpipe.io import read_json
+from bertpipe.labels import num_model_outputs, problem_type
+from bertpipe.model import load_classifier, load_tokenizer
+from bertpipe.params import load_params
+from bertpipe.tokens import read_split
+from bertpipe.tracking import LiveLogger
+from bertpipe.training import fit, loop_config, make_accelerator, run_fingerprint
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--tokens-dir", required=True, help="output of the tokenize stage")
+    parser.add_argument("--clean-report", required=True, help="output of the clean stage")
+    parser.add_argument("--output-dir", required=True, help="the trained model folder")
+    parser.add_argument("--checkpoint-dir", required=True, help="epoch checkpoints, for resuming")
+    parser.add_argument("--live-dir", required=True, help="dvclive logs")
+    args = parser.parse_args()
+
+    params = load_params(args.params)
+    tokens = Path(args.tokens_dir)
+    label_names: list[str] = read_json(tokens / "labels.json")["label_names"]
+    train, val = read_split(tokens / "train.parquet"), read_split(tokens / "val.parquet")
+    config = loop_config(params)
+    accelerator = make_accelerator(params.train.precision)
+
+    tokenizer = load_tokenizer(params.model)
+    model = load_classifier(
+        params.model,
+        num_model_outputs(label_names, params.task),
+        problem_type(params.task),
+        label_names,
+    )
+    logger = LiveLogger(args.live_dir) if accelerator.is_main_process else None
+    result = fit(
+        model,
+        train,
+        val,
+        config,
+        pad_token_id=tokenizer.pad_token_id or 0,
+        accelerator=accelerator,
+        checkpoint_dir=Path(args.checkpoint_dir),
+        fingerprint=run_fingerprint(params, tokens),
+        on_epoch_end=logger,
+    )
+    if logger is not None:
+        logger.close()
+    if not accelerator.is_main_process:
+        return
+
+    resolved = params.model_dump(mode="json")
+    best = result.history[result.best_epoch - 1] if result.best_epoch else {}
+    validation = {k.removeprefix("val_"): v for k, v in best.items() if k.startswith("val_")}
+    stats = {
+        **result.stats,
+        "best_epoch": result.best_epoch,
+        "best_metric": result.best_metric,
+        "stopped_early": result.stopped_early,
+        "resumed_from_epoch": result.resumed_from_epoch,
+        "world_size": result.world_size,
+        "mixed_precision": result.mixed_precision,
+        "device": str(accelerator.device),
+        "history": result.history,
+    }
+    data_sha256 = read_json(args.clean_report).get("source_sha256")
+    card = model_card(
+        params.task, label_names, resolved, data_sha256, result.best_epoch, validation
+    )
+    save_model_folder(
+        args.output_dir,
+        accelerator.unwrap_model(model),
+        tokenizer,
+        {**resolved, "label_names": label_names, "world_size": result.world_size},
+        stats,
+        card,
+    )
+    print(
+        f"train: best epoch {result.best_epoch}, "
+        f"{result.stats['train_samples_per_second']} samples/s -> {args.output_dir}"
+    )
+
+
+if __name__ == "__main__":
+    run_main(main)
