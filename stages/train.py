@@ -20,7 +20,13 @@ from bertpipe.model import load_classifier, load_tokenizer
 from bertpipe.params import load_params
 from bertpipe.tokens import read_split
 from bertpipe.tracking import LiveLogger
-from bertpipe.training import fit, loop_config, make_accelerator, run_fingerprint
+from bertpipe.training import (
+    fit,
+    loop_config,
+    make_accelerator,
+    run_fingerprint,
+    seed_everything,
+)
 
 
 def main() -> None:
@@ -41,6 +47,7 @@ def main() -> None:
     accelerator = make_accelerator(params.train.precision)
 
     tokenizer = load_tokenizer(params.model)
+    seed_everything(params.seed)  # the new classifier head is initialised from torch's RNG
     model = load_classifier(
         params.model,
         num_model_outputs(label_names, params.task),

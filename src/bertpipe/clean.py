@@ -24,28 +24,35 @@ _WHITESPACE = re.compile(r"\s+")
 
 # PHI patterns, applied in this order: the broad ones (URLs, emails) first so that their digits
 # are not taken for phone numbers or identifiers.
-_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
+_MONTH = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+    r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\b\.?"
+)
 PHI_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("[URL]", re.compile(r"\b(?:https?://|www\.)\S+", re.IGNORECASE)),
     ("[EMAIL]", re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")),
+    ("[URL]", re.compile(r"\b(?:https?://|www\.)\S+", re.IGNORECASE)),
     (
         "[DATE]",
         re.compile(
-            r"\b(?:\d{4}-\d{1,2}-\d{1,2}"
+            r"\b(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}"
             r"|\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}"
-            rf"|\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTH},?\s+\d{{2,4}}"
-            rf"|{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{2,4}})\b",
+            rf"|\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH},?\s+\d{{2,4}}"
+            rf"|{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}"
+            rf"|{_MONTH}\s+\d{{4}}"
+            r"|\d{1,2}/\d{4})\b",
             re.IGNORECASE,
         ),
     ),
+    # social security numbers before phone numbers, whose digits they would otherwise feed
+    ("[ID]", re.compile(r"\b\d{3}-\d{2}-\d{4}\b")),
     (
         "[PHONE]",
         re.compile(
             r"(?<![\w])(?:\+?\d{1,2}[\s.-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}\b"
         ),
     ),
-    # record numbers: six or more digits in a row, or letters-then-digits like MRN-00482913
-    ("[ID]", re.compile(r"\b(?:[A-Z]{2,5}[-#:]?\s?)?\d{6,}\b")),
+    # record numbers: six or more digits in a row (MRN-00482913), or account-like 12-3456789
+    ("[ID]", re.compile(r"\b(?:[A-Z]{2,5}[-#:]?\s?)?(?:\d{6,}|\d{2}-\d{7})\b")),
 )
 
 
@@ -121,6 +128,12 @@ def clean_frame(
     """Select, normalise and filter the rows; the report counts every row dropped, by reason."""
     text_columns = data.text_columns
     carry = list(dict.fromkeys([*data.carry_columns, *extra_columns]))
+    reserved = sorted({"text", "label", "row_id"} & set(carry) - set(text_columns[:1]))
+    if reserved:
+        raise UserError(
+            f"data.carry_columns: {', '.join(reserved)} would clash with the columns bertpipe "
+            "writes (text, label, row_id); rename the column in the data"
+        )
     _check_columns(frame, [*text_columns, data.label_column, *carry], source)
     rows_in = len(frame)
     frame = frame.reset_index(drop=True)

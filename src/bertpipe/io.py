@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import hashlib
@@ -103,6 +104,8 @@ def read_table(
         if fmt == "jsonl":
             try:
                 frame = pd.read_json(path, lines=True, encoding=py_encoding, dtype=False)
+            except UnicodeDecodeError:
+                raise  # a ValueError too, but it is about the encoding, handled below
             except ValueError as exc:
                 raise UserError(f"{path}: not valid JSON lines ({exc})") from None
             return ReadResult(_no_rows_check(frame, path), 0)
@@ -112,10 +115,10 @@ def read_table(
         if duplicated:
             raise UserError(f"{path}: duplicate column names {duplicated}; rename them")
         return _read_delimited(path, delimiter, py_encoding, on_bad_lines)
-    except UnicodeDecodeError as exc:
+    except UnicodeDecodeError:
         raise UserError(
-            f"{path}: not valid {encoding} text (byte {exc.object[exc.start]:#04x} at offset "
-            f"{exc.start}); set data.encoding in params.yaml to the file's encoding, e.g. latin-1"
+            f"{path}: not valid {encoding} text ({_locate_decode_error(path, py_encoding)}); "
+            "set data.encoding in params.yaml to the file's encoding, e.g. latin-1"
         ) from None
     except LookupError:
         raise UserError(f"data.encoding: unknown encoding '{encoding}'") from None
@@ -152,9 +155,32 @@ def _read_delimited(path: Path, delimiter: str, encoding: str, on_bad_lines: str
     return ReadResult(_no_rows_check(frame, path), bad_lines)
 
 
+def _locate_decode_error(path: Path, encoding: str, chunk_size: int = 1 << 20) -> str:
+    """Where the first undecodable byte is, as the file's line and byte offset.
+
+    pandas reports offsets inside its own read buffer, so decode the file again, incrementally.
+    """
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset, line = 0, 1
+    with path.open("rb") as handle:
+        while chunk := handle.read(chunk_size):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                # exc.start counts from the start of this chunk plus what the decoder held back
+                held = len(exc.object) - len(chunk)
+                position = offset + exc.start - held
+                line += exc.object[: exc.start].count(b"\n")
+                return f"byte {exc.object[exc.start]:#04x} at line {line}, offset {position}"
+            offset += len(chunk)
+            line += chunk.count(b"\n")
+    return "undecodable bytes"
+
+
 def _no_rows_check(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     if len(frame) == 0:
-        raise UserError(f"{path}: the file has a header but no rows")
+        has_header = path.suffix.lower() in {".csv", ".tsv", ".tab"}
+        raise UserError(f"{path}: the file has {'a header but ' if has_header else ''}no rows")
     return frame
 
 

@@ -50,7 +50,8 @@ def parse_number(value: Any) -> float | None:
 def _sort_key(name: str) -> tuple[int, float, str]:
     # numeric labels in numeric order (2 before 10), then the rest alphabetically
     number = parse_number(name)
-    return (0, number, "") if number is not None else (1, 0.0, name)
+    # the name breaks ties between equal numbers ("1", "01", "1.0") so the order never varies
+    return (0, number, name) if number is not None else (1, 0.0, name)
 
 
 def sorted_label_names(labels: Iterable[Any], task: str) -> list[str]:

@@ -86,23 +86,15 @@ def compute_metrics(
             "hamming_loss": skm.hamming_loss(targets, predicted),
         }
     else:
-        num_classes = scores.shape[1]
-        # every class counts in the macro average, also one the model never predicts
-        labels = list(range(num_classes))
+        # macro averages over the classes present in the gold labels or the predictions
         values = {
             "accuracy": skm.accuracy_score(targets, predicted),
-            "f1_macro": skm.f1_score(
-                targets, predicted, labels=labels, average="macro", zero_division=0
-            ),
-            "f1_weighted": skm.f1_score(
-                targets, predicted, labels=labels, average="weighted", zero_division=0
-            ),
+            "f1_macro": skm.f1_score(targets, predicted, average="macro", zero_division=0),
+            "f1_weighted": skm.f1_score(targets, predicted, average="weighted", zero_division=0),
             "precision_macro": skm.precision_score(
-                targets, predicted, labels=labels, average="macro", zero_division=0
+                targets, predicted, average="macro", zero_division=0
             ),
-            "recall_macro": skm.recall_score(
-                targets, predicted, labels=labels, average="macro", zero_division=0
-            ),
+            "recall_macro": skm.recall_score(targets, predicted, average="macro", zero_division=0),
         }
         if task == "binary":
             both = len(np.unique(targets)) == 2

@@ -44,6 +44,13 @@ def _load_failed(name: str, exc: Exception) -> UserError:
     )
 
 
+def _quiet_loading() -> None:
+    # transformers draws a progress bar per weight file loaded: noise in stage logs and CLI output
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def load_tokenizer(name: str) -> Any:
     from transformers import AutoTokenizer
 
@@ -68,6 +75,7 @@ def load_classifier(
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
+    _quiet_loading()
     resolved = resolve_model(name)
     id2label = {i: label for i, label in enumerate(label_names)} or {0: "target"}
     extra: dict[str, Any] = {}
@@ -99,6 +107,7 @@ def load_trained(model_dir: str | Path) -> tuple[Any, Any]:
     """A model folder written by the train stage: (model, tokenizer), safetensors only."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    _quiet_loading()
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise UserError(f"{model_dir}: not a trained model folder (no config.json); run dvc repro")

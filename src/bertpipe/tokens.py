@@ -152,10 +152,11 @@ def read_split(path: str | Path) -> TokenizedSplit:
         labels = labels_column.flatten().to_numpy().reshape(-1, width)
     else:
         labels = labels_column.to_numpy()
+    # copies: Arrow's buffers are read-only, and torch.from_numpy wants writable arrays
     return TokenizedSplit(
         values=values.astype(np.int32, copy=False),
         offsets=offsets,
         type_values=type_values,
-        labels=labels,
-        row_ids=table.column("row_id").to_numpy(),
+        labels=np.array(labels, copy=True),
+        row_ids=np.array(table.column("row_id").to_numpy(), copy=True),
     )

@@ -125,8 +125,14 @@ def optimizer_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[s
 
 
 def make_accelerator(precision: str, cpu: bool | None = None) -> Accelerator:
+    from accelerate.state import AcceleratorState
+
     use_cpu = (not torch.cuda.is_available()) if cpu is None else cpu
     device = torch.device("cpu") if use_cpu else torch.device("cuda")
+    # Accelerate keeps one state per process and refuses a second Accelerator with another
+    # precision; a second fit in one process (tests, a notebook) starts from a clean state.
+    # The process group (PartialState) is kept.
+    AcceleratorState._reset_state(reset_partial_state=False)
     return Accelerator(mixed_precision=resolve_precision(precision, device), cpu=use_cpu)
 
 
@@ -196,6 +202,9 @@ def fit(
     for epoch in range(state.epoch + 1, config.epochs + 1):
         if state.stopped_early:
             break
+        # Accelerate's loader re-seeds its batch sampler with its own epoch counter, which
+        # restarts at 0 on a resumed run: set both, so epoch k has the same batches either way.
+        loader.set_epoch(epoch)
         sampler.set_epoch(epoch)
         model.train()
         epoch_start = time.perf_counter()

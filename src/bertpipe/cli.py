@@ -1,0 +1,154 @@
+"""The `bertpipe` command line: predictions with a trained model, and checks of params."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bertpipe.errors import UserError
+
+app = typer.Typer(
+    help="bertpipe: fine-tune BERT-family models on your own text with DVC. "
+    "Train with `dvc repro`; use these commands around it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _fail(error: UserError, code: int = 1) -> None:
+    if os.environ.get("BERTPIPE_DEBUG") == "1":
+        raise error
+    typer.echo(f"error: {' '.join(str(error).split())}", err=True)
+    raise typer.Exit(code)
+
+
+OUTPUT_FORMATS = (".csv", ".jsonl", ".parquet")
+
+
+@app.command()
+def predict(
+    texts: Annotated[
+        list[str] | None, typer.Argument(help="Texts to classify; '-' or none reads stdin.")
+    ] = None,
+    model: Annotated[Path, typer.Option(help="A trained model folder.")] = Path("models/model"),
+    input: Annotated[
+        Path | None, typer.Option("--input", "-i", help="A CSV, TSV, JSONL or Parquet file.")
+    ] = None,
+    text_column: Annotated[
+        list[str] | None,
+        typer.Option(help="Text column(s) of --input; default: the training's data.text_column."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the input rows plus predictions (.csv, .jsonl, "
+            ".parquet) instead of JSON lines on stdout.",
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Texts per batch.")] = 64,
+    encoding: Annotated[str, typer.Option(help="Encoding of --input.")] = "utf-8",
+) -> None:
+    """Predict labels for new texts: one JSON line per text, or a file with --output.
+
+    \b
+    bertpipe predict "pt c/o chest pain" "headache and blurred vision"
+    cat notes.txt | bertpipe predict
+    bertpipe predict --input new.csv --text-column text --output preds.csv
+    """
+    try:
+        _predict(texts or [], model, input, text_column, output, batch_size, encoding)
+    except UserError as error:
+        _fail(error)
+
+
+def _predict(
+    texts: list[str],
+    model_dir: Path,
+    input_path: Path | None,
+    text_columns: list[str] | None,
+    output: Path | None,
+    batch_size: int,
+    encoding: str,
+) -> None:
+    import pandas as pd
+
+    from bertpipe.artifacts import read_training_params
+    from bertpipe.io import atomic_path, read_table
+    from bertpipe.predict import Predictor
+
+    if output is not None and output.suffix.lower() not in OUTPUT_FORMATS:
+        raise UserError(f"--output: use one of {', '.join(OUTPUT_FORMATS)}, not '{output.suffix}'")
+    if input_path is not None and texts:
+        raise UserError("give texts as arguments or --input, not both")
+    frame: pd.DataFrame | None = None
+    if input_path is not None:
+        frame = read_table(input_path, encoding=encoding).frame
+        if text_columns is None:
+            configured = read_training_params(model_dir).get("data", {}).get("text_column", "text")
+            text_columns = [configured] if isinstance(configured, str) else list(configured)
+        missing = [column for column in text_columns if column not in frame.columns]
+        if missing:
+            raise UserError(
+                f"{input_path}: missing column(s) {', '.join(missing)}; the file has: "
+                f"{', '.join(map(str, frame.columns))}; pick one with --text-column"
+            )
+        columns = [frame[column].fillna("").astype(str) for column in text_columns]
+        inputs: list = (
+            columns[0].tolist()
+            if len(columns) == 1
+            else [list(parts) for parts in zip(*columns, strict=True)]
+        )
+    else:
+        if not texts or texts == ["-"]:
+            if sys.stdin.isatty():
+                raise UserError("no texts: pass them as arguments, with --input, or on stdin")
+            texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+        inputs = texts
+        frame = pd.DataFrame({"text": texts})
+    predictor = Predictor.load(model_dir)
+    results = predictor.predict(inputs, batch_size, progress=output is not None)
+
+    if output is None:
+        for text, result in zip(inputs, results, strict=True):
+            typer.echo(json.dumps({"text": text, **result}, ensure_ascii=False))
+        return
+    frame = frame.copy()
+    frame["label"] = [
+        "|".join(r["label"]) if isinstance(r["label"], list) else r["label"] for r in results
+    ]
+    for name in predictor.label_names:
+        frame[f"score_{name}"] = [r["scores"][name] for r in results]
+    with atomic_path(output) as tmp:
+        suffix = output.suffix.lower()
+        if suffix == ".csv":
+            frame.to_csv(tmp, index=False)
+        elif suffix == ".jsonl":
+            frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
+        else:
+            frame.to_parquet(tmp, index=False)
+    typer.echo(f"wrote {len(frame)} predictions to {output}", err=True)
+
+
+@app.command("params")
+def show_params(
+    path: Annotated[Path, typer.Argument(help="The params file.")] = Path("params.yaml"),
+) -> None:
+    """Check params.yaml against the schema and print the resolved, typed values as JSON."""
+    from bertpipe.params import load_params
+
+    try:
+        typer.echo(json.dumps(load_params(path).model_dump(mode="json"), indent=2))
+    except UserError as error:
+        _fail(error)
+
+
+if __name__ == "__main__":
+    app()

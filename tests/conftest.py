@@ -1,0 +1,89 @@
+"""Shared fixtures: a tiny BERT built offline, and small samples of the bundled data."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import string
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # no test may wait on a network
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "data" / "raw" / "notes.csv"
+MEDICAL = REPO.parent / "shared" / "data" / "medical_abstracts" / "medical_abstracts.csv"
+
+
+def build_tiny_bert(folder: Path, words: list[str], max_positions: int = 128) -> Path:
+    """A 2-layer, 32-wide BERT and a WordPiece vocabulary of `words`, saved like a hub model."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    characters = list(string.ascii_lowercase + string.digits + string.punctuation)
+    pieces = [f"##{c}" for c in string.ascii_lowercase + string.digits]
+    vocab: dict[str, int] = {}
+    for token in [*special, *characters, *pieces, *words]:
+        vocab.setdefault(token, len(vocab))
+    tokenizer = BertTokenizer(vocab=vocab, do_lower_case=True)
+    tokenizer.model_max_length = max_positions
+    tokenizer.save_pretrained(folder)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=max_positions,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+def frequent_words(texts: list[str], limit: int = 400) -> list[str]:
+    counts = Counter(word for text in texts for word in re.findall(r"[a-z]+", text.lower()))
+    return [word for word, _ in counts.most_common(limit)]
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    texts = pd.read_csv(SAMPLE)["text"].dropna().tolist()
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny_bert"), frequent_words(texts))
+
+
+@pytest.fixture(scope="session")
+def sample_frame() -> pd.DataFrame:
+    """The bundled synthetic notes, read as the clean stage reads them."""
+    return pd.read_csv(SAMPLE, dtype=str, keep_default_na=False, na_values=[""])
+
+
+@pytest.fixture
+def small_sample_csv(tmp_path: Path, sample_frame: pd.DataFrame) -> Path:
+    """300 rows of the bundled sample, every class present."""
+    path = tmp_path / "small.csv"
+    sample_frame.groupby("label", group_keys=False).head(60).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path) -> Path:
+    """The repository's pipeline files copied into a fresh folder (not yet a git repo)."""
+    target = tmp_path / "project"
+    target.mkdir()
+    for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
+        shutil.copy2(REPO / name, target / name)
+    for folder in ("stages", "src", "data/raw"):
+        shutil.copytree(
+            REPO / folder,
+            target / folder,
+            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+        )
+    return target

@@ -1,0 +1,73 @@
+"""Running the real pipeline in a throwaway git + DVC repository."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from bertpipe.params import safe_load_yaml
+
+
+def env() -> dict[str, str]:
+    """The test's venv first on PATH, since dvc.yaml runs `python stages/...`; never online."""
+    bin_dir = str(Path(sys.executable).parent)
+    return {
+        **os.environ,
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "test@example.com",
+    }
+
+
+def run(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(args, cwd=cwd, env=env(), capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} exited {result.returncode}\n{result.stdout[-3000:]}\n"
+            f"{result.stderr[-3000:]}"
+        )
+    return result
+
+
+def dvc(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run(cwd, str(Path(sys.executable).parent / "dvc"), *args, check=check)
+
+
+def set_params(project: Path, **changes: Any) -> None:
+    """Set params by dotted key: set_params(p, lr=1e-3, **{"data.path": "x.csv"})."""
+    import yaml
+
+    path = project / "params.yaml"
+    params = safe_load_yaml(path.read_text())
+    for dotted, value in changes.items():
+        *parents, last = dotted.split(".")
+        node = params
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def init_repo(project: Path) -> None:
+    run(project, "git", "init", "-q", "-b", "main")
+    dvc(project, "init", "-q")
+    dvc(project, "config", "core.analytics", "false")
+    commit(project, "initial")
+
+
+def commit(project: Path, message: str) -> None:
+    run(project, "git", "add", "-A")
+    run(project, "git", "commit", "-q", "--allow-empty", "-m", message)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())

@@ -1,0 +1,329 @@
+"""read_table (CSV, TSV, JSONL, Parquet) and its user errors; atomic writes."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bertpipe.clean import clean_frame
+from bertpipe.errors import UserError
+from bertpipe.io import (
+    SUPPORTED_EXTENSIONS,
+    atomic_path,
+    read_json,
+    read_table,
+    sha256_file,
+    table_format,
+    write_json,
+    write_parquet,
+)
+from bertpipe.params import CleanParams, DataParams
+
+ROWS = [("chest pain on exertion", "cardiology"), ("cough and wheeze", "pulmonology")]
+
+
+def write_bytes(folder: Path, name: str, data: bytes) -> Path:
+    path = folder / name
+    path.write_bytes(data)
+    return path
+
+
+def write_text(folder: Path, name: str, text: str, encoding: str = "utf-8") -> Path:
+    return write_bytes(folder, name, text.encode(encoding))
+
+
+def read_error(path: Path, **options: str) -> str:
+    with pytest.raises(UserError) as caught:
+        read_table(path, **options)
+    return str(caught.value)
+
+
+def sibling_names(path: Path) -> list[str]:
+    return sorted(child.name for child in path.parent.iterdir())
+
+
+# --- reading each format -------------------------------------------------------------------------
+
+
+def test_reads_csv_as_strings_keeping_na_like_words(tmp_path: Path) -> None:
+    path = write_text(tmp_path, "notes.csv", "text,label\nNA,1\nnull,2\n,3\n007,4\n")
+    result = read_table(path)
+    assert result.bad_lines == 0
+    assert list(result.frame.columns) == ["text", "label"]
+    # words pandas would read as missing stay text; only an empty cell is missing
+    assert result.frame["text"].tolist()[:2] == ["NA", "null"]
+    assert pd.isna(result.frame["text"].iloc[2])
+    # everything is a string: no leading zero lost, no int labels
+    assert result.frame["text"].iloc[3] == "007"
+    assert result.frame["label"].tolist() == ["1", "2", "3", "4"]
+
+
+def test_reads_quoted_delimiters_and_newlines_in_csv(tmp_path: Path) -> None:
+    path = write_text(tmp_path, "notes.csv", 'text,label\n"pain, left arm",a\n"two\nlines",b\n')
+    frame = read_table(path).frame
+    assert frame["text"].tolist() == ["pain, left arm", "two\nlines"]
+
+
+@pytest.mark.parametrize("name", ["notes.tsv", "notes.tab", "NOTES.TSV"])
+def test_reads_tsv_by_extension(tmp_path: Path, name: str) -> None:
+    path = write_text(tmp_path, name, "text\tlabel\npain, left arm\ta\ncough\tb\n")
+    frame = read_table(path).frame
+    assert frame.to_dict("list") == {"text": ["pain, left arm", "cough"], "label": ["a", "b"]}
+
+
+@pytest.mark.parametrize("name", ["notes.jsonl", "notes.ndjson"])
+def test_reads_jsonl(tmp_path: Path, name: str) -> None:
+    lines = [json.dumps({"text": text, "label": label}) for text, label in ROWS]
+    path = write_text(tmp_path, name, "\n".join(lines) + "\n")
+    frame = read_table(path).frame
+    assert list(zip(frame["text"], frame["label"], strict=True)) == ROWS
+
+
+@pytest.mark.parametrize("name", ["notes.parquet", "notes.pq"])
+def test_reads_parquet(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    pd.DataFrame(ROWS, columns=["text", "label"]).to_parquet(path, index=False)
+    frame = read_table(path).frame
+    assert list(zip(frame["text"], frame["label"], strict=True)) == ROWS
+
+
+def test_table_format_maps_every_supported_extension() -> None:
+    assert {table_format(Path(f"x{ext}")) for ext in SUPPORTED_EXTENSIONS} == {
+        "csv",
+        "tsv",
+        "jsonl",
+        "parquet",
+    }
+    assert table_format(Path("x.CSV")) == "csv"
+
+
+# --- user errors ---------------------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    message = read_error(tmp_path / "absent.csv")
+    assert "absent.csv" in message
+    assert "not found" in message
+    assert "data.path" in message
+
+
+def test_folder_instead_of_file(tmp_path: Path) -> None:
+    (tmp_path / "data.csv").mkdir()
+    assert "is a folder" in read_error(tmp_path / "data.csv")
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    message = read_error(write_bytes(tmp_path, "empty.csv", b""))
+    assert "empty.csv" in message
+    assert "empty" in message
+
+
+def test_blank_line_only_file(tmp_path: Path) -> None:
+    assert "no header and no rows" in read_error(write_text(tmp_path, "blank.csv", "\n"))
+
+
+@pytest.mark.parametrize(
+    ("name", "header"), [("h.csv", "text,label\n"), ("h.tsv", "text\tlabel\n")]
+)
+def test_header_only(tmp_path: Path, name: str, header: str) -> None:
+    assert "header but no rows" in read_error(write_text(tmp_path, name, header))
+
+
+@pytest.mark.parametrize("name", ["notes.xlsx", "notes.txt", "notes"])
+def test_unsupported_extension(tmp_path: Path, name: str) -> None:
+    message = read_error(write_text(tmp_path, name, "text,label\na,b\n"))
+    assert "unsupported file type" in message
+    suffix = Path(name).suffix or "(none)"
+    assert f"'{suffix}'" in message
+    assert ".csv" in message and ".parquet" in message  # lists what would work
+
+
+def test_zip_file_named_csv_is_recognised(tmp_path: Path) -> None:
+    archive = tmp_path / "export.csv"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("xl/workbook.xml", "<workbook/>")
+    message = read_error(archive)
+    assert "zip archive" in message
+    assert "xlsx" in message
+    assert "export it as CSV" in message
+
+
+@pytest.mark.parametrize(
+    ("head", "what"),
+    [
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "old Office"),
+        (b"%PDF-1.7\n", "PDF"),
+        (b"\x1f\x8b\x08", "gzip"),
+    ],
+)
+def test_other_binary_files_are_named(tmp_path: Path, head: bytes, what: str) -> None:
+    message = read_error(write_bytes(tmp_path, "data.csv", head + bytes(64)))
+    assert what in message
+
+
+def test_random_bytes(tmp_path: Path) -> None:
+    noise = bytes((index * 151 + 89) % 256 for index in range(4096))
+    path = write_bytes(tmp_path, "noise.csv", noise)
+    message = read_error(path)
+    assert "noise.csv" in message
+    assert "not valid utf-8 text" in message
+
+
+def test_random_bytes_as_parquet(tmp_path: Path) -> None:
+    message = read_error(write_bytes(tmp_path, "noise.parquet", bytes(range(256)) * 4))
+    assert "not a readable Parquet file" in message
+
+
+def test_invalid_json_line(tmp_path: Path) -> None:
+    path = write_text(tmp_path, "notes.jsonl", '{"text": "a", "label": "b"}\nnot json at all\n')
+    assert "not valid JSON lines" in read_error(path)
+
+
+def test_unknown_encoding_names_the_key(tmp_path: Path) -> None:
+    path = write_text(tmp_path, "notes.csv", "text,label\na,b\n")
+    message = read_error(path, encoding="no-such-codec")
+    assert "data.encoding" in message
+    assert "no-such-codec" in message
+
+
+def test_semicolon_file_then_clean_lists_the_one_column(tmp_path: Path) -> None:
+    path = write_text(tmp_path, "notes.csv", "text;label\nchest pain;cardiology\ncough;pulm\n")
+    frame = read_table(path).frame  # reads fine: one column with ';' inside
+    assert list(frame.columns) == ["text;label"]
+    with pytest.raises(UserError) as caught:
+        clean_frame(frame, DataParams(), CleanParams(), "multiclass", source=str(path))
+    message = str(caught.value)
+    assert "missing column(s) text, label" in message
+    assert "the file has: text;label" in message
+    assert "';'" in message  # the hint about another delimiter
+
+
+BAD_COMMAS = "text,label\nchest pain,cardiology\npain, left arm,cardiology\ncough,pulm\nx,y,z,w\n"
+
+
+def test_unquoted_commas_error_by_default(tmp_path: Path) -> None:
+    message = read_error(write_text(tmp_path, "notes.csv", BAD_COMMAS))
+    assert "malformed row" in message
+    assert "line 3" in message
+    assert "data.on_bad_lines" in message
+
+
+@pytest.mark.parametrize("mode", ["skip", "warn"])
+def test_unquoted_commas_skip_and_warn_count_bad_lines(tmp_path: Path, mode: str) -> None:
+    result = read_table(write_text(tmp_path, "notes.csv", BAD_COMMAS), on_bad_lines=mode)
+    assert result.bad_lines == 2
+    assert result.frame["text"].tolist() == ["chest pain", "cough"]
+
+
+def test_byte_order_mark_is_dropped(tmp_path: Path) -> None:
+    path = write_text(tmp_path, "notes.csv", "\ufefftext,label\na,b\n")
+    for mode in ("error", "skip"):
+        frame = read_table(path, on_bad_lines=mode).frame
+        assert list(frame.columns) == ["text", "label"]
+    # and the cleaner finds the first column by its plain name
+    tsv = write_text(tmp_path, "notes.tsv", "\ufefftext\tlabel\na\tx\nb\ty\n")
+    cleaned = clean_frame(read_table(tsv).frame, DataParams(), CleanParams(), "multiclass")
+    assert cleaned.frame["text"].tolist() == ["a", "b"]
+
+
+LATIN1 = "text,label\ncaf\u00e9 au lait spots,derm\nna\u00efve T cells,onc\n"
+
+
+def test_latin1_bytes_read_as_utf8_name_the_encoding_key(tmp_path: Path) -> None:
+    path = write_text(tmp_path, "notes.csv", LATIN1, encoding="latin-1")
+    message = read_error(path)
+    assert "not valid utf-8 text" in message
+    assert "0xe9" in message  # the offending byte, é in latin-1
+    assert "data.encoding" in message
+
+
+def test_latin1_bytes_read_with_latin1(tmp_path: Path) -> None:
+    path = write_text(tmp_path, "notes.csv", LATIN1, encoding="latin-1")
+    frame = read_table(path, encoding="latin-1").frame
+    assert frame["text"].tolist() == ["caf\u00e9 au lait spots", "na\u00efve T cells"]
+
+
+def test_latin1_jsonl_read_as_utf8_names_the_encoding_key(tmp_path: Path) -> None:
+    line = json.dumps({"text": "caf\u00e9", "label": "a"}, ensure_ascii=False) + "\n"
+    path = write_text(tmp_path, "notes.jsonl", line, encoding="latin-1")
+    assert "data.encoding" in read_error(path)
+
+
+def test_encoding_error_offset_is_the_file_offset(tmp_path: Path) -> None:
+    body = "text,label\n" + "hello world,a\n" * 1000
+    path = write_bytes(tmp_path, "notes.csv", (body + "caf\u00e9,b\n").encode("latin-1"))
+    offset = len(body) + len("caf")
+    message = read_error(path, on_bad_lines="skip")
+    assert f"line 1002, offset {offset})" in message
+
+
+def test_duplicate_first_column_behind_a_byte_order_mark(tmp_path: Path) -> None:
+    path = write_text(tmp_path, "d.csv", "\ufefftext,label,text\na,b,c\n")
+    assert "duplicate column names ['text']" in read_error(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "header"), [("d.csv", "text,label,text\n"), ("d.tsv", "text\tlabel\ttext\n")]
+)
+def test_duplicate_column_names(tmp_path: Path, name: str, header: str) -> None:
+    row = "a,b,c\n" if name.endswith(".csv") else "a\tb\tc\n"
+    message = read_error(write_text(tmp_path, name, header + row))
+    assert "duplicate column names ['text']" in message
+
+
+# --- atomic writes -------------------------------------------------------------------------------
+
+
+def test_write_json_round_trips_and_leaves_no_temp_files(tmp_path: Path) -> None:
+    target = tmp_path / "out" / "report.json"
+    payload = {"rows_in": 3, "names": ["b", "a"], "nested": {"x": 1.5}}
+    write_json(target, payload)
+    assert read_json(target) == payload
+    assert list(json.loads(target.read_text()).keys()) == ["rows_in", "names", "nested"]
+    assert target.read_text().endswith("}\n")
+    write_json(target, {"second": True})
+    assert read_json(target) == {"second": True}
+    assert sibling_names(target) == ["report.json"]
+
+
+def test_atomic_path_failure_keeps_the_old_target(tmp_path: Path) -> None:
+    target = tmp_path / "report.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as staged:
+        staged.write_text("half written")
+        raise RuntimeError("crash")
+    assert target.read_text() == "old"
+    assert sibling_names(target) == ["report.json"]
+
+
+def test_atomic_path_replaces_a_whole_folder(tmp_path: Path) -> None:
+    target = tmp_path / "splits"
+    target.mkdir()
+    (target / "stale.parquet").write_text("old")
+    (target / "train.parquet").write_text("old")
+    with atomic_path(target) as staged:
+        staged.mkdir()
+        (staged / "train.parquet").write_text("new")
+        assert (target / "train.parquet").read_text() == "old"  # not visible before the end
+    assert sorted(path.name for path in target.iterdir()) == ["train.parquet"]
+    assert (target / "train.parquet").read_text() == "new"
+    assert sibling_names(target) == ["splits"]
+
+
+def test_write_parquet_round_trips(tmp_path: Path) -> None:
+    frame = pd.DataFrame(ROWS, columns=["text", "label"])
+    target = tmp_path / "clean.parquet"
+    write_parquet(frame, target)
+    pd.testing.assert_frame_equal(pd.read_parquet(target), frame)
+    assert sibling_names(target) == ["clean.parquet"]
+
+
+def test_sha256_file(tmp_path: Path) -> None:
+    path = write_bytes(tmp_path, "x.bin", b"abc")
+    expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert sha256_file(path) == expected
+    assert sha256_file(path, chunk_size=1) == expected

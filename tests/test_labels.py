@@ -1,0 +1,192 @@
+"""Label order, encoding and parsing for the four tasks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bertpipe.errors import UserError
+from bertpipe.labels import (
+    check_label_count,
+    encode_labels,
+    is_missing,
+    num_model_outputs,
+    parse_multilabel,
+    parse_number,
+    problem_type,
+    sorted_label_names,
+)
+
+# --- sorted_label_names --------------------------------------------------------------------------
+
+
+def test_sorted_label_names_alphabetical_and_unique() -> None:
+    labels = ["neuro", "cardio", "gastro", "cardio", "neuro"]
+    assert sorted_label_names(labels, "multiclass") == ["cardio", "gastro", "neuro"]
+
+
+def test_sorted_label_names_ignores_input_order() -> None:
+    labels = ["b", "c", "a", "b"]
+    expected = sorted_label_names(labels, "multiclass")
+    assert sorted_label_names(list(reversed(labels)), "multiclass") == expected
+    assert sorted_label_names(set(labels), "multiclass") == expected
+
+
+def test_sorted_label_names_numeric_aware() -> None:
+    labels = ["10", "2", "1", "-1", "2.5", "b", "a"]
+    assert sorted_label_names(labels, "multiclass") == ["-1", "1", "2", "2.5", "10", "a", "b"]
+
+
+def test_sorted_label_names_stringifies_numbers() -> None:
+    assert sorted_label_names([10, 2, 1, 2], "binary") == ["1", "2", "10"]
+
+
+def test_sorted_label_names_multilabel_unions_the_sets() -> None:
+    labels = [["y", "x"], [], ["z"], ["x"]]
+    assert sorted_label_names(labels, "multilabel") == ["x", "y", "z"]
+
+
+def test_sorted_label_names_regression_is_empty() -> None:
+    assert sorted_label_names([1.0, 2.0], "regression") == []
+
+
+def _names_under_hash_seed(seed: int, labels: list[str]) -> str:
+    code = (
+        "from bertpipe.labels import sorted_label_names; "
+        f"print(sorted_label_names({labels!r}, 'multiclass'))"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": str(seed)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return result.stdout.strip()
+
+
+def test_sorted_label_names_same_across_processes() -> None:
+    labels = ["neuro", "cardio", "10", "2", "gastro"]
+    orders = {_names_under_hash_seed(seed, labels) for seed in range(4)}
+    assert orders == {"['2', '10', 'cardio', 'gastro', 'neuro']"}
+
+
+def test_sorted_label_names_same_across_processes_for_equal_numbers() -> None:
+    labels = ["1", "1.0", "01", "2"]
+    orders = {_names_under_hash_seed(seed, labels) for seed in range(8)}
+    assert len(orders) == 1
+
+
+# --- check_label_count ---------------------------------------------------------------------------
+
+
+def test_check_label_count() -> None:
+    check_label_count(["a", "b"], "binary", "label")
+    check_label_count(["a", "b", "c"], "multiclass", "label")
+    check_label_count(["a"], "multilabel", "label")
+    check_label_count([], "regression", "label")
+    with pytest.raises(UserError, match="no labels"):
+        check_label_count([], "multiclass", "label")
+    with pytest.raises(UserError, match="only 'a'"):
+        check_label_count(["a"], "binary", "label")
+    with pytest.raises(UserError, match="3 classes"):
+        check_label_count(["a", "b", "c"], "binary", "label")
+    with pytest.raises(UserError, match="no labels after cleaning"):
+        check_label_count([], "multilabel", "tags")
+
+
+# --- encode_labels -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass"])
+def test_encode_labels_classification(task: str) -> None:
+    names = ["2", "10", "neg"]
+    encoded = encode_labels(["10", "neg", "2", "10"], names, task)
+    assert encoded.dtype == np.int64
+    assert encoded.tolist() == [1, 2, 0, 1]
+
+
+def test_encode_labels_classification_accepts_numbers() -> None:
+    assert encode_labels([1, 0, 1], ["0", "1"], "binary").tolist() == [1, 0, 1]
+
+
+def test_encode_labels_unknown_class_fails() -> None:
+    with pytest.raises(KeyError):
+        encode_labels(["a", "c"], ["a", "b"], "multiclass")
+
+
+def test_encode_labels_multilabel_multi_hot() -> None:
+    encoded = encode_labels([["b"], [], ["a", "c"], ["c", "b", "a"]], ["a", "b", "c"], "multilabel")
+    assert encoded.dtype == np.float32
+    assert encoded.shape == (4, 3)
+    assert encoded.tolist() == [[0, 1, 0], [0, 0, 0], [1, 0, 1], [1, 1, 1]]
+
+
+def test_encode_labels_multilabel_empty_split_keeps_width() -> None:
+    assert encode_labels([], ["a", "b"], "multilabel").shape == (0, 2)
+
+
+def test_encode_labels_regression() -> None:
+    encoded = encode_labels([1.5, -2.0, 0.25], [], "regression")
+    assert encoded.dtype == np.float32
+    assert encoded.tolist() == [1.5, -2.0, 0.25]
+
+
+def test_num_model_outputs_and_problem_type() -> None:
+    assert num_model_outputs(["a", "b", "c"], "multiclass") == 3
+    assert num_model_outputs(["a", "b"], "multilabel") == 2
+    assert num_model_outputs([], "regression") == 1
+    assert problem_type("binary") == problem_type("multiclass") == "single_label_classification"
+    assert problem_type("multilabel") == "multi_label_classification"
+    assert problem_type("regression") == "regression"
+
+
+# --- parsing -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("a|b", ["a", "b"]),
+        ("b | a |b", ["a", "b"]),
+        ("single", ["single"]),
+        ('["b", "a"]', ["a", "b"]),
+        ("[1, 2]", ["1", "2"]),
+        ("[]", []),
+        ("", []),
+        (" | ", []),
+        ("[not json", ["[not json"]),
+        ('{"a": 1}', ['{"a": 1}']),
+        (["y", "x", "y"], ["x", "y"]),
+        (("x",), ["x"]),
+        (np.array(["b", "a"]), ["a", "b"]),
+    ],
+)
+def test_parse_multilabel(value: object, expected: list[str]) -> None:
+    assert parse_multilabel(value, "|") == expected
+
+
+def test_parse_multilabel_other_separator() -> None:
+    assert parse_multilabel("a;b|c", ";") == ["a", "b|c"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1.5", 1.5), (" 2 ", 2.0), ("-3e-1", -0.3), (4, 4.0), ("nan", None), ("inf", None)],
+)
+def test_parse_number(value: object, expected: float | None) -> None:
+    assert parse_number(value) == expected
+
+
+@pytest.mark.parametrize("value", ["high", "", "1,5"])
+def test_parse_number_rejects_text(value: str) -> None:
+    assert parse_number(value) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "missing"),
+    [(None, True), (float("nan"), True), ("", True), (" \t", True), ("x", False), (0, False)],
+)
+def test_is_missing(value: object, missing: bool) -> None:
+    assert is_missing(value) is missing

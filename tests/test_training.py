@@ -1,0 +1,245 @@
+"""The training loop on the tiny BERT: every option does what it says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from bertpipe import training
+from bertpipe.labels import sorted_label_names
+from bertpipe.model import load_classifier
+from bertpipe.tokens import TokenizedSplit, tokenize_split
+from bertpipe.training import LoopConfig, balanced_weights, fit, task_loss
+
+
+@pytest.fixture(scope="module")
+def splits(tiny_bert: Path, sample_frame: pd.DataFrame) -> tuple[TokenizedSplit, TokenizedSplit]:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    frame = sample_frame.dropna(subset=["text"]).head(96)
+    names = sorted_label_names(frame["label"], "multiclass")
+
+    def make(part: pd.DataFrame) -> TokenizedSplit:
+        return tokenize_split(
+            part["text"].tolist(),
+            part["label"].tolist(),
+            np.arange(len(part)),
+            tokenizer,
+            48,
+            names,
+            "multiclass",
+        )
+
+    return make(frame.iloc[:64]), make(frame.iloc[64:])
+
+
+def new_model(tiny_bert: Path, dropout: float | None = 0.0) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return load_classifier(
+        str(tiny_bert), 5, "single_label_classification", [str(i) for i in range(5)], dropout
+    )
+
+
+def config(**overrides: object) -> LoopConfig:
+    base = dict(
+        task="multiclass",
+        lr=1e-3,
+        epochs=1,
+        batch_size=16,
+        seed=0,
+        precision="fp32",
+        patience=None,
+        progress=False,
+        warmup_ratio=0.0,
+    )
+    return LoopConfig(**{**base, **overrides})
+
+
+def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+
+
+def test_training_lowers_the_loss(tiny_bert: Path, splits: tuple) -> None:
+    train, val = splits
+    model = new_model(tiny_bert)
+    result = fit(model, train, val, config(epochs=4, lr=3e-3), pad_token_id=0)
+    losses = [record["train_loss"] for record in result.history]
+    assert len(losses) == 4
+    assert losses[-1] < losses[0]
+    assert result.stats["train_samples"] == 4 * len(train)
+    assert result.stats["train_samples_per_second"] > 0
+    assert 0 <= result.stats["padding_fraction"] < 1
+
+
+def test_gradient_accumulation_matches_one_big_batch(tiny_bert: Path, splits: tuple) -> None:
+    train, val = splits
+    # one optimizer step either way: 4 micro-batches of 16, or one batch of 64
+    accumulated = new_model(tiny_bert)
+    fit(accumulated, train, val, config(batch_size=16, grad_accum_steps=4, group_size=4), 0)
+    single = new_model(tiny_bert)
+    fit(single, train, val, config(batch_size=64, grad_accum_steps=1), 0)
+    untouched = new_model(tiny_bert)
+
+    changed = 0
+    for name, tensor in weights(single).items():
+        torch.testing.assert_close(weights(accumulated)[name], tensor, atol=2e-6, rtol=1e-4)
+        changed += not torch.equal(tensor, weights(untouched)[name])
+    assert changed > 10, "the optimizer step did not change the weights"
+
+
+def test_early_stopping_restores_the_best_epoch(
+    tiny_bert: Path, splits: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train, val = splits
+    planted = iter([0.5, 0.9, 0.7, 0.6, 0.95])  # best at epoch 2, then two worse epochs: stop
+
+    def fake_metrics(*_args: object, **_kwargs: object) -> dict[str, float]:
+        return {
+            "accuracy": 0.0,
+            "f1_macro": next(planted),
+            "f1_weighted": 0.0,
+            "precision_macro": 0.0,
+            "recall_macro": 0.0,
+        }
+
+    monkeypatch.setattr(training, "compute_metrics", fake_metrics)
+    snapshots: list[dict[str, torch.Tensor]] = []
+    model = new_model(tiny_bert)
+    result = fit(
+        model,
+        train,
+        val,
+        config(epochs=5, patience=2),
+        0,
+        on_epoch_end=lambda record: snapshots.append(weights(model)),
+    )
+    assert result.best_epoch == 2 and result.stopped_early
+    assert len(result.history) == 4
+    final = weights(model)
+    for name, tensor in snapshots[1].items():
+        assert torch.equal(final[name], tensor), name
+    assert any(not torch.equal(final[n], t) for n, t in snapshots[3].items())
+
+
+def test_balanced_class_weights() -> None:
+    labels = np.array([0, 0, 0, 1])
+    weight = balanced_weights(labels, "multiclass", 2)
+    torch.testing.assert_close(weight, torch.tensor([4 / 6, 4 / 2]))
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    targets = torch.tensor([0, 1])
+    per_example = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    expected = (per_example * weight[targets]).sum() / weight[targets].sum()
+    torch.testing.assert_close(task_loss(logits, targets, "multiclass", weight), expected)
+    assert not torch.isclose(task_loss(logits, targets, "multiclass"), expected)
+
+
+def test_class_weights_change_training(tiny_bert: Path, splits: tuple) -> None:
+    train, val = splits
+    plain, weighted = new_model(tiny_bert), new_model(tiny_bert)
+    fit(plain, train, val, config(), 0)
+    fit(weighted, train, val, config(class_weights="balanced"), 0)
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(weights(plain).values(), weights(weighted).values(), strict=True)
+    )
+
+
+def test_same_seed_same_weights(tiny_bert: Path, splits: tuple) -> None:
+    train, val = splits
+    first, second = new_model(tiny_bert, dropout=0.1), new_model(tiny_bert, dropout=0.1)
+    fit(first, train, val, config(epochs=2), 0)
+    fit(second, train, val, config(epochs=2), 0)
+    for (name, a), b in zip(weights(first).items(), weights(second).values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_resume_after_a_crash_matches_an_uninterrupted_run(
+    tiny_bert: Path, splits: tuple, tmp_path: Path
+) -> None:
+    train, val = splits
+    settings = config(epochs=3, class_weights="balanced")
+    reference = new_model(tiny_bert, dropout=0.1)
+    expected = fit(reference, train, val, settings, 0)
+
+    class Crash(Exception):
+        pass
+
+    def crash_in_epoch_3(record: dict) -> None:
+        if record["epoch"] == 3:
+            raise Crash  # after epoch 2's checkpoint, before epoch 3's
+
+    with pytest.raises(Crash):
+        fit(
+            new_model(tiny_bert, dropout=0.1),
+            train,
+            val,
+            settings,
+            0,
+            checkpoint_dir=tmp_path,
+            fingerprint="f",
+            on_epoch_end=crash_in_epoch_3,
+        )
+    resumed_model = new_model(tiny_bert, dropout=0.1)
+    resumed = fit(resumed_model, train, val, settings, 0, checkpoint_dir=tmp_path, fingerprint="f")
+    assert resumed.resumed_from_epoch == 2
+    assert resumed.history == expected.history
+    for (name, a), b in zip(
+        weights(reference).items(), weights(resumed_model).values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    # a finished run leaves only the marker, and a later run starts from scratch
+    assert not (tmp_path / "last").exists()
+    again = fit(
+        new_model(tiny_bert, dropout=0.1),
+        train,
+        val,
+        settings,
+        0,
+        checkpoint_dir=tmp_path,
+        fingerprint="f",
+    )
+    assert again.resumed_from_epoch is None
+
+
+def test_a_checkpoint_of_other_params_is_ignored(
+    tiny_bert: Path, splits: tuple, tmp_path: Path
+) -> None:
+    train, val = splits
+
+    def stop(record: dict) -> None:
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(
+            new_model(tiny_bert),
+            train,
+            val,
+            config(epochs=2),
+            0,
+            checkpoint_dir=tmp_path,
+            fingerprint="a",
+            on_epoch_end=stop,
+        )
+    result = fit(
+        new_model(tiny_bert),
+        train,
+        val,
+        config(epochs=2),
+        0,
+        checkpoint_dir=tmp_path,
+        fingerprint="b",
+    )
+    assert result.resumed_from_epoch is None
+
+
+def test_unknown_early_stopping_metric_is_refused(tiny_bert: Path, splits: tuple) -> None:
+    from bertpipe.errors import UserError
+
+    train, val = splits
+    with pytest.raises(UserError, match="early_stopping_metric"):
+        fit(new_model(tiny_bert), train, val, config(early_stopping_metric="r2"), 0)
