@@ -15,7 +15,7 @@ from pathlib import Path
 from bertpipe.errors import run_main
 from bertpipe.evaluation import evaluate_model, predictions_frame
 from bertpipe.io import atomic_path, read_json, write_json
-from bertpipe.metrics import confusion_rows
+from bertpipe.metrics import confusion_rows, curve_rows
 from bertpipe.model import load_trained
 from bertpipe.params import load_params
 from bertpipe.tokens import read_split
@@ -53,6 +53,10 @@ def main() -> None:
         if params.task in ("binary", "multiclass"):
             rows = confusion_rows(test.labels, evaluation.predicted, label_names)
             write_json(tmp / "confusion.json", rows)
+        if params.task != "regression":
+            roc, precision_recall = curve_rows(test.labels, evaluation.scores, params.task)
+            write_json(tmp / "roc.json", roc)
+            write_json(tmp / "precision_recall.json", precision_recall)
     write_json(args.metrics, {**evaluation.metrics, "n_test": len(test)})
     print("evaluate: " + ", ".join(f"{k} {v}" for k, v in evaluation.metrics.items()))
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bertpipe.artifacts import model_card, save_model_folder
 from bertpipe.errors import run_main
-from bertpipe.io import read_json
+from bertpipe.io import read_json, write_json
 from bertpipe.labels import num_model_outputs, problem_type
 from bertpipe.model import load_classifier, load_tokenizer
 from bertpipe.params import load_params
@@ -37,6 +37,12 @@ def main() -> None:
     parser.add_argument("--output-dir", required=True, help="the trained model folder")
     parser.add_argument("--checkpoint-dir", required=True, help="epoch checkpoints, for resuming")
     parser.add_argument("--live-dir", required=True, help="dvclive logs")
+    parser.add_argument(
+        "--stats",
+        required=True,
+        help="throughput and timings (.json), kept out of the model "
+        "folder so that the folder is byte-identical on a rerun",
+    )
     args = parser.parse_args()
 
     params = load_params(args.params)
@@ -83,7 +89,6 @@ def main() -> None:
         "world_size": result.world_size,
         "mixed_precision": result.mixed_precision,
         "device": str(accelerator.device),
-        "history": result.history,
     }
     data_sha256 = read_json(args.clean_report).get("source_sha256")
     card = model_card(
@@ -94,9 +99,9 @@ def main() -> None:
         accelerator.unwrap_model(model),
         tokenizer,
         {**resolved, "label_names": label_names, "world_size": result.world_size},
-        stats,
         card,
     )
+    write_json(args.stats, stats)
     print(
         f"train: best epoch {result.best_epoch}, "
         f"{result.stats['train_samples_per_second']} samples/s -> {args.output_dir}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import string
@@ -87,3 +88,36 @@ def project_copy(tmp_path: Path) -> Path:
             ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
         )
     return target
+
+
+KEYWORDS = {
+    "cardiology": ["chest", "ecg", "palpitations"],
+    "neurology": ["headache", "seizure", "numbness"],
+    "gastroenterology": ["nausea", "vomiting", "diarrhea"],
+    "pulmonology": ["cough", "wheezing", "dyspnea"],
+}
+
+
+def keyword_notes(rows: int = 400, seed: int = 0, noise: float = 0.1) -> pd.DataFrame:
+    """Notes a tiny BERT can learn in seconds: generic words around one class keyword.
+
+    A share `noise` of notes carries another class's keyword, so accuracy stays below 1.
+    """
+    rng = random.Random(seed)
+    texts = pd.read_csv(SAMPLE)["text"].dropna().tolist()
+    keywords = {word for words in KEYWORDS.values() for word in words}
+    generic = [w for w in frequent_words(texts, 150) if w not in keywords]
+    records = []
+    for index in range(rows):
+        label = rng.choice(sorted(KEYWORDS))
+        source = rng.choice(sorted(KEYWORDS)) if rng.random() < noise else label
+        words = [*rng.sample(generic, 8), rng.choice(KEYWORDS[source]), *rng.sample(generic, 4)]
+        records.append((index, f"P{index:04d}", " ".join(words), label))
+    return pd.DataFrame(records, columns=["note_id", "patient_id", "text", "label"])
+
+
+@pytest.fixture
+def keyword_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "keywords.csv"
+    keyword_notes().to_csv(path, index=False)
+    return path

@@ -9,7 +9,6 @@ from typing import Any
 from bertpipe.io import atomic_path, read_json
 
 TRAINING_PARAMS = "training_params.json"
-TRAINING_STATS = "training_stats.json"
 
 
 def save_model_folder(
@@ -17,7 +16,6 @@ def save_model_folder(
     model: Any,
     tokenizer: Any,
     training_params: dict[str, Any],
-    training_stats: dict[str, Any],
     card: str,
 ) -> None:
     """Written to a temporary folder first; the rename makes it appear complete or not at all."""
@@ -26,9 +24,6 @@ def save_model_folder(
         tokenizer.save_pretrained(tmp)
         (tmp / TRAINING_PARAMS).write_text(
             json.dumps(training_params, indent=2) + "\n", encoding="utf-8"
-        )
-        (tmp / TRAINING_STATS).write_text(
-            json.dumps(training_stats, indent=2) + "\n", encoding="utf-8"
         )
         (tmp / "README.md").write_text(card, encoding="utf-8")
 

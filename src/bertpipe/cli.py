@@ -137,6 +137,87 @@ def _predict(
     typer.echo(f"wrote {len(frame)} predictions to {output}", err=True)
 
 
+@app.command("check-metrics")
+def check_metrics(
+    baseline: Annotated[
+        str, typer.Option(help="Git revision whose committed metrics are the reference.")
+    ] = "HEAD",
+    candidate: Annotated[
+        str, typer.Option(help="Git revision to judge; default: the workspace.")
+    ] = "workspace",
+    tolerance: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="METRIC=DROP, the largest tolerated drop; repeatable. Overrides and "
+            "extends the gate.tolerance section of params.yaml."
+        ),
+    ] = None,
+    confidence: Annotated[
+        float | None, typer.Option(help="Bootstrap confidence; default gate.confidence.")
+    ] = None,
+    n_bootstrap: Annotated[
+        int | None, typer.Option(help="Bootstrap resamples; default gate.n_bootstrap.")
+    ] = None,
+    md: Annotated[
+        Path | None, typer.Option(help="Also write the markdown table here, for a CI comment.")
+    ] = None,
+    metrics_file: Annotated[str, typer.Option(help="Metrics file in each revision.")] = (
+        "metrics.json"
+    ),
+    predictions_file: Annotated[
+        str, typer.Option(help="Per-example predictions in each revision.")
+    ] = "eval/predictions.csv",
+    params_file: Annotated[Path, typer.Option(help="Where the gate: section is.")] = Path(
+        "params.yaml"
+    ),
+    repo: Annotated[Path, typer.Option(help="The git repository.")] = Path("."),
+) -> None:
+    """Fail (exit 1) when a metric dropped beyond its tolerance and the drop is real.
+
+    \b
+    The decision uses a paired bootstrap over the per-example test predictions. Exit codes:
+    0 no regression, 1 regression, 2 unusable input (a revision without metrics, missing files).
+    """
+    from bertpipe import gate
+
+    try:
+        overrides = dict(_parse_tolerance(item) for item in tolerance or [])
+        tolerances, settings = gate.tolerances_from(repo / params_file, overrides)
+        sides = [
+            gate.load_side(rev, repo, metrics_file, predictions_file, str(params_file))
+            for rev in (baseline, candidate)
+        ]
+        result = gate.decide(
+            sides[0],
+            sides[1],
+            tolerances,
+            confidence if confidence is not None else settings.confidence,
+            n_bootstrap if n_bootstrap is not None else settings.n_bootstrap,
+        )
+    except gate.UnusableInput as error:
+        _fail(error, gate.EXIT_UNUSABLE)
+        return
+    except UserError as error:
+        _fail(error, gate.EXIT_UNUSABLE)
+        return
+    table = result.markdown(baseline, candidate)
+    typer.echo(table)
+    if md is not None:
+        from bertpipe.io import atomic_path
+
+        with atomic_path(md) as tmp:
+            tmp.write_text(table, encoding="utf-8")
+    raise typer.Exit(gate.EXIT_REGRESSION if result.regressed else gate.EXIT_OK)
+
+
+def _parse_tolerance(item: str) -> tuple[str, float]:
+    name, _, value = item.partition("=")
+    try:
+        return name.strip(), float(value)
+    except ValueError:
+        raise UserError(f"--tolerance: expected METRIC=NUMBER, got '{item}'") from None
+
+
 @app.command("params")
 def show_params(
     path: Annotated[Path, typer.Argument(help="The params file.")] = Path("params.yaml"),

@@ -115,6 +115,32 @@ def confusion_rows(
     ]
 
 
+def curve_rows(
+    targets: np.ndarray, scores: np.ndarray, task: str
+) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
+    """ROC and precision-recall points: of the positive class for binary, micro-averaged
+    (every class one-vs-rest, pooled) for multiclass and multilabel."""
+    if task == "binary":
+        truth, score = (np.asarray(targets) == 1).astype(int), scores[:, 1]
+    elif task == "multilabel":
+        truth, score = np.asarray(targets).astype(int).ravel(), scores.ravel()
+    else:
+        one_hot = np.zeros_like(scores, dtype=int)
+        one_hot[np.arange(len(targets)), np.asarray(targets, dtype=int)] = 1
+        truth, score = one_hot.ravel(), scores.ravel()
+    fpr, tpr, _ = skm.roc_curve(truth, score, drop_intermediate=True)
+    precision, recall, _ = skm.precision_recall_curve(truth, score, drop_intermediate=True)
+    roc = [
+        {"fpr": round(float(f), 5), "tpr": round(float(t), 5)}
+        for f, t in zip(fpr, tpr, strict=True)
+    ]
+    pr = [
+        {"recall": round(float(r), 5), "precision": round(float(p), 5)}
+        for r, p in zip(recall, precision, strict=True)
+    ]
+    return roc, pr
+
+
 def is_better(candidate: float, best: float | None, metric: str) -> bool:
     if best is None:
         return True

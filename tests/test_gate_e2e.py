@@ -1,0 +1,83 @@
+"""The gate and the sweep on real runs of the tiny BERT, in a throwaway git + DVC repository."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from pipeline_helpers import commit, dvc, init_repo, run, set_params
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def gate_project(project_copy: Path, keyword_csv: Path, tiny_bert: Path) -> Path:
+    (project_copy / "data" / "sample.csv").write_bytes(keyword_csv.read_bytes())
+    set_params(
+        project_copy,
+        model=str(tiny_bert),
+        epochs=8,
+        lr=3e-3,
+        max_length=64,
+        **{"data.path": "data/sample.csv", "train.patience": None, "gate.n_bootstrap": 500},
+    )
+    init_repo(project_copy)
+    return project_copy
+
+
+def gate(project: Path, *args: str) -> tuple[int, str]:
+    bertpipe = str(Path(sys.executable).parent / "bertpipe")
+    result = run(project, bertpipe, "check-metrics", *args, check=False)
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_gate_passes_a_rerun_and_fails_a_real_regression(gate_project: Path) -> None:
+    project = gate_project
+    dvc(project, "repro")
+    baseline = json.loads((project / "metrics.json").read_text())
+    commit(project, "baseline run")
+
+    # the same commit, rerun: passes
+    dvc(project, "repro", "-f")
+    code, output = gate(project, "--baseline", "HEAD")
+    assert code == 0, output
+    assert "PASS" in output
+
+    # a model that barely trained: a real regression, exit 1, with a table naming the metrics
+    set_params(project, lr=1e-7)
+    dvc(project, "repro")
+    worse = json.loads((project / "metrics.json").read_text())
+    assert baseline["accuracy"] > 0.7, baseline
+    assert worse["f1_macro"] < baseline["f1_macro"] - 0.3, (baseline, worse)
+    code, output = gate(project, "--baseline", "HEAD", "--md", "gate.md")
+    assert code == 1, output
+    table = (project / "gate.md").read_text()
+    assert "| accuracy |" in table and "| f1_macro |" in table and "**regression**" in table
+
+    # unusable input: a revision without metrics, a revision that does not exist
+    code, output = gate(project, "--baseline", "HEAD~1")
+    assert code == 2 and "has no metrics.json" in output
+    code, output = gate(project, "--baseline", "no-such-branch")
+    assert code == 2 and "not a git revision" in output
+
+
+def test_a_queued_sweep_runs_and_shows_every_run(gate_project: Path) -> None:
+    project = gate_project
+    set_params(project, epochs=1)
+    commit(project, "one epoch")
+    dvc(project, "exp", "run", "--queue", "-S", "lr=1e-3,2e-3")
+    dvc(project, "exp", "run", "--run-all")
+    shown = json.loads(dvc(project, "exp", "show", "--json").stdout)
+    runs = [
+        exp["revs"][0] for rev in shown for exp in (rev.get("experiments") or []) if exp.get("revs")
+    ]
+    found = {}
+    for experiment in runs:
+        data = experiment.get("data") or {}
+        lr = data.get("params", {}).get("params.yaml", {}).get("data", {}).get("lr")
+        metrics = data.get("metrics", {}).get("metrics.json", {}).get("data", {})
+        if lr is not None and "f1_macro" in metrics:
+            found[lr] = metrics["f1_macro"]
+    assert {1e-3, 2e-3} <= set(found), json.dumps(shown)[:2000]
