@@ -15,7 +15,7 @@ from pathlib import Path
 from bertpipe.errors import run_main
 from bertpipe.evaluation import evaluate_model, predictions_frame
 from bertpipe.io import atomic_path, read_json, write_json
-from bertpipe.metrics import confusion_rows, curve_rows
+from bertpipe.metrics import confusion_rows, curve_rows, per_label_report
 from bertpipe.model import load_trained
 from bertpipe.params import load_params
 from bertpipe.tokens import read_split
@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("--metrics", required=True, help="metrics file (.json)")
     parser.add_argument("--predictions", required=True, help="per-example predictions (.csv)")
     parser.add_argument("--plots-dir", required=True, help="folder for plot data")
+    parser.add_argument("--per-label", required=True, help="per-label report (.json)")
     args = parser.parse_args()
 
     params = load_params(args.params)
@@ -57,6 +58,11 @@ def main() -> None:
             roc, precision_recall = curve_rows(test.labels, evaluation.scores, params.task)
             write_json(tmp / "roc.json", roc)
             write_json(tmp / "precision_recall.json", precision_recall)
+    if params.task != "regression":
+        report = per_label_report(test.labels, evaluation.predicted, label_names, params.task)
+    else:
+        report = {}
+    write_json(args.per_label, report)
     write_json(args.metrics, {**evaluation.metrics, "n_test": len(test)})
     print("evaluate: " + ", ".join(f"{k} {v}" for k, v in evaluation.metrics.items()))
 

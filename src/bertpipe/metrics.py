@@ -141,6 +141,29 @@ def curve_rows(
     return roc, pr
 
 
+def per_label_report(
+    targets: np.ndarray, predicted: np.ndarray, label_names: Sequence[str], task: str
+) -> dict[str, dict[str, float]]:
+    """Precision, recall, F1 and support of every label (one-vs-rest for single-label tasks)."""
+    if task == "multilabel":
+        truth, guess = np.asarray(targets).astype(int), np.asarray(predicted).astype(int)
+    else:
+        identity = np.eye(len(label_names), dtype=int)
+        truth, guess = identity[np.asarray(targets, int)], identity[np.asarray(predicted, int)]
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        truth, guess, average=None, zero_division=0
+    )
+    return {
+        name: {
+            "precision": round(float(precision[i]), DIGITS),
+            "recall": round(float(recall[i]), DIGITS),
+            "f1": round(float(f1[i]), DIGITS),
+            "support": int(support[i]),
+        }
+        for i, name in enumerate(label_names)
+    }
+
+
 def is_better(candidate: float, best: float | None, metric: str) -> bool:
     if best is None:
         return True

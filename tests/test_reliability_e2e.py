@@ -1,0 +1,138 @@
+"""Reproducibility on real `dvc repro` runs: identical reruns, resume after SIGKILL, no network."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pipeline_helpers import commit, dvc, env, init_repo, set_params
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def project(project_copy: Path, keyword_csv: Path, tiny_bert: Path) -> Path:
+    (project_copy / "data" / "notes.csv").write_bytes(keyword_csv.read_bytes())
+    set_params(
+        project_copy,
+        model=str(tiny_bert),
+        epochs=3,
+        lr=3e-3,
+        max_length=64,
+        **{"data.path": "data/notes.csv", "train.patience": None},
+    )
+    init_repo(project_copy)
+    return project_copy
+
+
+def fingerprint(project: Path) -> dict[str, str]:
+    files = [
+        "metrics.json",
+        "eval/predictions.csv",
+        "models/model/model.safetensors",
+        "models/model/config.json",
+        "models/model/training_params.json",
+    ]
+    return {name: hashlib.sha256((project / name).read_bytes()).hexdigest() for name in files}
+
+
+def test_forced_rerun_is_byte_identical(project: Path) -> None:
+    dvc(project, "repro")
+    first = fingerprint(project)
+    lock = (project / "dvc.lock").read_text()
+    dvc(project, "repro", "-f")
+    assert fingerprint(project) == first
+    # only the timings file may differ in dvc.lock
+    changed = [
+        line
+        for old, line in zip(
+            lock.splitlines(), (project / "dvc.lock").read_text().splitlines(), strict=True
+        )
+        if old != line
+    ]
+    assert all("md5" in line for line in changed), changed
+    assert len(changed) <= 2
+
+
+def test_sigkill_during_training_is_resumed_by_the_next_repro(project: Path) -> None:
+    set_params(project, epochs=40)
+    commit(project, "40 epochs")
+    state = project / "models/checkpoints/last/state.json"
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dvc"), "repro"],
+        cwd=project,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    killed_at = None
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            epoch = json.loads(state.read_text())["epoch"]
+        except (OSError, ValueError, KeyError):
+            epoch = 0
+        if epoch >= 3:
+            os.killpg(process.pid, signal.SIGKILL)  # dvc and the train stage, mid-run
+            killed_at = epoch
+            break
+        time.sleep(0.02)
+    process.wait()
+    assert killed_at is not None, "training finished before it could be killed"
+    assert not (project / "models/model").exists()
+
+    resumed = dvc(project, "repro")
+    assert "resuming from the checkpoint of epoch" in resumed.stdout + resumed.stderr
+    stats = json.loads((project / "models/training_stats.json").read_text())
+    assert stats["resumed_from_epoch"] >= killed_at
+    after_resume = fingerprint(project)
+
+    dvc(project, "repro", "-f")  # the checkpoint is complete: this trains from scratch
+    stats = json.loads((project / "models/training_stats.json").read_text())
+    assert stats["resumed_from_epoch"] is None
+    assert fingerprint(project) == after_resume
+
+
+BLOCKER = """
+import os, socket
+_log = os.environ["BERTPIPE_NET_LOG"]
+_connect = socket.socket.connect
+def _refuse(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        with open(_log, "a") as handle:
+            handle.write(f"{os.getpid()} {address!r}\\n")
+        raise OSError("network blocked by the test")
+    return _connect(self, address)
+socket.socket.connect = _refuse
+socket.socket.connect_ex = lambda self, address: _refuse(self, address) or 0
+"""
+
+
+def test_pipeline_runs_with_sockets_blocked(project: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(BLOCKER)
+    log = tmp_path / "network.log"
+    run_env = {
+        **env(),
+        "PYTHONPATH": str(blocker),
+        "BERTPIPE_NET_LOG": str(log),
+        "DVC_NO_ANALYTICS": "1",
+    }
+    dvc_bin = str(Path(sys.executable).parent / "dvc")
+    subprocess.run([dvc_bin, "config", "core.check_update", "false"], cwd=project, env=run_env)
+    result = subprocess.run(
+        [dvc_bin, "repro"], cwd=project, env=run_env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (project / "metrics.json").is_file()
+    attempts = log.read_text() if log.exists() else ""
+    assert attempts == "", f"something tried the network:\n{attempts}"
