@@ -10,12 +10,16 @@ if sys.path and sys.path[0].endswith("stages"):
     del sys.path[0]
 
 import argparse
+import subprocess
 from pathlib import Path
+
+import torch
 
 from bertpipe.artifacts import model_card, save_model_folder
 from bertpipe.errors import run_main
 from bertpipe.io import read_json, write_json
 from bertpipe.labels import num_model_outputs, problem_type
+from bertpipe.launch import relaunch_command
 from bertpipe.model import load_classifier, load_tokenizer
 from bertpipe.params import load_params
 from bertpipe.tokens import read_split
@@ -46,6 +50,15 @@ def main() -> None:
     args = parser.parse_args()
 
     params = load_params(args.params)
+    relaunch = relaunch_command(
+        sys.argv,
+        params.train.num_processes,
+        params.train.accelerate_config,
+        torch.cuda.is_available(),
+    )
+    if relaunch is not None:
+        raise SystemExit(subprocess.call(relaunch))
+
     tokens = Path(args.tokens_dir)
     label_names: list[str] = read_json(tokens / "labels.json")["label_names"]
     train, val = read_split(tokens / "train.parquet"), read_split(tokens / "val.parquet")

@@ -47,7 +47,7 @@ def trained_model(tiny_bert: Path, sample_frame: pd.DataFrame, tmp_path_factory)
     fit(model, make(frame.iloc[:100]), make(frame.iloc[100:]), config, pad_token_id=0)
     folder = tmp_path_factory.mktemp("trained") / "model"
     params = Params(max_length=64).model_dump(mode="json")
-    save_model_folder(folder, model, tokenizer, {**params, "label_names": names}, {}, "# card\n")
+    save_model_folder(folder, model, tokenizer, {**params, "label_names": names}, "# card\n")
     return folder
 
 

@@ -29,7 +29,9 @@ _MONTH = (
     r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\b\.?"
 )
 PHI_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("[EMAIL]", re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")),
+    # the local part is at most 64 characters (RFC 5321); unbounded, a long run of word characters
+    # and hyphens without an @ took quadratic time (15 s for 100,000 characters of "12-12-...")
+    ("[EMAIL]", re.compile(r"\b[\w.+-]{1,64}@[\w-]+(?:\.[\w-]+)+\b")),
     ("[URL]", re.compile(r"\b(?:https?://|www\.)\S+", re.IGNORECASE)),
     (
         "[DATE]",
@@ -76,13 +78,36 @@ class CleanResult:
     report: dict[str, Any]
 
 
-def _check_columns(frame: pd.DataFrame, needed: list[str], path: str) -> None:
+def _column_keys(data: DataParams, extra_columns: tuple[str, ...]) -> dict[str, str]:
+    """Each needed column, in order, and the params key that names it (for the error message).
+
+    The clean stage passes split.group_column as the one extra column.
+    """
+    roles = [
+        *((column, "data.text_column") for column in data.text_columns),
+        (data.label_column, "data.label_column"),
+        *((column, "data.carry_columns") for column in data.carry_columns),
+        *((column, "split.group_column") for column in extra_columns),
+    ]
+    keys: dict[str, str] = {}
+    for column, key in roles:
+        keys.setdefault(column, key)  # a column named twice is reported under its first role
+    return keys
+
+
+def _check_columns(frame: pd.DataFrame, needed: dict[str, str], path: str) -> None:
     missing = [column for column in needed if column not in frame.columns]
     if missing:
         found = ", ".join(map(str, frame.columns))
-        hint = ""
         if len(frame.columns) == 1:
-            hint = " (one column only: is the file delimited by something else, like ';' or tabs?)"
+            # one column holding the delimiter: the fix is the file, not params.yaml
+            hint = (
+                " (one column only: is the file delimited by something else, like ';' or tabs?); "
+                "save it comma-separated, or tab-separated as .tsv"
+            )
+        else:
+            keys = ", ".join(dict.fromkeys(needed[column] for column in missing))
+            hint = f"; set {keys} in params.yaml to columns it has"
         raise UserError(
             f"{path}: missing column(s) {', '.join(missing)}; the file has: {found}{hint}"
         )
@@ -109,7 +134,8 @@ def _parse_labels(labels: pd.Series, task: str, separator: str, column: str) -> 
             if number is None:
                 raise UserError(
                     f"row {row_number + 1}: label {value!r} in column '{column}' is not a number; "
-                    "regression needs numeric labels"
+                    "regression needs numeric labels: fix that cell, or set task: multiclass "
+                    "if the labels are classes"
                 )
             parsed.append(number)
         else:
@@ -134,7 +160,7 @@ def clean_frame(
             f"data.carry_columns: {', '.join(reserved)} would clash with the columns bertpipe "
             "writes (text, label, row_id); rename the column in the data"
         )
-    _check_columns(frame, [*text_columns, data.label_column, *carry], source)
+    _check_columns(frame, _column_keys(data, extra_columns), source)
     rows_in = len(frame)
     frame = frame.reset_index(drop=True)
 

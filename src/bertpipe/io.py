@@ -46,21 +46,45 @@ class ReadResult:
     bad_lines: int  # rows skipped by on_bad_lines: skip | warn
 
 
+# What to do about a file without rows: an interrupted export, or data.path names the wrong file.
+_NO_ROWS_HINT = "export the data again, or point data.path at the right file"
+# Spreadsheet extensions get a hint: "unsupported" alone does not tell the user what to do.
+_SPREADSHEET_EXTENSIONS = {".xlsx", ".xlsm", ".xls", ".ods", ".numbers"}
+
+
 def table_format(path: Path) -> str:
     fmt = SUPPORTED_EXTENSIONS.get(path.suffix.lower())
     if fmt is None:
         supported = ", ".join(sorted(SUPPORTED_EXTENSIONS))
+        hint = ""
+        if path.suffix.lower() in _SPREADSHEET_EXTENSIONS:
+            hint = " (a spreadsheet: save it as CSV)"
         raise UserError(
-            f"{path}: unsupported file type '{path.suffix or '(none)'}'; use one of {supported}"
+            f"{path}: unsupported file type '{path.suffix or '(none)'}'{hint}; "
+            f"use one of {supported}"
         )
     return fmt
 
 
-def _check_not_binary(path: Path, fmt: str) -> None:
-    head = _read_head(path)
+def _is_wide_encoding(encoding: str) -> bool:
+    return encoding.lower().replace("_", "-").startswith(("utf-16", "utf16", "utf-32", "utf32"))
+
+
+def _check_not_binary(path: Path, fmt: str, encoding: str) -> None:
+    if fmt == "parquet":
+        return
+    head = _read_head(path, 4096)
     for signature, what in _BINARY_SIGNATURES.items():
-        if head.startswith(signature) and fmt != "parquet":
+        if head.startswith(signature):
             raise UserError(f"{path}: this is {what}, not a {fmt} text table; export it as CSV")
+    # UTF-8 and 8-bit text never holds NUL bytes; without this check random bytes were reported
+    # as an encoding problem, whose advice (set data.encoding: latin-1) only reads garbage.
+    # UTF-16/32 text is full of them, so it is exempt once data.encoding says so.
+    if b"\x00" in head and not _is_wide_encoding(encoding):
+        raise UserError(
+            f"{path}: not valid {encoding} text: it holds NUL bytes, so it is a binary file "
+            "(or UTF-16 text); export the data as CSV, or set data.encoding: utf-16 if it is UTF-16"
+        )
 
 
 def _read_head(path: Path, size: int = 8) -> bytes:
@@ -91,8 +115,8 @@ def read_table(
         raise UserError(f"{path}: is a folder; data.path must name a file")
     fmt = table_format(path)
     if path.stat().st_size == 0:
-        raise UserError(f"{path}: the file is empty")
-    _check_not_binary(path, fmt)
+        raise UserError(f"{path}: the file is empty; {_NO_ROWS_HINT}")
+    _check_not_binary(path, fmt, encoding)
     py_encoding = _python_encoding(encoding)
     try:
         if fmt == "parquet":
@@ -145,7 +169,7 @@ def _read_delimited(path: Path, delimiter: str, encoding: str, on_bad_lines: str
             # Only the python engine accepts a callable, which is what lets us count the rows.
             frame = pd.read_csv(path, on_bad_lines=count_bad, engine="python", **options)
     except pd.errors.EmptyDataError:
-        raise UserError(f"{path}: the file has no header and no rows") from None
+        raise UserError(f"{path}: the file has no header and no rows; {_NO_ROWS_HINT}") from None
     except pd.errors.ParserError as exc:
         detail = str(exc).strip().splitlines()[-1]
         raise UserError(
@@ -180,7 +204,8 @@ def _locate_decode_error(path: Path, encoding: str, chunk_size: int = 1 << 20) -
 def _no_rows_check(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     if len(frame) == 0:
         has_header = path.suffix.lower() in {".csv", ".tsv", ".tab"}
-        raise UserError(f"{path}: the file has {'a header but ' if has_header else ''}no rows")
+        what = "a header but no rows" if has_header else "no rows"
+        raise UserError(f"{path}: the file has {what}; {_NO_ROWS_HINT}")
     return frame
 
 

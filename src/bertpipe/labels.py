@@ -74,7 +74,7 @@ def check_label_count(names: Sequence[str], task: str, column: str) -> None:
         found = f"only '{names[0]}'" if names else "no labels"
         raise UserError(
             f"column '{column}' has {found} after cleaning; {task} classification needs "
-            "at least two classes"
+            "at least two classes: add rows of another class, or check data.label_column"
         )
     if task == "multilabel" and not names:
         raise UserError(f"column '{column}' has no labels after cleaning")

@@ -6,6 +6,7 @@ the rest are grouped by the stage that reads them.
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -80,6 +81,8 @@ class TrainParams(_Strict):
     threshold: float = Field(0.5, gt=0, lt=1)
     eval_batch_size: int = Field(64, ge=1)
     num_processes: int = Field(1, ge=1)
+    # an `accelerate config` file for multi-GPU, multi-node, DeepSpeed or FSDP runs
+    accelerate_config: str | None = None
     # length-grouped batches: this many batches are sorted by length together, then shuffled
     group_size: int = Field(50, ge=1)
 
@@ -142,10 +145,27 @@ def safe_load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_FloatFixLoader)
 
 
+def _sibling_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed next to the one at `loc`: the fields of the section it sits in."""
+    section: type[BaseModel] = Params
+    for part in loc[:-1]:
+        field = section.model_fields.get(str(part))
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        section = annotation
+    return list(section.model_fields)
+
+
 def _describe(error: dict[str, Any]) -> str:
     key = ".".join(str(part) for part in error["loc"]) or "(top level)"
     if error["type"] == "extra_forbidden":
-        return f"unknown key '{key}'"
+        # a typo is the usual cause: name the key it was probably meant to be
+        loc = tuple(error["loc"])
+        close = difflib.get_close_matches(str(loc[-1]), _sibling_keys(loc), n=1)
+        prefix = "".join(f"{part}." for part in loc[:-1])
+        hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+        return f"unknown key '{key}'{hint}: fix or remove it"
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "value_error":
         return f"{key}: {message}"

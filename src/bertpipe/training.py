@@ -243,6 +243,11 @@ def fit(
             if batches is not loader:
                 batches.set_postfix(loss=f"{loss_sum / loss_count:.4f}")
         train_seconds += time.perf_counter() - epoch_start
+        # every process saw its own shard: sum the loss and the counts over all of them
+        totals = accelerator.reduce(
+            torch.tensor([loss_sum, loss_count], device=accelerator.device), reduction="sum"
+        )
+        loss_sum, loss_count = float(totals[0]), int(totals[1])
 
         val_logits = predict_logits(
             accelerator.unwrap_model(model),
@@ -291,6 +296,11 @@ def fit(
         unwrapped.load_state_dict(state.best_weights)
     if checkpoint_dir is not None and accelerator.is_main_process:
         mark_complete(checkpoint_dir, fingerprint)
+    # throughput of the whole job: examples and tokens summed over the processes
+    counts = accelerator.reduce(
+        torch.tensor([samples, tokens, padded_tokens], device=accelerator.device), reduction="sum"
+    )
+    samples, tokens, padded_tokens = (int(value) for value in counts)
     stats = {
         "train_seconds": round(train_seconds, 3),
         "wall_seconds": round(time.perf_counter() - wall_start, 3),

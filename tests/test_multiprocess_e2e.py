@@ -1,0 +1,66 @@
+"""`train.num_processes: 2` on CPU: two processes (torchrun + Accelerate over gloo) train one
+model, close to a single process with the same global batch."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from pipeline_helpers import dvc, init_repo, read_json, set_params
+
+from bertpipe.launch import relaunch_command
+
+pytestmark = pytest.mark.slow
+
+
+def test_relaunch_command_picks_the_launcher(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("RANK", raising=False)
+    assert relaunch_command(["train.py"], 1, None, cuda=False) is None
+    cpu = relaunch_command(["train.py", "--x"], 2, None, cuda=False)
+    assert cpu is not None and "torch.distributed.run" in cpu and cpu[-2:] == ["train.py", "--x"]
+    gpu = relaunch_command(["train.py"], 4, None, cuda=True)
+    assert gpu is not None and "--multi_gpu" in gpu and "4" in gpu
+    config = relaunch_command(["train.py"], 8, "ds.yaml", cuda=True)
+    assert config is not None and "ds.yaml" in config
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert relaunch_command(["train.py"], 2, None, cuda=False) is None  # already launched
+
+
+def run_with(project: Path, processes: int, batch_size: int) -> tuple[dict, dict, str]:
+    set_params(project, batch_size=batch_size, **{"train.num_processes": processes})
+    dvc(project, "repro")
+    weights = hashlib.sha256((project / "models/model/model.safetensors").read_bytes()).hexdigest()
+    return (
+        read_json(project / "metrics.json"),
+        read_json(project / "models/training_stats.json"),
+        weights,
+    )
+
+
+def test_two_processes_match_one_with_the_same_global_batch(
+    project_copy: Path, keyword_csv: Path, tiny_bert: Path
+) -> None:
+    project = project_copy
+    (project / "data" / "notes.csv").write_bytes(keyword_csv.read_bytes())
+    set_params(
+        project,
+        model=str(tiny_bert),
+        epochs=8,
+        lr=3e-3,
+        max_length=64,
+        **{"data.path": "data/notes.csv", "train.patience": None},
+    )
+    init_repo(project)
+    single, single_stats, _ = run_with(project, processes=1, batch_size=16)
+    double, double_stats, _ = run_with(project, processes=2, batch_size=8)
+
+    assert single_stats["world_size"] == 1 and double_stats["world_size"] == 2
+    assert read_json(project / "models/model/training_params.json")["world_size"] == 2
+    # every example once per epoch, whatever the number of processes
+    assert double_stats["train_samples"] >= single_stats["train_samples"]
+    assert not list((project / "models").glob(".model.tmp-*"))
+    assert double["accuracy"] > 0.7
+    assert abs(double["accuracy"] - single["accuracy"]) <= 0.08, (single, double)
