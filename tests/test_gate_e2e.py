@@ -81,3 +81,32 @@ def test_a_queued_sweep_runs_and_shows_every_run(gate_project: Path) -> None:
         if lr is not None and "f1_macro" in metrics:
             found[lr] = metrics["f1_macro"]
     assert {1e-3, 2e-3} <= set(found), json.dumps(shown)[:2000]
+
+
+def test_two_queued_experiments_run_at_once_without_clashing(gate_project: Path) -> None:
+    import time
+
+    project = gate_project
+    set_params(project, epochs=2)
+    commit(project, "two epochs")
+    dvc(project, "exp", "run", "--queue", "-S", "seed=1,2")
+    dvc(project, "queue", "start", "-j", "2")
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        status = dvc(project, "queue", "status").stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(2)
+    assert status.count("Success") == 2, status
+    shown = json.loads(dvc(project, "exp", "show", "--json").stdout)
+    seeds = {}
+    for rev in shown:
+        for exp in rev.get("experiments") or []:
+            data = (exp.get("revs") or [{}])[0].get("data") or {}
+            seed = data.get("params", {}).get("params.yaml", {}).get("data", {}).get("seed")
+            metrics = data.get("metrics", {}).get("metrics.json", {}).get("data", {})
+            if seed is not None and metrics:
+                seeds[seed] = metrics["accuracy"]
+    assert {1, 2} <= set(seeds), seeds
+    # each ran in its own temporary workspace: the main workspace has no outputs of theirs
+    assert not (project / "metrics.json").exists()
