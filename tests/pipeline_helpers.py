@@ -71,3 +71,16 @@ def commit(project: Path, message: str) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
+
+
+def tiny_project(project: Path, data: Path, model: Path, **params: Any) -> Path:
+    """A project copy made a git + DVC repo that trains the tiny BERT on `data`.
+
+    Short runs by default (max_length 64, no early stopping); `params` are dotted keys that
+    override anything, e.g. tiny_project(p, csv, bert, epochs=8, **{"gate.n_bootstrap": 500}).
+    """
+    (project / "data" / "notes.csv").write_bytes(data.read_bytes())
+    defaults = {"max_length": 64, "data.path": "data/notes.csv", "train.patience": None}
+    set_params(project, model=str(model), **{**defaults, **params})
+    init_repo(project)
+    return project

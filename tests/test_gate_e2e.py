@@ -7,24 +7,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import commit, dvc, init_repo, run, set_params
+from pipeline_helpers import commit, dvc, run, set_params, tiny_project
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def gate_project(project_copy: Path, keyword_csv: Path, tiny_bert: Path) -> Path:
-    (project_copy / "data" / "sample.csv").write_bytes(keyword_csv.read_bytes())
-    set_params(
-        project_copy,
-        model=str(tiny_bert),
-        epochs=8,
-        lr=3e-3,
-        max_length=64,
-        **{"data.path": "data/sample.csv", "train.patience": None, "gate.n_bootstrap": 500},
+    return tiny_project(
+        project_copy, keyword_csv, tiny_bert, epochs=8, lr=3e-3, **{"gate.n_bootstrap": 500}
     )
-    init_repo(project_copy)
-    return project_copy
 
 
 def gate(project: Path, *args: str) -> tuple[int, str]:

@@ -7,7 +7,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import dvc, init_repo, read_json, set_params
+from pipeline_helpers import dvc, read_json, set_params, tiny_project
 
 from bertpipe.launch import relaunch_command
 
@@ -43,17 +43,7 @@ def run_with(project: Path, processes: int, batch_size: int) -> tuple[dict, dict
 def test_two_processes_match_one_with_the_same_global_batch(
     project_copy: Path, keyword_csv: Path, tiny_bert: Path
 ) -> None:
-    project = project_copy
-    (project / "data" / "notes.csv").write_bytes(keyword_csv.read_bytes())
-    set_params(
-        project,
-        model=str(tiny_bert),
-        epochs=8,
-        lr=3e-3,
-        max_length=64,
-        **{"data.path": "data/notes.csv", "train.patience": None},
-    )
-    init_repo(project)
+    project = tiny_project(project_copy, keyword_csv, tiny_bert, epochs=8, lr=3e-3)
     single, single_stats, _ = run_with(project, processes=1, batch_size=16)
     double, double_stats, _ = run_with(project, processes=2, batch_size=8)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from pipeline_helpers import commit, dvc, init_repo, read_json, set_params
+from pipeline_helpers import commit, dvc, read_json, set_params, tiny_project
 
 pytestmark = pytest.mark.slow
 
@@ -15,22 +15,12 @@ CLASSIFICATION_METRICS = {"accuracy", "f1_macro", "f1_weighted", "precision_macr
 
 
 @pytest.fixture
-def tiny_project(project_copy: Path, small_sample_csv: Path, tiny_bert: Path) -> Path:
-    (project_copy / "data" / "small.csv").write_bytes(small_sample_csv.read_bytes())
-    set_params(
-        project_copy,
-        model=str(tiny_bert),
-        epochs=2,
-        lr=1e-3,
-        max_length=64,
-        **{"data.path": "data/small.csv", "train.patience": None},
-    )
-    init_repo(project_copy)
-    return project_copy
+def sample_project(project_copy: Path, small_sample_csv: Path, tiny_bert: Path) -> Path:
+    return tiny_project(project_copy, small_sample_csv, tiny_bert, epochs=2, lr=1e-3)
 
 
-def test_repro_then_experiment_then_metrics_diff(tiny_project: Path) -> None:
-    project = tiny_project
+def test_repro_then_experiment_then_metrics_diff(sample_project: Path) -> None:
+    project = sample_project
     dvc(project, "repro")
 
     report = read_json(project / "data/clean/report.json")

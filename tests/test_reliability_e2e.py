@@ -12,24 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import commit, dvc, env, init_repo, set_params
+from pipeline_helpers import commit, dvc, env, set_params, tiny_project
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def project(project_copy: Path, keyword_csv: Path, tiny_bert: Path) -> Path:
-    (project_copy / "data" / "notes.csv").write_bytes(keyword_csv.read_bytes())
-    set_params(
-        project_copy,
-        model=str(tiny_bert),
-        epochs=3,
-        lr=3e-3,
-        max_length=64,
-        **{"data.path": "data/notes.csv", "train.patience": None},
-    )
-    init_repo(project_copy)
-    return project_copy
+    return tiny_project(project_copy, keyword_csv, tiny_bert, epochs=3, lr=3e-3)
 
 
 def fingerprint(project: Path) -> dict[str, str]:

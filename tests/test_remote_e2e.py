@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import commit, dvc, init_repo, run, set_params
+from pipeline_helpers import commit, dvc, run, tiny_project
 
 pytestmark = pytest.mark.slow
 
@@ -13,16 +13,7 @@ pytestmark = pytest.mark.slow
 def test_push_then_pull_into_a_fresh_clone(
     project_copy: Path, keyword_csv: Path, tiny_bert: Path, tmp_path: Path
 ) -> None:
-    project = project_copy
-    (project / "data" / "notes.csv").write_bytes(keyword_csv.read_bytes())
-    set_params(
-        project,
-        model=str(tiny_bert),
-        epochs=1,
-        max_length=64,
-        **{"data.path": "data/notes.csv"},
-    )
-    init_repo(project)
+    project = tiny_project(project_copy, keyword_csv, tiny_bert, epochs=1)
     remote = tmp_path / "remote"
     dvc(project, "remote", "add", "-d", "shared", str(remote))
     dvc(project, "repro")
