@@ -55,33 +55,15 @@ def test_gate_passes_a_rerun_and_fails_a_real_regression(gate_project: Path) -> 
     assert code == 2 and "not a git revision" in output
 
 
-def test_a_queued_sweep_runs_and_shows_every_run(gate_project: Path) -> None:
-    project = gate_project
-    set_params(project, epochs=1)
-    commit(project, "one epoch")
-    dvc(project, "exp", "run", "--queue", "-S", "lr=1e-3,2e-3")
-    dvc(project, "exp", "run", "--run-all")
-    shown = json.loads(dvc(project, "exp", "show", "--json").stdout)
-    runs = [
-        exp["revs"][0] for rev in shown for exp in (rev.get("experiments") or []) if exp.get("revs")
-    ]
-    found = {}
-    for experiment in runs:
-        data = experiment.get("data") or {}
-        lr = data.get("params", {}).get("params.yaml", {}).get("data", {}).get("lr")
-        metrics = data.get("metrics", {}).get("metrics.json", {}).get("data", {})
-        if lr is not None and "f1_macro" in metrics:
-            found[lr] = metrics["f1_macro"]
-    assert {1e-3, 2e-3} <= set(found), json.dumps(shown)[:2000]
-
-
-def test_two_queued_experiments_run_at_once_without_clashing(gate_project: Path) -> None:
+def test_a_queued_sweep_runs_two_at_once_and_shows_every_run(gate_project: Path) -> None:
+    """`dvc exp run --queue -S 'lr=a,b'`, then `dvc queue start -j 2`: both runs, with metrics,
+    in `dvc exp show`, each run in its own workspace so their outputs cannot clash."""
     import time
 
     project = gate_project
     set_params(project, epochs=2)
     commit(project, "two epochs")
-    dvc(project, "exp", "run", "--queue", "-S", "seed=1,2")
+    dvc(project, "exp", "run", "--queue", "-S", "lr=1e-3,2e-3")
     dvc(project, "queue", "start", "-j", "2")
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -91,14 +73,14 @@ def test_two_queued_experiments_run_at_once_without_clashing(gate_project: Path)
         time.sleep(2)
     assert status.count("Success") == 2, status
     shown = json.loads(dvc(project, "exp", "show", "--json").stdout)
-    seeds = {}
+    found = {}
     for rev in shown:
         for exp in rev.get("experiments") or []:
             data = (exp.get("revs") or [{}])[0].get("data") or {}
-            seed = data.get("params", {}).get("params.yaml", {}).get("data", {}).get("seed")
+            lr = data.get("params", {}).get("params.yaml", {}).get("data", {}).get("lr")
             metrics = data.get("metrics", {}).get("metrics.json", {}).get("data", {})
-            if seed is not None and metrics:
-                seeds[seed] = metrics["accuracy"]
-    assert {1, 2} <= set(seeds), seeds
+            if lr is not None and "f1_macro" in metrics:
+                found[lr] = metrics["f1_macro"]
+    assert {1e-3, 2e-3} <= set(found), found
     # each ran in its own temporary workspace: the main workspace has no outputs of theirs
     assert not (project / "metrics.json").exists()
