@@ -48,6 +48,7 @@ from bertpipe.batching import LengthGroupedBatchSampler, padded_length
 from bertpipe.evaluation import evaluate_model
 from bertpipe.metrics import compute_metrics
 from bertpipe.model import load_classifier, load_tokenizer
+from bertpipe.params import TrainParams
 from bertpipe.tokens import TokenizedSplit, tokenize_split
 from bertpipe.training import LoopConfig, fit
 
@@ -244,10 +245,18 @@ class EncodedDataset(torch.utils.data.Dataset[dict[str, Any]]):
 # The model, identical for everyone
 
 
-def fresh_model(seed: int, label_names: list[str]) -> torch.nn.Module:
-    """The packaged MiniLM with a classifier head drawn from the same seed for every contestant."""
+def fresh_model(
+    seed: int, label_names: list[str], attention_dropout: float | None = None
+) -> torch.nn.Module:
+    """The packaged MiniLM with a classifier head drawn from the same seed for every contestant.
+
+    `attention_dropout` None keeps the model's published 0.1 (Trainer and the seed loop);
+    bertpipe passes its own `train.attention_dropout` default.
+    """
     torch.manual_seed(seed)
-    model = load_classifier("minilm", len(label_names), PROBLEM_TYPE, label_names)
+    model = load_classifier(
+        "minilm", len(label_names), PROBLEM_TYPE, label_names, attention_dropout=attention_dropout
+    )
     HEAD_CHECKSUMS.add(round(float(model.classifier.weight.detach().double().sum()), 9))
     return model
 
@@ -286,6 +295,8 @@ class Settings:
     max_grad_norm: float
     eval_batch_size: int
     progress: bool
+    bertpipe_attention_dropout: float | None
+    others_attention_dropout: float | None
 
 
 @dataclass
@@ -327,7 +338,7 @@ def bertpipe_tokens(split: TokenizedSplit, settings: Settings) -> TokenCount:
 def run_bertpipe(
     splits: Splits, settings: Settings, label_names: list[str], pad_id: int, max_length: int
 ) -> tuple[Result, torch.nn.Module]:
-    model = fresh_model(settings.seed, label_names)
+    model = fresh_model(settings.seed, label_names, settings.bertpipe_attention_dropout)
     config = LoopConfig(
         task=TASK,
         lr=settings.lr,
@@ -428,7 +439,7 @@ def run_trainer(
     from transformers import Trainer
 
     _reset_accelerate()
-    model = fresh_model(settings.seed, label_names)
+    model = fresh_model(settings.seed, label_names, settings.others_attention_dropout)
     count = TokenCount()
     trainer = Trainer(
         model=model,
@@ -490,7 +501,7 @@ def run_seed_loop(
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
-    model = fresh_model(settings.seed, data.label_names)
+    model = fresh_model(settings.seed, data.label_names, settings.others_attention_dropout)
     train_set = _padded_tensors(data.train_texts, splits.train.labels, tokenizer, max_length)
     test_set = _padded_tensors(data.test_texts, splits.test.labels, tokenizer, max_length)
     loader = DataLoader(
@@ -840,6 +851,10 @@ def run_contestant(
     return result, model
 
 
+def _dropout(text: str) -> float | None:
+    return None if text == "model" else float(text)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -874,6 +889,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="SECONDS",
         help="before each timed phase, wait up to this long for other processes to go idle",
     )
+    parser.add_argument(
+        "--bertpipe-attention-dropout",
+        type=_dropout,
+        default=TrainParams().attention_dropout,
+        help="bertpipe's attention dropout (default: its train.attention_dropout default; "
+        "'model' keeps the model's 0.1)",
+    )
+    parser.add_argument(
+        "--others-attention-dropout",
+        type=_dropout,
+        default=None,
+        help="Trainer's and the seed loop's attention dropout (default: the model's own 0.1)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -900,6 +928,8 @@ def main(argv: list[str] | None = None) -> None:
         max_grad_norm=1.0,
         eval_batch_size=64,
         progress=not args.no_progress,
+        bertpipe_attention_dropout=args.bertpipe_attention_dropout,
+        others_attention_dropout=args.others_attention_dropout,
     )
     machine = machine_info()
     print(f"machine: {machine}")
@@ -1027,6 +1057,8 @@ def build_report(
             "data_seed": args.data_seed,
             "warmup_ratio": 0.1,
             "weight_decay": 0.01,
+            "bertpipe_attention_dropout": args.bertpipe_attention_dropout,
+            "others_attention_dropout": args.others_attention_dropout,
         },
         "matmul_peak": asdict(peak),
         "non_embedding_params": params,

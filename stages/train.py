@@ -72,6 +72,7 @@ def main() -> None:
         num_model_outputs(label_names, params.task),
         problem_type(params.task),
         label_names,
+        attention_dropout=params.train.attention_dropout,
     )
     logger = LiveLogger(args.live_dir) if accelerator.is_main_process else None
     result = fit(

@@ -44,6 +44,18 @@ def new_model(tiny_bert: Path, dropout: float | None = 0.0) -> torch.nn.Module:
     )
 
 
+def test_attention_dropout_overrides_only_the_attention(tiny_bert: Path) -> None:
+    names = ["a", "b"]
+    kept = load_classifier(str(tiny_bert), 2, "single_label_classification", names)
+    assert kept.config.attention_probs_dropout_prob == 0.1
+    model = load_classifier(
+        str(tiny_bert), 2, "single_label_classification", names, attention_dropout=0.0
+    )
+    assert model.config.attention_probs_dropout_prob == 0.0
+    assert model.config.hidden_dropout_prob == kept.config.hidden_dropout_prob == 0.1
+    assert all(layer.attention.self.dropout.p == 0.0 for layer in model.bert.encoder.layer)
+
+
 def config(**overrides: object) -> LoopConfig:
     base = dict(
         task="multiclass",

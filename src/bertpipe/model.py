@@ -70,8 +70,13 @@ def load_classifier(
     problem_type: str,
     label_names: list[str],
     dropout: float | None = None,
+    attention_dropout: float | None = None,
 ) -> Any:
-    """AutoModelForSequenceClassification with the label names in config.id2label / label2id."""
+    """AutoModelForSequenceClassification with the label names in config.id2label / label2id.
+
+    `dropout` overrides both the hidden and the attention dropout, `attention_dropout` the
+    attention one alone; None keeps the model's configured values.
+    """
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
@@ -81,6 +86,8 @@ def load_classifier(
     extra: dict[str, Any] = {}
     if dropout is not None:
         extra = {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
+    if attention_dropout is not None:
+        extra["attention_probs_dropout_prob"] = attention_dropout
     # The "newly initialised classifier" notice is expected for every fine-tuning run.
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()

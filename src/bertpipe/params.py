@@ -85,6 +85,10 @@ class TrainParams(_Strict):
     accelerate_config: str | None = None
     # length-grouped batches: this many batches are sorted by length together, then shuffled
     group_size: int = Field(50, ge=1)
+    # dropout on the attention probabilities; null keeps the model's own (0.1 for BERT). 0 lets
+    # SDPA use its fused kernel instead of the "math" one, about 1.8x faster training at 256
+    # tokens on CPU (BENCHMARKS.md); the hidden-state dropout still regularises.
+    attention_dropout: float | None = Field(0.0, ge=0, lt=1)
 
 
 class EvaluateParams(_Strict):
