@@ -10,10 +10,11 @@ if sys.path and sys.path[0].endswith("stages"):
     del sys.path[0]
 
 import argparse
+from pathlib import Path
 
-from bertpipe.clean import clean_frame
+from bertpipe.clean import clean_chunks
 from bertpipe.errors import run_main
-from bertpipe.io import read_table, sha256_file, write_json, write_parquet
+from bertpipe.io import TableChunks, sha256_file, write_json
 from bertpipe.params import load_params
 
 
@@ -26,14 +27,15 @@ def main() -> None:
 
     params = load_params(args.params)
     data = params.data
-    read = read_table(data.path, data.encoding, data.on_bad_lines)
-    if read.bad_lines and data.on_bad_lines == "warn":
-        print(f"warning: {data.path}: skipped {read.bad_lines} malformed row(s)", file=sys.stderr)
+    chunks = TableChunks(data.path, data.encoding, data.on_bad_lines, data.chunk_rows)
     group = (params.split.group_column,) if params.split.group_column else ()
-    result = clean_frame(read.frame, data, params.clean, params.task, data.path, group)
+    report = clean_chunks(
+        chunks, Path(args.output), data, params.clean, params.task, data.path, group
+    )
+    if chunks.bad_lines and data.on_bad_lines == "warn":
+        print(f"warning: {data.path}: skipped {chunks.bad_lines} malformed row(s)", file=sys.stderr)
 
-    report = {**result.report, "bad_lines": read.bad_lines, "source_sha256": sha256_file(data.path)}
-    write_parquet(result.frame, args.output)
+    report = {**report, "bad_lines": chunks.bad_lines, "source_sha256": sha256_file(data.path)}
     write_json(args.report, report)
     print(
         f"clean: {report['rows_in']} rows in, {report['rows_out']} out, dropped {report['dropped']}"

@@ -36,7 +36,7 @@ def main() -> None:
     model, tokenizer = load_trained(args.model_dir)
     tokens = Path(args.tokens_dir)
     label_names: list[str] = read_json(tokens / "labels.json")["label_names"]
-    test = read_split(tokens / "test.parquet")
+    test = read_split(tokens / "test")
     evaluation = evaluate_model(
         model,
         test,

@@ -10,13 +10,12 @@ if sys.path and sys.path[0].endswith("stages"):
     del sys.path[0]
 
 import argparse
+from pathlib import Path
 
-import pandas as pd
-
-from bertpipe.errors import run_main
+from bertpipe.errors import UserError, run_main
 from bertpipe.io import atomic_path
 from bertpipe.params import load_params
-from bertpipe.split import SPLIT_NAMES, split_frame
+from bertpipe.split import SPLIT_NAMES, split_parquet
 
 
 def main() -> None:
@@ -27,17 +26,18 @@ def main() -> None:
     args = parser.parse_args()
 
     params = load_params(args.params)
-    frame = pd.read_parquet(args.input)
-    result = split_frame(frame, params.split, params.task, params.seed)
-    for warning in result.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-
+    source = Path(args.input)
+    if not source.is_file():
+        raise UserError(f"{source}: no cleaned table; run the clean stage first (dvc repro)")
     with atomic_path(args.output_dir) as tmp:
         tmp.mkdir()
-        for name in SPLIT_NAMES:
-            result.frames[name].to_parquet(tmp / f"{name}.parquet", index=False)
-    sizes = ", ".join(f"{name} {len(result.frames[name])}" for name in SPLIT_NAMES)
-    print(f"split: {sizes} ({'stratified' if result.stratified else 'unstratified'})")
+        result, sizes = split_parquet(
+            source, tmp, params.split, params.task, params.seed, params.data.chunk_rows
+        )
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    counts = ", ".join(f"{name} {sizes[name]}" for name in SPLIT_NAMES)
+    print(f"split: {counts} ({'stratified' if result.stratified else 'unstratified'})")
 
 
 if __name__ == "__main__":

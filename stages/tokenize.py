@@ -10,16 +10,17 @@ if sys.path and sys.path[0].endswith("stages"):
     del sys.path[0]
 
 import argparse
+from pathlib import Path
 
-import pandas as pd
+import pyarrow.parquet as pq
 
-from bertpipe.errors import run_main
+from bertpipe.errors import UserError, run_main
 from bertpipe.io import atomic_path, write_json
 from bertpipe.labels import sorted_label_names
 from bertpipe.model import load_tokenizer
 from bertpipe.params import load_params
 from bertpipe.split import SPLIT_NAMES
-from bertpipe.tokens import tokenize_split, write_split
+from bertpipe.tokens import tokenize_parquet
 
 
 def main() -> None:
@@ -30,27 +31,31 @@ def main() -> None:
     args = parser.parse_args()
 
     params = load_params(args.params)
+    sources = {name: Path(args.input_dir) / f"{name}.parquet" for name in SPLIT_NAMES}
+    missing = [str(path) for path in sources.values() if not path.is_file()]
+    if missing:
+        raise UserError(f"{', '.join(missing)}: no split table; run the split stage first")
     tokenizer = load_tokenizer(params.model)
-    frames = {name: pd.read_parquet(f"{args.input_dir}/{name}.parquet") for name in SPLIT_NAMES}
-    label_names = sorted_label_names(frames["train"]["label"], params.task)
+    # the label order comes from train; only its label column is read
+    train_labels = pq.read_table(sources["train"], columns=["label"]).column("label").to_pylist()
+    label_names = sorted_label_names(train_labels, params.task)
 
     with atomic_path(args.output_dir) as tmp:
         tmp.mkdir()
-        for name, frame in frames.items():
-            split = tokenize_split(
-                frame["text"].tolist(),
-                frame["label"].tolist(),
-                frame["row_id"].to_numpy(),
+        for name, source in sources.items():
+            summary = tokenize_parquet(
+                source,
+                tmp / name,
                 tokenizer,
                 params.max_length,
                 label_names,
                 params.task,
                 pair=params.data.text_pair,
+                chunk_rows=params.data.chunk_rows,
             )
-            write_split(split, tmp / f"{name}.parquet")
-            truncated = int((split.lengths >= params.max_length).sum())
             print(
-                f"tokenize: {name} {len(split)} rows, {truncated} truncated at {params.max_length}"
+                f"tokenize: {name} {summary.rows} rows, "
+                f"{summary.truncated} truncated at {params.max_length}"
             )
         write_json(
             tmp / "labels.json",

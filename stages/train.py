@@ -61,7 +61,7 @@ def main() -> None:
 
     tokens = Path(args.tokens_dir)
     label_names: list[str] = read_json(tokens / "labels.json")["label_names"]
-    train, val = read_split(tokens / "train.parquet"), read_split(tokens / "val.parquet")
+    train, val = read_split(tokens / "train"), read_split(tokens / "val")
     config = loop_config(params)
     accelerator = make_accelerator(params.train.precision)
 

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 import yaml
 from pipeline_helpers import env, set_params
+
+from bertpipe.tokens import read_split
 
 # what each stage writes, as named in dvc.yaml (outs and metrics)
 OUTPUTS = {
@@ -399,10 +400,10 @@ def test_very_long_text_is_truncated(project_copy: Path, tiny_bert: Path) -> Non
     long_rows = 0
     for split in SPLITS:
         text = pd.read_parquet(project_copy / f"data/split/{split}.parquet").set_index("row_id")
-        tokens = pq.read_table(project_copy / f"data/tokens/{split}.parquet").to_pandas()
-        lengths = tokens["input_ids"].map(len)
+        tokens = read_split(project_copy / f"data/tokens/{split}")
+        lengths = tokens.lengths
         assert (lengths <= 32).all()
-        for row_id, length in zip(tokens["row_id"], lengths, strict=True):
+        for row_id, length in zip(tokens.row_ids, lengths, strict=True):
             if len(text.loc[row_id, "text"]) > 50_000:
                 long_rows += 1
                 assert length == 32

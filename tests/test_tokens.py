@@ -1,4 +1,4 @@
-"""Tokenized splits: ragged ids without padding, truncation, and the Parquet round trip."""
+"""Tokenized splits: ragged ids without padding, truncation, and the split-folder round trip."""
 
 from __future__ import annotations
 
@@ -8,7 +8,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bertpipe.tokens import TokenizedSplit, encode_texts, read_split, tokenize_split, write_split
+from bertpipe.tokens import (
+    SplitWriter,
+    TokenizedSplit,
+    encode_texts,
+    read_split,
+    tokenize_parquet,
+    tokenize_split,
+    write_split,
+)
 
 LONG = "the patient reports chest pain and shortness of breath " * 20
 TEXTS = ["chest pain", LONG, "cough", "patient denies fever and chills"]
@@ -97,8 +105,8 @@ def test_write_read_round_trip(
     shape: tuple[int, ...],
 ) -> None:
     split = tokenize_split(TEXTS, labels, np.array([9, 3, 5, 0]), tokenizer, 24, names, task)
-    write_split(split, tmp_path / "train.parquet")
-    back = read_split(tmp_path / "train.parquet")
+    write_split(split, tmp_path / "train")
+    back = read_split(tmp_path / "train")
     assert_splits_equal(split, back)
     assert back.labels.dtype == dtype
     assert back.labels.shape == shape
@@ -125,8 +133,8 @@ def test_sentence_pairs_have_token_types(tokenizer: Any, tmp_path: Path) -> None
     assert split.lengths[1] == 20
     first_types = split.types(0).tolist()
     assert first_types[0] == 0 and first_types[-1] == 1  # both segments present
-    write_split(split, tmp_path / "pairs.parquet")
-    assert_splits_equal(split, read_split(tmp_path / "pairs.parquet"))
+    write_split(split, tmp_path / "pairs")
+    assert_splits_equal(split, read_split(tmp_path / "pairs"))
 
 
 def test_several_columns_without_pair_are_joined_with_sep(tokenizer: Any) -> None:
@@ -138,32 +146,87 @@ def test_several_columns_without_pair_are_joined_with_sep(tokenizer: Any) -> Non
     assert values.tolist().count(tokenizer.sep_token_id) == 2
 
 
-def test_flat_rebases_a_sliced_column(tokenizer: Any) -> None:
-    import pyarrow as pa
-
-    from bertpipe.tokens import _flat, to_arrow
-
+def test_ids_are_memory_mapped_not_loaded(tokenizer: Any, tmp_path: Path) -> None:
     split = tokenize_split(
         TEXTS, ["a", "b", "a", "b"], np.arange(4), tokenizer, 24, ["a", "b"], "binary"
     )
-    column = to_arrow(split).column("input_ids").combine_chunks().slice(1, 2)
-    values, offsets = _flat(pa.chunked_array([column]))
-    assert offsets[0] == 0
-    assert offsets.tolist() == (split.offsets[1:4] - split.offsets[1]).tolist()
-    assert values.tolist() == split.values[split.offsets[1] : split.offsets[3]].tolist()
+    write_split(split, tmp_path / "train")
+    mapped = read_split(tmp_path / "train")
+    assert isinstance(mapped.values, np.memmap)
+    assert not mapped.values.flags.writeable  # read-only: a bug cannot corrupt the stage output
+    loaded = read_split(tmp_path / "train", mmap=False)
+    assert not isinstance(loaded.values, np.memmap)
+    assert_splits_equal(mapped, loaded)
+    # the files are standard .npy, readable without bertpipe
+    assert np.load(tmp_path / "train" / "input_ids.npy").tolist() == split.values.tolist()
 
 
-def test_read_split_of_several_row_groups(tokenizer: Any, tmp_path: Path) -> None:
-    import pyarrow.parquet as pq
+def test_writer_in_chunks_equals_one_write(tokenizer: Any, tmp_path: Path) -> None:
+    pairs = [[text, TEXTS[-1 - row]] for row, text in enumerate(TEXTS)] * 3
+    labels = ["a", "b", "a", "b"] * 3
+    whole = tokenize_split(pairs, labels, np.arange(12), tokenizer, 24, ["a", "b"], "binary", True)
+    writer = SplitWriter(tmp_path / "chunked")
+    for start in range(0, 12, 5):  # 5 + 5 + 2 rows
+        rows = slice(start, start + 5)
+        writer.add(
+            tokenize_split(
+                pairs[rows],
+                labels[rows],
+                np.arange(12)[rows],
+                tokenizer,
+                24,
+                ["a", "b"],
+                "binary",
+                True,
+            )
+        )
+    writer.close()
+    write_split(whole, tmp_path / "whole")
+    assert_splits_equal(whole, read_split(tmp_path / "chunked"))
+    for name in ("input_ids", "token_type_ids", "offsets", "labels", "row_ids"):
+        chunked = (tmp_path / "chunked" / f"{name}.npy").read_bytes()
+        assert chunked == (tmp_path / "whole" / f"{name}.npy").read_bytes(), name
+    assert not list((tmp_path / "chunked").glob("*.raw"))
 
-    from bertpipe.tokens import to_arrow
 
-    split = tokenize_split(
-        TEXTS, ["a", "b", "a", "b"], np.arange(4), tokenizer, 24, ["a", "b"], "binary"
+@pytest.mark.parametrize("task", ["multiclass", "multilabel"])
+def test_tokenize_parquet_in_chunks_equals_tokenize_split(
+    tokenizer: Any, tmp_path: Path, task: str
+) -> None:
+    import pandas as pd
+
+    texts = [f"{text} {row}" for row in range(5) for text in TEXTS]  # 20 rows
+    labels: list[Any] = (
+        [["a"], ["a", "b"], [], ["b"]] * 5 if task == "multilabel" else ["a", "b", "b", "a"] * 5
     )
-    pq.write_table(to_arrow(split), tmp_path / "groups.parquet", row_group_size=1)
-    assert pq.ParquetFile(tmp_path / "groups.parquet").num_row_groups == 4
-    assert_splits_equal(split, read_split(tmp_path / "groups.parquet"))
+    row_ids = np.arange(100, 120)
+    pd.DataFrame({"row_id": row_ids, "text": texts, "label": labels}).to_parquet(
+        tmp_path / "train.parquet"
+    )
+    summary = tokenize_parquet(
+        tmp_path / "train.parquet",
+        tmp_path / "train",
+        tokenizer,
+        16,
+        ["a", "b"],
+        task,
+        chunk_rows=3,
+    )
+    expected = tokenize_split(texts, labels, row_ids, tokenizer, 16, ["a", "b"], task)
+    assert_splits_equal(expected, read_split(tmp_path / "train"))
+    assert summary.rows == 20
+    assert summary.truncated == int((expected.lengths >= 16).sum()) > 0
+
+
+def test_an_empty_split_table_gives_an_empty_folder(tokenizer: Any, tmp_path: Path) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"row_id": np.zeros(0, np.int64), "text": [], "label": []})
+    frame.astype({"text": str, "label": str}).to_parquet(tmp_path / "val.parquet")
+    tokenize_parquet(tmp_path / "val.parquet", tmp_path / "val", tokenizer, 16, ["a"], "multilabel")
+    back = read_split(tmp_path / "val")
+    assert len(back) == 0 and back.values.size == 0
+    assert back.labels.shape == (0, 1) and back.labels.dtype == np.float32
 
 
 def test_empty_input(tokenizer: Any) -> None:

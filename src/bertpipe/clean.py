@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import tempfile
 import unicodedata
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from bertpipe.errors import UserError
+from bertpipe.io import atomic_path
 from bertpipe.labels import (
     check_label_count,
     is_missing,
@@ -143,26 +152,45 @@ def _parse_labels(labels: pd.Series, task: str, separator: str, column: str) -> 
     return parsed
 
 
-def clean_frame(
-    frame: pd.DataFrame,
-    data: DataParams,
-    clean: CleanParams,
-    task: str,
-    source: str = "data",
-    extra_columns: tuple[str, ...] = (),
-) -> CleanResult:
-    """Select, normalise and filter the rows; the report counts every row dropped, by reason."""
-    text_columns = data.text_columns
-    carry = list(dict.fromkeys([*data.carry_columns, *extra_columns]))
+@dataclass(frozen=True)
+class CleanedChunk:
+    """One chunk after the per-row work, before duplicates (which need every chunk) are dropped."""
+
+    frame: pd.DataFrame  # the rows kept so far: text, label, then the carried columns
+    dropped: dict[str, int]  # empty_text, too_short, missing_label
+    text_keys: np.ndarray  # (n, 2) uint64: a 128-bit hash of each kept row's text
+    label_keys: np.ndarray  # (n,) uint64: a hash of each kept row's label
+
+
+def _carried_columns(
+    data: DataParams, text_columns: list[str], extra: tuple[str, ...]
+) -> list[str]:
+    carry = list(dict.fromkeys([*data.carry_columns, *extra]))
     reserved = sorted({"text", "label", "row_id"} & set(carry) - set(text_columns[:1]))
     if reserved:
         raise UserError(
             f"data.carry_columns: {', '.join(reserved)} would clash with the columns bertpipe "
             "writes (text, label, row_id); rename the column in the data"
         )
+    return carry
+
+
+def _hash(values: pd.Series, key: str) -> np.ndarray:
+    return pd.util.hash_pandas_object(values, index=False, hash_key=key).to_numpy()
+
+
+def clean_chunk(
+    frame: pd.DataFrame,
+    data: DataParams,
+    clean: CleanParams,
+    task: str,
+    source: str = "data",
+    extra_columns: tuple[str, ...] = (),
+) -> CleanedChunk:
+    """Select, normalise and filter the rows of one chunk; the frame's index is the file's row."""
+    text_columns = data.text_columns
+    carry = _carried_columns(data, text_columns, extra_columns)
     _check_columns(frame, _column_keys(data, extra_columns), source)
-    rows_in = len(frame)
-    frame = frame.reset_index(drop=True)
 
     texts = [
         frame[column].map(lambda value: _clean_text_cell(value, clean.mask_phi))
@@ -171,7 +199,7 @@ def clean_frame(
     labels = _parse_labels(frame[data.label_column], task, data.label_separator, data.label_column)
 
     out = (
-        pd.DataFrame({"text": texts[0]})
+        pd.DataFrame({"text": texts[0].to_numpy()})
         if len(texts) == 1
         else pd.DataFrame({"text": [list(parts) for parts in zip(*texts, strict=True)]})
     )
@@ -179,35 +207,175 @@ def clean_frame(
     for column in carry:
         out[column] = frame[column].to_numpy()
 
-    lengths = sum(text.str.len() for text in texts)
+    lengths = sum(text.str.len().to_numpy() for text in texts)
     empty = lengths == 0
     too_short = ~empty & (lengths < clean.min_chars)
-    no_label = out["label"].map(lambda value: value is None) & ~empty & ~too_short
-    keep = ~(empty | too_short | no_label)
-    out = out[keep]
+    no_label = out["label"].map(lambda value: value is None).to_numpy() & ~empty & ~too_short
+    out = out[~(empty | too_short | no_label)].reset_index(drop=True)
 
-    # Duplicates by text: the same label twice is one example; different labels is noise we drop.
+    # Duplicates are found by hash, so that only 24 bytes per row stay in memory across chunks;
+    # two 64-bit hashes with different keys make a text collision (~n^2 / 2^129) negligible.
     text_key = out["text"].map(
         lambda value: value if isinstance(value, str) else "\x1f".join(value)
     )
     label_key = out["label"].map(
         lambda value: "\x1f".join(value) if isinstance(value, list) else repr(value)
     )
-    labels_per_text = label_key.groupby(text_key).transform("nunique")
-    conflicting = labels_per_text > 1
-    duplicate = ~conflicting & text_key.duplicated(keep="first")
-    out = out[~conflicting & ~duplicate].reset_index(drop=True)
-
-    check_label_count(sorted_label_names(out["label"], task), task, data.label_column)
-    report = {
-        "rows_in": int(rows_in),
-        "rows_out": len(out),
-        "dropped": {
+    return CleanedChunk(
+        frame=out,
+        dropped={
             "empty_text": int(empty.sum()),
             "too_short": int(too_short.sum()),
             "missing_label": int(no_label.sum()),
-            "duplicate": int(duplicate.sum()),
-            "conflicting_duplicate": int(conflicting.sum()),
+        },
+        text_keys=np.column_stack(
+            [_hash(text_key, "bertpipe-text-00"), _hash(text_key, "bertpipe-text-01")]
+        )
+        if len(out)
+        else np.zeros((0, 2), np.uint64),
+        label_keys=_hash(label_key, "bertpipe-label-0") if len(out) else np.zeros(0, np.uint64),
+    )
+
+
+def duplicate_flags(text_keys: np.ndarray, label_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(conflicting, duplicate) masks over rows in file order.
+
+    The same text with the same label twice is one example: later copies are duplicates. The
+    same text with different labels is noise: every copy is conflicting.
+    """
+    keys = pd.DataFrame({"a": text_keys[:, 0], "b": text_keys[:, 1], "label": label_keys})
+    labels_per_text = keys.groupby(["a", "b"], sort=False)["label"].transform("nunique")
+    conflicting = labels_per_text.to_numpy() > 1
+    duplicate = ~conflicting & keys.duplicated(["a", "b"], keep="first").to_numpy()
+    return conflicting, duplicate
+
+
+def make_report(rows_in: int, rows_out: int, dropped: dict[str, int]) -> dict[str, Any]:
+    return {
+        "rows_in": int(rows_in),
+        "rows_out": int(rows_out),
+        "dropped": {
+            key: int(dropped.get(key, 0))
+            for key in (
+                "empty_text",
+                "too_short",
+                "missing_label",
+                "duplicate",
+                "conflicting_duplicate",
+            )
         },
     }
-    return CleanResult(out, report)
+
+
+def clean_frame(
+    frame: pd.DataFrame,
+    data: DataParams,
+    clean: CleanParams,
+    task: str,
+    source: str = "data",
+    extra_columns: tuple[str, ...] = (),
+) -> CleanResult:
+    """Clean a whole table in memory; the report counts every row dropped, by reason.
+
+    The clean stage streams instead (`clean_chunks`), with the same result.
+    """
+    frame = frame.reset_index(drop=True)
+    chunk = clean_chunk(frame, data, clean, task, source, extra_columns)
+    conflicting, duplicate = duplicate_flags(chunk.text_keys, chunk.label_keys)
+    out = chunk.frame[~conflicting & ~duplicate].reset_index(drop=True)
+    check_label_count(sorted_label_names(out["label"], task), task, data.label_column)
+    dropped = {
+        **chunk.dropped,
+        "duplicate": int(duplicate.sum()),
+        "conflicting_duplicate": int(conflicting.sum()),
+    }
+    return CleanResult(out, make_report(len(frame), len(out), dropped))
+
+
+def clean_chunks(
+    chunks: Iterable[pd.DataFrame],
+    output: Path,
+    data: DataParams,
+    clean: CleanParams,
+    task: str,
+    source: str = "data",
+    extra_columns: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Clean a table chunk by chunk into the Parquet file `output`; returns the report.
+
+    Two passes with memory bounded by one chunk (plus 32 bytes per row for duplicates): the first
+    cleans each chunk into a scratch Parquet file and keeps the rows' hashes; then the duplicate
+    flags are computed over all rows, and the second pass filters each scratch file into `output`,
+    one row group per chunk. The result equals `clean_frame` on the whole table.
+    """
+    output = Path(output)
+    # the scratch files go next to the output (the data may not fit a small /tmp); folders made
+    # for them are removed again on failure, so a failed stage leaves nothing behind
+    made = [folder for folder in (output.parent, *output.parent.parents) if not folder.exists()]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return _clean_chunks(chunks, output, data, clean, task, source, extra_columns)
+    except BaseException:
+        for folder in made:  # the deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _clean_chunks(
+    chunks: Iterable[pd.DataFrame],
+    output: Path,
+    data: DataParams,
+    clean: CleanParams,
+    task: str,
+    source: str,
+    extra_columns: tuple[str, ...],
+) -> dict[str, Any]:
+    dropped: Counter[str] = Counter()
+    text_keys: list[np.ndarray] = []
+    label_keys: list[np.ndarray] = []
+    rows_in = 0
+    with tempfile.TemporaryDirectory(prefix=".clean-", dir=output.parent) as scratch:
+        parts: list[tuple[Path, int]] = []
+        schemas: list[pa.Schema] = []
+        for number, frame in enumerate(chunks):
+            rows_in += len(frame)
+            chunk = clean_chunk(frame, data, clean, task, source, extra_columns)
+            dropped.update(chunk.dropped)
+            text_keys.append(chunk.text_keys)
+            label_keys.append(chunk.label_keys)
+            table = pa.Table.from_pandas(chunk.frame, preserve_index=False)
+            part = Path(scratch) / f"{number:06d}.parquet"
+            pq.write_table(table, part)
+            parts.append((part, len(chunk.frame)))
+            schemas.append(table.schema)
+
+        all_text_keys = np.concatenate(text_keys) if text_keys else np.zeros((0, 2), np.uint64)
+        all_label_keys = np.concatenate(label_keys) if label_keys else np.zeros(0, np.uint64)
+        conflicting, duplicate = duplicate_flags(all_text_keys, all_label_keys)
+        keep = ~conflicting & ~duplicate
+        dropped["duplicate"] = int(duplicate.sum())
+        dropped["conflicting_duplicate"] = int(conflicting.sum())
+
+        # A column that is empty in one chunk reads as type null there; the unified schema
+        # gives every chunk the type the column has where it holds values.
+        schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else None
+        names: set[str] = set()
+        rows_out = start = 0
+        with atomic_path(output) as tmp:
+            writer = pq.ParquetWriter(tmp, schema) if schema is not None else None
+            try:
+                for part, size in parts:
+                    mask = keep[start : start + size]
+                    start += size
+                    table = pq.read_table(part).filter(pa.array(mask)).cast(schema)
+                    if table.num_rows == 0:
+                        continue
+                    names.update(sorted_label_names(table.column("label").to_pylist(), task))
+                    rows_out += table.num_rows
+                    writer.write_table(table)
+            finally:
+                if writer is not None:
+                    writer.close()
+            check_label_count(sorted(names), task, data.label_column)
+    return make_report(rows_in, rows_out, dict(dropped))

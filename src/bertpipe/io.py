@@ -102,81 +102,137 @@ def _header(path: Path, delimiter: str, encoding: str) -> list[str]:
         return next(csv.reader(handle, delimiter=delimiter), [])
 
 
+class TableChunks:
+    """The user's table as an iterator of DataFrames of at most `chunk_rows` rows each.
+
+    Memory stays bounded by the chunk, whatever the file's size; `chunk_rows=None` reads the file
+    whole (one chunk). The index counts rows from the start of the file in every chunk, so error
+    messages name the file's row. `bad_lines` is final once the iterator is exhausted. Every
+    problem is a UserError, raised where it is met, which may be in a later chunk.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        encoding: str = "utf-8",
+        on_bad_lines: Literal["error", "skip", "warn"] = "error",
+        chunk_rows: int | None = None,
+    ) -> None:
+        path = Path(path)
+        if not path.exists():
+            raise UserError(f"{path}: data file not found; set data.path in params.yaml")
+        if path.is_dir():
+            raise UserError(f"{path}: is a folder; data.path must name a file")
+        self.format = table_format(path)
+        if path.stat().st_size == 0:
+            raise UserError(f"{path}: the file is empty; {_NO_ROWS_HINT}")
+        _check_not_binary(path, self.format, encoding)
+        self.path = path
+        self.encoding = encoding
+        self.on_bad_lines = on_bad_lines
+        self.chunk_rows = chunk_rows
+        self.bad_lines = 0
+        self.rows = 0
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        path, encoding = self.path, self.encoding
+        py_encoding = _python_encoding(encoding)
+        try:
+            for chunk in self._chunks(py_encoding):
+                chunk.index = pd.RangeIndex(self.rows, self.rows + len(chunk))
+                self.rows += len(chunk)
+                if len(chunk):
+                    yield chunk
+        except UnicodeDecodeError:
+            raise UserError(
+                f"{path}: not valid {encoding} text ({_locate_decode_error(path, py_encoding)}); "
+                "set data.encoding in params.yaml to the file's encoding, e.g. latin-1"
+            ) from None
+        except LookupError:
+            raise UserError(f"data.encoding: unknown encoding '{encoding}'") from None
+        if self.rows == 0:
+            has_header = self.format in {"csv", "tsv"}
+            what = "a header but no rows" if has_header else "no rows"
+            raise UserError(f"{path}: the file has {what}; {_NO_ROWS_HINT}")
+
+    def _chunks(self, encoding: str) -> Iterator[pd.DataFrame]:
+        path = self.path
+        if self.format == "parquet":
+            try:
+                if self.chunk_rows is None:
+                    yield pq.read_table(path).to_pandas()
+                    return
+                for batch in pq.ParquetFile(path).iter_batches(batch_size=self.chunk_rows):
+                    yield batch.to_pandas()
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise UserError(f"{path}: not a readable Parquet file ({exc})") from None
+            return
+        if self.format == "jsonl":
+            try:
+                if self.chunk_rows is None:
+                    yield pd.read_json(path, lines=True, encoding=encoding, dtype=False)
+                    return
+                with pd.read_json(
+                    path, lines=True, encoding=encoding, dtype=False, chunksize=self.chunk_rows
+                ) as reader:
+                    yield from reader
+            except UnicodeDecodeError:
+                raise  # a ValueError too, but it is about the encoding, handled by the caller
+            except ValueError as exc:
+                raise UserError(f"{path}: not valid JSON lines ({exc})") from None
+            return
+        delimiter = "," if self.format == "csv" else "\t"
+        header = _header(path, delimiter, encoding)
+        duplicated = sorted({name for name in header if header.count(name) > 1})
+        if duplicated:
+            raise UserError(f"{path}: duplicate column names {duplicated}; rename them")
+        yield from self._delimited(delimiter, encoding)
+
+    def _delimited(self, delimiter: str, encoding: str) -> Iterator[pd.DataFrame]:
+        def count_bad(_fields: list[str]) -> None:
+            self.bad_lines += 1  # returning None drops the row
+
+        options: dict[str, Any] = {
+            "sep": delimiter,
+            "encoding": encoding,
+            "dtype": str,
+            "keep_default_na": False,
+            "na_values": [""],
+            "chunksize": self.chunk_rows,
+        }
+        if self.on_bad_lines == "error":
+            options["on_bad_lines"] = "error"
+        else:
+            # Only the python engine accepts a callable, which is what lets us count the rows.
+            options.update(on_bad_lines=count_bad, engine="python")
+        try:
+            if self.chunk_rows is None:
+                yield pd.read_csv(self.path, **options)
+                return
+            with pd.read_csv(self.path, **options) as reader:
+                yield from reader
+        except pd.errors.EmptyDataError:
+            raise UserError(
+                f"{self.path}: the file has no header and no rows; {_NO_ROWS_HINT}"
+            ) from None
+        except pd.errors.ParserError as exc:
+            detail = str(exc).strip().splitlines()[-1]
+            raise UserError(
+                f"{self.path}: malformed row ({detail}); quote texts that contain the delimiter, "
+                "or set data.on_bad_lines to skip or warn"
+            ) from None
+
+
 def read_table(
     path: str | Path,
     encoding: str = "utf-8",
     on_bad_lines: Literal["error", "skip", "warn"] = "error",
 ) -> ReadResult:
-    """Read CSV, TSV, JSONL or Parquet by extension, with errors a user can act on."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: data file not found; set data.path in params.yaml")
-    if path.is_dir():
-        raise UserError(f"{path}: is a folder; data.path must name a file")
-    fmt = table_format(path)
-    if path.stat().st_size == 0:
-        raise UserError(f"{path}: the file is empty; {_NO_ROWS_HINT}")
-    _check_not_binary(path, fmt, encoding)
-    py_encoding = _python_encoding(encoding)
-    try:
-        if fmt == "parquet":
-            try:
-                frame = pq.read_table(path).to_pandas()
-            except (pa.ArrowInvalid, OSError) as exc:
-                raise UserError(f"{path}: not a readable Parquet file ({exc})") from None
-            return ReadResult(_no_rows_check(frame, path), 0)
-        if fmt == "jsonl":
-            try:
-                frame = pd.read_json(path, lines=True, encoding=py_encoding, dtype=False)
-            except UnicodeDecodeError:
-                raise  # a ValueError too, but it is about the encoding, handled below
-            except ValueError as exc:
-                raise UserError(f"{path}: not valid JSON lines ({exc})") from None
-            return ReadResult(_no_rows_check(frame, path), 0)
-        delimiter = "," if fmt == "csv" else "\t"
-        header = _header(path, delimiter, py_encoding)
-        duplicated = sorted({name for name in header if header.count(name) > 1})
-        if duplicated:
-            raise UserError(f"{path}: duplicate column names {duplicated}; rename them")
-        return _read_delimited(path, delimiter, py_encoding, on_bad_lines)
-    except UnicodeDecodeError:
-        raise UserError(
-            f"{path}: not valid {encoding} text ({_locate_decode_error(path, py_encoding)}); "
-            "set data.encoding in params.yaml to the file's encoding, e.g. latin-1"
-        ) from None
-    except LookupError:
-        raise UserError(f"data.encoding: unknown encoding '{encoding}'") from None
-
-
-def _read_delimited(path: Path, delimiter: str, encoding: str, on_bad_lines: str) -> ReadResult:
-    bad_lines = 0
-
-    def count_bad(_fields: list[str]) -> None:
-        nonlocal bad_lines
-        bad_lines += 1  # returning None drops the row
-
-    options: dict[str, Any] = {
-        "sep": delimiter,
-        "encoding": encoding,
-        "dtype": str,
-        "keep_default_na": False,
-        "na_values": [""],
-    }
-    try:
-        if on_bad_lines == "error":
-            frame = pd.read_csv(path, on_bad_lines="error", **options)
-        else:
-            # Only the python engine accepts a callable, which is what lets us count the rows.
-            frame = pd.read_csv(path, on_bad_lines=count_bad, engine="python", **options)
-    except pd.errors.EmptyDataError:
-        raise UserError(f"{path}: the file has no header and no rows; {_NO_ROWS_HINT}") from None
-    except pd.errors.ParserError as exc:
-        detail = str(exc).strip().splitlines()[-1]
-        raise UserError(
-            f"{path}: malformed row ({detail}); quote texts that contain the delimiter, "
-            "or set data.on_bad_lines to skip or warn"
-        ) from None
-    return ReadResult(_no_rows_check(frame, path), bad_lines)
+    """Read CSV, TSV, JSONL or Parquet by extension, whole, with errors a user can act on."""
+    chunks = TableChunks(path, encoding, on_bad_lines)
+    frames = list(chunks)
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames)
+    return ReadResult(frame.reset_index(drop=True), chunks.bad_lines)
 
 
 def _locate_decode_error(path: Path, encoding: str, chunk_size: int = 1 << 20) -> str:
@@ -199,14 +255,6 @@ def _locate_decode_error(path: Path, encoding: str, chunk_size: int = 1 << 20) -
             offset += len(chunk)
             line += chunk.count(b"\n")
     return "undecodable bytes"
-
-
-def _no_rows_check(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
-    if len(frame) == 0:
-        has_header = path.suffix.lower() in {".csv", ".tsv", ".tab"}
-        what = "a header but no rows" if has_header else "no rows"
-        raise UserError(f"{path}: the file has {what}; {_NO_ROWS_HINT}")
-    return frame
 
 
 def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:

@@ -36,6 +36,9 @@ class DataParams(_Strict):
     on_bad_lines: Literal["error", "skip", "warn"] = "error"
     # extra columns carried untouched through clean and split (ids, a patient column, ...)
     carry_columns: list[str] = Field(default_factory=list)
+    # rows read, cleaned, split and tokenized at a time: memory stays bounded by a chunk, so a
+    # table larger than memory goes through; the outputs do not depend on it
+    chunk_rows: int = Field(100_000, ge=1)
 
     @property
     def text_columns(self) -> list[str]:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from sklearn.model_selection import train_test_split
 
 from bertpipe.errors import UserError
@@ -52,35 +56,35 @@ def _group_strata(groups: pd.Series, strata: pd.Series) -> pd.Series:
     return strata.groupby(groups.to_numpy()).agg(majority)
 
 
-def split_frame(frame: pd.DataFrame, params: SplitParams, task: str, seed: int) -> SplitResult:
-    """Split rows (or whole groups of rows) into train, val and test."""
-    frame = frame.reset_index(drop=True)
-    frame.insert(0, "row_id", np.arange(len(frame), dtype=np.int64))
-    strata = strata_for(frame["label"], task)
+@dataclass
+class Assignment:
+    codes: np.ndarray  # (n,) int8: the index in SPLIT_NAMES of each row's split
+    warnings: list[str] = field(default_factory=list)
+    stratified: bool = True
 
-    if params.group_column is not None:
-        column = params.group_column
-        if column not in frame.columns:
-            raise UserError(
-                f"split.group_column: column '{column}' is not in the cleaned data; "
-                "add it to data.carry_columns or fix the name"
-            )
-        if frame[column].isna().any():
-            raise UserError(f"split.group_column: column '{column}' has empty values")
-        unit_strata = _group_strata(frame[column], strata)
+
+def assign_splits(
+    labels: pd.Series, groups: np.ndarray | None, params: SplitParams, task: str, seed: int
+) -> Assignment:
+    """Which split each row goes to, from its label (and group) alone: no text is needed."""
+    labels = labels.reset_index(drop=True)
+    strata = strata_for(labels, task)
+    row_ids = np.arange(len(labels), dtype=np.int64)
+    if groups is not None:
+        unit_strata = _group_strata(pd.Series(groups), strata)
         units = unit_strata.index.to_numpy()
-        unit_of_row = frame[column].to_numpy()
+        unit_of_row = groups
     else:
         unit_strata = strata
-        units = frame["row_id"].to_numpy()
-        unit_of_row = units
+        units = row_ids
+        unit_of_row = row_ids
 
-    result = SplitResult(frames={})
+    result = Assignment(codes=np.zeros(0, np.int8))
     counts = unit_strata.value_counts()
     small = sorted(str(name) for name in counts[counts < _MIN_PER_STRATUM].index)
     stratify: np.ndarray | None = unit_strata.to_numpy()
     if small:
-        what = "groups" if params.group_column else "rows"
+        what = "groups" if groups is not None else "rows"
         result.warnings.append(
             f"class(es) {', '.join(small)} have fewer than {_MIN_PER_STRATUM} {what}: "
             "too few to stratify, so the split falls back to unstratified"
@@ -104,30 +108,98 @@ def split_frame(frame: pd.DataFrame, params: SplitParams, task: str, seed: int) 
         train, val = _split_keys(rest, None, params.val_size / (1 - params.test_size), seed)
     result.stratified = result.stratified and stratify is not None
 
-    assignment = {
-        "train": set(train.tolist()),
-        "val": set(val.tolist()),
-        "test": set(test.tolist()),
-    }
-    for name in SPLIT_NAMES:
-        mask = np.fromiter((unit in assignment[name] for unit in unit_of_row), bool, len(frame))
-        result.frames[name] = frame[mask].reset_index(drop=True)
-    _check_labels_in_train(result.frames, task)
+    code_of_unit = pd.Series(
+        np.repeat(np.arange(3, dtype=np.int8), [len(train), len(val), len(test)]),
+        index=np.concatenate([train, val, test]),
+    )
+    result.codes = code_of_unit.reindex(unit_of_row).to_numpy(dtype=np.int8)
+    _check_labels_in_train(labels, result.codes, task)
     return result
 
 
-def _label_set(frame: pd.DataFrame, task: str) -> set[str]:
+def _groups(frame_columns: list[str], params: SplitParams, read: Any) -> np.ndarray | None:
+    """The group of each row, or None; `read(column)` loads one column of the cleaned table."""
+    column = params.group_column
+    if column is None:
+        return None
+    if column not in frame_columns:
+        raise UserError(
+            f"split.group_column: column '{column}' is not in the cleaned data; "
+            "add it to data.carry_columns or fix the name"
+        )
+    groups = read(column)
+    if groups.isna().any():
+        raise UserError(f"split.group_column: column '{column}' has empty values")
+    return groups.to_numpy()
+
+
+def split_frame(frame: pd.DataFrame, params: SplitParams, task: str, seed: int) -> SplitResult:
+    """Split rows (or whole groups of rows) into train, val and test, in memory.
+
+    The split stage streams instead (`split_parquet`), with the same result.
+    """
+    frame = frame.reset_index(drop=True)
+    frame.insert(0, "row_id", np.arange(len(frame), dtype=np.int64))
+    groups = _groups(list(frame.columns), params, lambda column: frame[column])
+    assignment = assign_splits(frame["label"], groups, params, task, seed)
+    result = SplitResult(frames={}, warnings=assignment.warnings, stratified=assignment.stratified)
+    for code, name in enumerate(SPLIT_NAMES):
+        result.frames[name] = frame[assignment.codes == code].reset_index(drop=True)
+    return result
+
+
+def split_parquet(
+    source: Path, output_dir: Path, params: SplitParams, task: str, seed: int, chunk_rows: int
+) -> tuple[Assignment, dict[str, int]]:
+    """Split the cleaned Parquet table into output_dir/{train,val,test}.parquet, streaming.
+
+    Only the label and group columns are read whole (to assign the splits); the rows then
+    stream through in chunks of `chunk_rows`, each written as a row group of its split.
+    """
+    table_file = pq.ParquetFile(source)
+    columns = table_file.schema_arrow.names
+
+    def read(column: str) -> pd.Series:
+        return pq.read_table(source, columns=[column]).column(column).to_pandas()
+
+    groups = _groups(columns, params, read)
+    assignment = assign_splits(read("label"), groups, params, task, seed)
+
+    schema = pa.schema([pa.field("row_id", pa.int64()), *table_file.schema_arrow])
+    writers = {
+        name: pq.ParquetWriter(output_dir / f"{name}.parquet", schema) for name in SPLIT_NAMES
+    }
+    sizes = dict.fromkeys(SPLIT_NAMES, 0)
+    start = 0
+    try:
+        for batch in table_file.iter_batches(batch_size=chunk_rows):
+            row_ids = pa.array(np.arange(start, start + batch.num_rows, dtype=np.int64))
+            table = pa.Table.from_batches([batch]).add_column(0, "row_id", row_ids)
+            codes = assignment.codes[start : start + batch.num_rows]
+            start += batch.num_rows
+            for code, name in enumerate(SPLIT_NAMES):
+                part = table.filter(pa.array(codes == code))
+                if part.num_rows:
+                    writers[name].write_table(part.cast(schema))
+                    sizes[name] += part.num_rows
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return assignment, sizes
+
+
+def _label_set(labels: pd.Series, task: str) -> set[str]:
     if task == "multilabel":
-        return {name for names in frame["label"] for name in names}
-    return set(frame["label"].astype(str))
+        return {name for names in labels for name in names}
+    return set(labels.astype(str))
 
 
-def _check_labels_in_train(frames: dict[str, pd.DataFrame], task: str) -> None:
+def _check_labels_in_train(labels: pd.Series, codes: np.ndarray, task: str) -> None:
     if task == "regression":
         return
-    seen = _label_set(frames["train"], task)
-    for name in ("val", "test"):
-        unseen = sorted(_label_set(frames[name], task) - seen)
+    seen = _label_set(labels[codes == 0], task)
+    for code, name in enumerate(SPLIT_NAMES[1:], start=1):
+        unseen = sorted(_label_set(labels[codes == code], task) - seen)
         if unseen:
             raise UserError(
                 f"label(s) {', '.join(unseen)} appear in the {name} split but not in train; "

@@ -1,17 +1,22 @@
 """Tokenized splits, stored compactly: one flat int32 array of token ids plus row offsets.
 
-Nothing is padded on disk; padding happens per batch (see `batching.pad_batch`).
+A split is a folder of NumPy `.npy` files: input_ids (every row's ids, end to end), offsets
+(row i is input_ids[offsets[i]:offsets[i + 1]]), labels, row_ids, and token_type_ids for sentence
+pairs. The ids are written chunk by chunk and read memory-mapped, so neither tokenizing nor
+training holds the whole corpus's tokens in memory. Nothing is padded on disk; padding happens
+per batch (see `batching.Collator`).
 """
 
 from __future__ import annotations
 
+import itertools
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bertpipe.labels import encode_labels
@@ -75,11 +80,15 @@ def encode_texts(
             return_attention_mask=False,
             return_token_type_ids=second is not None,
         )
-        for row, ids in enumerate(encoded["input_ids"]):
-            value_parts.append(np.asarray(ids, dtype=np.int32))
-            lengths.append(len(ids))
-            if second is not None:
-                type_parts.append(np.asarray(encoded["token_type_ids"][row], dtype=np.int8))
+        ids = encoded["input_ids"]
+        batch_lengths = [len(row) for row in ids]
+        count = sum(batch_lengths)
+        # one flat array per batch; np.asarray per row cost more than the tokenizer on short texts
+        value_parts.append(np.fromiter(itertools.chain.from_iterable(ids), np.int32, count))
+        lengths.extend(batch_lengths)
+        if second is not None:
+            types = itertools.chain.from_iterable(encoded["token_type_ids"])
+            type_parts.append(np.fromiter(types, np.int8, count))
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     values = np.concatenate(value_parts) if value_parts else np.zeros(0, np.int32)
@@ -107,56 +116,143 @@ def tokenize_split(
     )
 
 
-def _list_array(values: np.ndarray, offsets: np.ndarray) -> pa.ListArray:
-    return pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), pa.array(values))
+_FILES = ("input_ids", "offsets", "labels", "row_ids", "token_type_ids")
 
 
-def to_arrow(split: TokenizedSplit) -> pa.Table:
-    columns: dict[str, pa.Array] = {
-        "row_id": pa.array(split.row_ids),
-        "input_ids": _list_array(split.values, split.offsets),
+def _write_npy_from_raw(raw: Path, target: Path, dtype: np.dtype, count: int) -> None:
+    """A standard .npy file from a header and the raw bytes streamed to `raw`, in blocks."""
+    header = {
+        "descr": np.lib.format.dtype_to_descr(dtype),
+        "fortran_order": False,
+        "shape": (count,),
     }
-    if split.type_values is not None:
-        columns["token_type_ids"] = _list_array(split.type_values, split.offsets)
-    if split.labels.ndim == 2:
-        width = split.labels.shape[1]
-        columns["labels"] = pa.FixedSizeListArray.from_arrays(
-            pa.array(split.labels.reshape(-1)), width
+    with target.open("wb") as out, raw.open("rb") as source:
+        np.lib.format.write_array_header_1_0(out, header)
+        shutil.copyfileobj(source, out, 1 << 24)
+    raw.unlink()
+
+
+class SplitWriter:
+    """Writes a tokenized split folder chunk by chunk: ids stream to disk, per-row arrays
+    (offsets, labels, row ids: 16-24 bytes a row) stay in memory until `close`."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._ids = (self.folder / "input_ids.raw").open("wb")
+        self._types: Any = None
+        self._lengths: list[np.ndarray] = []
+        self._labels: list[np.ndarray] = []
+        self._row_ids: list[np.ndarray] = []
+        self._count = 0
+
+    def add(self, split: TokenizedSplit) -> None:
+        np.ascontiguousarray(split.values, dtype=np.int32).tofile(self._ids)
+        if split.type_values is not None:
+            if self._types is None:
+                if self._count:
+                    raise ValueError("token_type_ids must be given for every chunk or none")
+                self._types = (self.folder / "token_type_ids.raw").open("wb")
+            np.ascontiguousarray(split.type_values, dtype=np.int8).tofile(self._types)
+        self._count += int(split.offsets[-1] - split.offsets[0])
+        self._lengths.append(np.diff(split.offsets))
+        self._labels.append(split.labels)
+        self._row_ids.append(np.asarray(split.row_ids, dtype=np.int64))
+
+    def close(self, label_shape: tuple[int, ...] = (0,), label_dtype: Any = np.int64) -> None:
+        """Finish the folder; `label_shape`/`label_dtype` describe labels when no row was added."""
+        self._ids.close()
+        _write_npy_from_raw(
+            self.folder / "input_ids.raw",
+            self.folder / "input_ids.npy",
+            np.dtype(np.int32),
+            self._count,
         )
-    else:
-        columns["labels"] = pa.array(split.labels)
-    return pa.table(columns)
+        if self._types is not None:
+            self._types.close()
+            _write_npy_from_raw(
+                self.folder / "token_type_ids.raw",
+                self.folder / "token_type_ids.npy",
+                np.dtype(np.int8),
+                self._count,
+            )
+        lengths = np.concatenate(self._lengths) if self._lengths else np.zeros(0, np.int64)
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        labels = (
+            np.concatenate(self._labels)
+            if self._labels
+            else np.zeros(label_shape, dtype=label_dtype)
+        )
+        row_ids = np.concatenate(self._row_ids) if self._row_ids else np.zeros(0, np.int64)
+        np.save(self.folder / "offsets.npy", offsets)
+        np.save(self.folder / "labels.npy", labels)
+        np.save(self.folder / "row_ids.npy", row_ids)
 
 
-def write_split(split: TokenizedSplit, path: str | Path) -> None:
-    pq.write_table(to_arrow(split), path)
+def write_split(split: TokenizedSplit, folder: str | Path) -> None:
+    writer = SplitWriter(folder)
+    writer.add(split)
+    writer.close()
 
 
-def _flat(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    array = column.combine_chunks()
-    offsets = array.offsets.to_numpy().astype(np.int64)
-    values = array.values.to_numpy()
-    # a sliced array keeps its parent's offsets; rebase so that row 0 starts at 0
-    return values[offsets[0] : offsets[-1]], offsets - offsets[0]
-
-
-def read_split(path: str | Path) -> TokenizedSplit:
-    table = pq.read_table(path)
-    values, offsets = _flat(table.column("input_ids"))
-    type_values = None
-    if "token_type_ids" in table.column_names:
-        type_values, _ = _flat(table.column("token_type_ids"))
-    labels_column = table.column("labels").combine_chunks()
-    if pa.types.is_fixed_size_list(labels_column.type):
-        width = labels_column.type.list_size
-        labels = labels_column.flatten().to_numpy().reshape(-1, width)
-    else:
-        labels = labels_column.to_numpy()
-    # copies: Arrow's buffers are read-only, and torch.from_numpy wants writable arrays
+def read_split(folder: str | Path, mmap: bool = True) -> TokenizedSplit:
+    """A split folder; with `mmap` the token ids stay on disk and are paged in as rows are read."""
+    folder = Path(folder)
+    mode: Any = "r" if mmap else None
+    types_path = folder / "token_type_ids.npy"
     return TokenizedSplit(
-        values=values.astype(np.int32, copy=False),
-        offsets=offsets,
-        type_values=type_values,
-        labels=np.array(labels, copy=True),
-        row_ids=np.array(table.column("row_id").to_numpy(), copy=True),
+        values=np.load(folder / "input_ids.npy", mmap_mode=mode),
+        offsets=np.load(folder / "offsets.npy"),
+        type_values=np.load(types_path, mmap_mode=mode) if types_path.is_file() else None,
+        labels=np.load(folder / "labels.npy"),
+        row_ids=np.load(folder / "row_ids.npy"),
     )
+
+
+def split_files(folder: str | Path) -> list[Path]:
+    """The files of a split folder, in a fixed order (for fingerprints)."""
+    folder = Path(folder)
+    return [folder / f"{name}.npy" for name in _FILES if (folder / f"{name}.npy").is_file()]
+
+
+@dataclass(frozen=True)
+class TokenizeSummary:
+    rows: int
+    truncated: int
+
+
+def tokenize_parquet(
+    source: str | Path,
+    folder: str | Path,
+    tokenizer: Any,
+    max_length: int,
+    label_names: Sequence[str],
+    task: str,
+    pair: bool = False,
+    chunk_rows: int = 100_000,
+) -> TokenizeSummary:
+    """Tokenize a split table into a split folder, `chunk_rows` rows at a time."""
+    table_file = pq.ParquetFile(source)
+    writer = SplitWriter(folder)
+    rows = truncated = 0
+    for batch in table_file.iter_batches(
+        batch_size=chunk_rows, columns=["row_id", "text", "label"]
+    ):
+        frame = batch.to_pandas()
+        split = tokenize_split(
+            frame["text"].tolist(),
+            frame["label"].tolist(),
+            frame["row_id"].to_numpy(),
+            tokenizer,
+            max_length,
+            label_names,
+            task,
+            pair,
+        )
+        writer.add(split)
+        rows += len(split)
+        truncated += int((split.lengths >= max_length).sum())
+    empty_labels = encode_labels([], label_names, task)
+    writer.close(empty_labels.shape, empty_labels.dtype)
+    return TokenizeSummary(rows, truncated)

@@ -30,7 +30,7 @@ from bertpipe.inference import predict_logits, resolve_precision
 from bertpipe.io import sha256_file
 from bertpipe.metrics import METRICS_BY_TASK, compute_metrics, is_better, scores_from_logits
 from bertpipe.params import Params
-from bertpipe.tokens import TokenizedSplit
+from bertpipe.tokens import TokenizedSplit, split_files
 
 
 @dataclass(frozen=True)
@@ -350,6 +350,11 @@ def run_fingerprint(params: Params, tokens_dir: Path) -> str:
     digest = hashlib.sha256()
     relevant = params.model_dump(mode="json", exclude={"evaluate", "gate"})
     digest.update(json.dumps(relevant, sort_keys=True).encode())
-    for name in ("labels.json", "train.parquet", "val.parquet"):
-        digest.update(sha256_file(tokens_dir / name).encode())
+    files = [
+        tokens_dir / "labels.json",
+        *split_files(tokens_dir / "train"),
+        *split_files(tokens_dir / "val"),
+    ]
+    for path in files:
+        digest.update(f"{path.relative_to(tokens_dir)}:{sha256_file(path)}".encode())
     return digest.hexdigest()
