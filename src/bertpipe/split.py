@@ -48,12 +48,13 @@ def _split_keys(
 
 
 def _group_strata(groups: pd.Series, strata: pd.Series) -> pd.Series:
-    # a group's stratum is its most common one (ties broken by name, so the split is deterministic)
-    def majority(values: pd.Series) -> str:
-        counts = values.value_counts()
-        return sorted(counts[counts == counts.max()].index)[0]
-
-    return strata.groupby(groups.to_numpy()).agg(majority)
+    """Each group's stratum: its most common one, ties broken by name (so the split is
+    deterministic); indexed by group, in sorted order. Vectorised: a Python function per group
+    took a minute for 300,000 patients."""
+    pairs = pd.DataFrame({"group": groups.to_numpy(), "stratum": strata.to_numpy()})
+    counts = pairs.value_counts().rename("count").reset_index()
+    counts = counts.sort_values(["group", "count", "stratum"], ascending=[True, False, True])
+    return counts.drop_duplicates("group").set_index("group")["stratum"].rename(None)
 
 
 @dataclass
