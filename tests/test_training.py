@@ -255,3 +255,10 @@ def test_unknown_early_stopping_metric_is_refused(tiny_bert: Path, splits: tuple
     train, val = splits
     with pytest.raises(UserError, match="early_stopping_metric"):
         fit(new_model(tiny_bert), train, val, config(early_stopping_metric="r2"), 0)
+
+
+def test_batches_are_copied_non_blocking_only_off_the_cpu() -> None:
+    # pinned memory + non_blocking overlaps the host-to-device copy with compute on CUDA;
+    # on the CPU there is no copy to overlap
+    assert training.make_accelerator("fp32", cpu=True).dataloader_config.non_blocking is False
+    assert training.make_accelerator("fp32", cpu=False).dataloader_config.non_blocking is True

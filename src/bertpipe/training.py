@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration
 from torch.utils.data import DataLoader
 from transformers import get_linear_schedule_with_warmup
 
@@ -133,7 +134,12 @@ def make_accelerator(precision: str, cpu: bool | None = None) -> Accelerator:
     # precision; a second fit in one process (tests, a notebook) starts from a clean state.
     # The process group (PartialState) is kept.
     AcceleratorState._reset_state(reset_partial_state=False)
-    return Accelerator(mixed_precision=resolve_precision(precision, device), cpu=use_cpu)
+    return Accelerator(
+        mixed_precision=resolve_precision(precision, device),
+        cpu=use_cpu,
+        # with the DataLoader's pinned memory on CUDA, host-to-device copies overlap compute
+        dataloader_config=DataLoaderConfiguration(non_blocking=not use_cpu),
+    )
 
 
 def _state_on_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
