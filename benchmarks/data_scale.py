@@ -13,6 +13,7 @@ tokenizer called once on the whole list of texts, in a process of its own too.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -56,8 +57,9 @@ def write_notes(path: Path, rows: int, seed: int) -> None:
     notes), and two details, with the row number so that texts are mostly distinct."""
     rng = random.Random(seed)
     names = sorted(CLASSES)
-    with path.open("w", encoding="utf-8") as handle:
-        handle.write("note_id,patient_id,text,label\n")
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)  # quotes the texts: they hold commas
+        writer.writerow(["note_id", "patient_id", "text", "label"])
         for row in range(rows):
             label = rng.choice(names)
             other = rng.choice(names) if rng.random() < 0.1 else label
@@ -66,7 +68,7 @@ def write_notes(path: Path, rows: int, seed: int) -> None:
                 f"{rng.choice(CLASSES[other])}, {rng.choice(DETAILS)}, {rng.choice(DETAILS)}. "
                 f"Visit {row}."
             )
-            handle.write(f"{row},P{row // 3:07d},{text},{label}\n")
+            writer.writerow([row, f"P{row // 3:07d}", text, label])
 
 
 def run_measured(command: list[str], cwd: Path) -> dict[str, float]:

@@ -48,7 +48,7 @@ from bertpipe.batching import LengthGroupedBatchSampler, padded_length
 from bertpipe.evaluation import evaluate_model
 from bertpipe.metrics import compute_metrics
 from bertpipe.model import load_classifier, load_tokenizer
-from bertpipe.params import TrainParams
+from bertpipe.params import EvaluateParams, TrainParams
 from bertpipe.tokens import TokenizedSplit, tokenize_split
 from bertpipe.training import LoopConfig, fit
 
@@ -597,13 +597,22 @@ def compare_inference(
 ) -> list[InferenceResult]:
     """bertpipe's evaluate_model vs Trainer.predict (bf16) vs pipeline(batch_size=32).
 
-    Each path gets its own copy of bertpipe's trained model, one untimed warm-up run on the
-    first `warmup` test examples, then `repeats` timed runs on the whole test subset, of which
-    the fastest counts. bertpipe and Trainer start from tokens (bertpipe's tokenize stage does
-    that once); the pipeline starts from raw text, so its time includes the tokenizer: the row
-    `bertpipe+tokenize` adds bertpipe's tokenization of the same texts for that comparison.
+    bertpipe's trained model is saved with save_pretrained and each path loads its own copy
+    with from_pretrained, as a user would: in eval mode, fp32 weights, and without the autocast
+    wrapper that Accelerate's prepare puts on the trained object's forward (a copy of that
+    object ran the "fp32" pipeline in bf16, and in train mode). Each path gets one untimed
+    warm-up run on the first `warmup` test examples, then `repeats` timed runs on the whole test
+    subset, of which the fastest counts. bertpipe and Trainer start from tokens (bertpipe's
+    tokenize stage does that once); the pipeline starts from raw text, so its time includes the
+    tokenizer: the row `bertpipe+tokenize` adds bertpipe's tokenization of the same texts.
     """
-    from transformers import Trainer, pipeline
+    from transformers import AutoModelForSequenceClassification, Trainer, pipeline
+
+    saved = Path(scratch) / f"inference_model_{max_length}"
+    model.save_pretrained(saved)
+
+    def load() -> torch.nn.Module:
+        return AutoModelForSequenceClassification.from_pretrained(saved, attn_implementation="sdpa")
 
     n = len(splits.test)
     real_tokens = int(splits.test.lengths.sum())
@@ -620,7 +629,7 @@ def compare_inference(
         )
 
     # bertpipe: length-sorted batches, bf16 autocast, logits back in input order
-    ours = copy.deepcopy(model)
+    ours = load()
     pad_id = tokenizer.pad_token_id
     evaluate_model(ours, head, TASK, pad_id, settings.eval_batch_size)
     timing, walls, evaluation = _fastest(
@@ -652,7 +661,7 @@ def compare_inference(
     # Trainer.predict, bf16, group_by_length (so rows come back reordered, with their labels)
     _reset_accelerate()
     trainer = Trainer(
-        model=copy.deepcopy(model),
+        model=load(),
         args=_trainer_args(settings, scratch, len(splits.train)),
         data_collator=_trainer_collator(tokenizer, None),
         processing_class=tokenizer,
@@ -667,7 +676,7 @@ def compare_inference(
     # transformers.pipeline, as documented: raw texts in, the top label out, fp32
     classify = pipeline(
         "text-classification",
-        model=copy.deepcopy(model),
+        model=load(),
         tokenizer=tokenizer,
         batch_size=32,
         device=torch.device("cpu"),
@@ -926,7 +935,8 @@ def main(argv: list[str] | None = None) -> None:
         warmup_ratio=0.1,
         weight_decay=0.01,
         max_grad_norm=1.0,
-        eval_batch_size=64,
+        # bertpipe's default evaluate.batch_size, for bertpipe and Trainer.predict alike
+        eval_batch_size=EvaluateParams().batch_size,
         progress=not args.no_progress,
         bertpipe_attention_dropout=args.bertpipe_attention_dropout,
         others_attention_dropout=args.others_attention_dropout,

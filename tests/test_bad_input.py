@@ -217,6 +217,20 @@ def test_unquoted_commas_warn(project_copy: Path) -> None:
     assert clean_report(project_copy)["bad_lines"] == 1
 
 
+@pytest.mark.parametrize("mode", ["error", "skip"])
+def test_every_row_has_an_unquoted_comma(project_copy: Path, mode: str) -> None:
+    # the first data row has more fields than the header: pandas would silently take the extra
+    # leading fields as an index and shift every column (the label column would hold texts)
+    text = "text,label\nchest pain, dyspnea,cardiology\nheadache, blurred vision,neurology\n"
+    use_data(project_copy, "shifted.csv", text, **{"data.on_bad_lines": mode})
+    clean_error(
+        project_copy,
+        "data/shifted.csv: the rows have more fields than the header's 2 columns",
+        "a ',' inside an unquoted text?",
+        "quote texts that contain the delimiter",
+    )
+
+
 def test_utf8_byte_order_mark(project_copy: Path) -> None:
     # spreadsheets write a BOM before the first column's name; it must not become part of it
     use_data(
@@ -408,6 +422,21 @@ def test_very_long_text_is_truncated(project_copy: Path, tiny_bert: Path) -> Non
                 long_rows += 1
                 assert length == 32
     assert long_rows == 1
+
+
+# --- stages run out of order ---------------------------------------------------------------------
+
+
+def test_split_before_clean(project_copy: Path) -> None:
+    result = run_stage(project_copy, "split")
+    assert_one_line_error(result, "data/clean/notes.parquet: no cleaned table", "clean stage")
+    assert_no_output(project_copy, "split")
+
+
+def test_tokenize_before_split(project_copy: Path) -> None:
+    result = run_stage(project_copy, "tokenize")
+    assert_one_line_error(result, "data/split/train.parquet", "no split table", "split stage")
+    assert_no_output(project_copy, "tokenize")
 
 
 # --- params --------------------------------------------------------------------------------------

@@ -303,10 +303,10 @@ def clean_chunks(
 ) -> dict[str, Any]:
     """Clean a table chunk by chunk into the Parquet file `output`; returns the report.
 
-    Two passes with memory bounded by one chunk (plus 32 bytes per row for duplicates): the first
-    cleans each chunk into a scratch Parquet file and keeps the rows' hashes; then the duplicate
-    flags are computed over all rows, and the second pass filters each scratch file into `output`,
-    one row group per chunk. The result equals `clean_frame` on the whole table.
+    Two passes with memory bounded by one chunk (plus 24 bytes a row of hashes for duplicates):
+    the first cleans each chunk into a scratch Parquet file and keeps the rows' hashes; then the
+    duplicate flags are computed over all rows, and the second pass filters each scratch file
+    into `output`, one row group per chunk. The result equals `clean_frame` on the whole table.
     """
     output = Path(output)
     # the scratch files go next to the output (the data may not fit a small /tmp); folders made

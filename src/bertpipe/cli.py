@@ -53,7 +53,7 @@ def predict(
             ".parquet) instead of JSON lines on stdout.",
         ),
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Texts per batch.")] = 64,
+    batch_size: Annotated[int, typer.Option(min=1, help="Texts per batch.")] = 32,
     encoding: Annotated[str, typer.Option(help="Encoding of --input.")] = "utf-8",
 ) -> None:
     """Predict labels for new texts: one JSON line per text, or a file with --output.

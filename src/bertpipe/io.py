@@ -207,10 +207,13 @@ class TableChunks:
             options.update(on_bad_lines=count_bad, engine="python")
         try:
             if self.chunk_rows is None:
-                yield pd.read_csv(self.path, **options)
+                yield self._check_fields(pd.read_csv(self.path, **options), 0, delimiter)
                 return
             with pd.read_csv(self.path, **options) as reader:
-                yield from reader
+                parsed = 0
+                for chunk in reader:
+                    yield self._check_fields(chunk, parsed, delimiter)
+                    parsed += len(chunk)
         except pd.errors.EmptyDataError:
             raise UserError(
                 f"{self.path}: the file has no header and no rows; {_NO_ROWS_HINT}"
@@ -221,6 +224,20 @@ class TableChunks:
                 f"{self.path}: malformed row ({detail}); quote texts that contain the delimiter, "
                 "or set data.on_bad_lines to skip or warn"
             ) from None
+
+    def _check_fields(self, chunk: pd.DataFrame, parsed: int, delimiter: str) -> pd.DataFrame:
+        # When the first data row has more fields than the header, pandas silently takes the
+        # extra leading fields as the row index and shifts every column: a text with one
+        # unquoted comma in every row would train on the wrong column. Its own index is then
+        # not the row count.
+        if not chunk.index.equals(pd.RangeIndex(parsed, parsed + len(chunk))):
+            shown = {",": "','", "\t": "tab"}.get(delimiter, repr(delimiter))
+            raise UserError(
+                f"{self.path}: the rows have more fields than the header's {len(chunk.columns)} "
+                f"columns (a {shown} inside an unquoted text?); quote texts that contain the "
+                "delimiter"
+            )
+        return chunk
 
 
 def read_table(
