@@ -262,3 +262,18 @@ def test_batches_are_copied_non_blocking_only_off_the_cpu() -> None:
     # on the CPU there is no copy to overlap
     assert training.make_accelerator("fp32", cpu=True).dataloader_config.non_blocking is False
     assert training.make_accelerator("fp32", cpu=False).dataloader_config.non_blocking is True
+
+
+def test_short_batches_use_the_math_attention_kernel_on_cpu() -> None:
+    def backends_inside(device: str, seq_len: int) -> set[str]:
+        enabled = set()
+        with training.attention_kernel(torch.device(device), seq_len):
+            if torch.backends.cuda.math_sdp_enabled():
+                enabled.add("math")
+            if torch.backends.cuda.flash_sdp_enabled():
+                enabled.add("flash")
+        return enabled
+
+    assert backends_inside("cpu", 128) == {"math"}
+    assert backends_inside("cpu", training.CPU_MATH_ATTENTION_MAX_LENGTH + 8) == {"math", "flash"}
+    assert backends_inside("cuda", 64) == {"math", "flash"}  # PyTorch's own choice on GPUs

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.data import DataLoader
 from transformers import get_linear_schedule_with_warmup
 
@@ -68,6 +69,19 @@ class FitResult:
 
 
 EpochCallback = Callable[[dict[str, float]], None]
+
+# On the CPU, SDPA's fused ("flash") kernel has a slow backward pass on short sequences: on this
+# project's 2-core CPU the "math" kernel trained 10-20 % faster up to 128 tokens, and flash 4 %
+# faster at 192 and 43 % at 256 (benchmarks/profile_step.py, BENCHMARKS.md). With attention
+# dropout on, PyTorch picks the math kernel anyway.
+CPU_MATH_ATTENTION_MAX_LENGTH = 160
+
+
+def attention_kernel(device: torch.device, seq_len: int) -> contextlib.AbstractContextManager[Any]:
+    """The SDPA kernel for a training batch of `seq_len` tokens (PyTorch's choice off the CPU)."""
+    if device.type == "cpu" and seq_len <= CPU_MATH_ATTENTION_MAX_LENGTH:
+        return sdpa_kernel(SDPBackend.MATH)
+    return contextlib.nullcontext()
 
 
 def seed_everything(seed: int) -> None:
@@ -229,7 +243,8 @@ def fit(
             )
             # skip the gradient all-reduce on micro-batches that do not step
             context = accelerator.no_sync(model) if not last_of_step else contextlib.nullcontext()
-            with context:
+            kernel = attention_kernel(accelerator.device, batch["input_ids"].shape[1])
+            with context, kernel:
                 # (batch, seq_len) -> (batch, num_labels)
                 logits = model(**batch).logits
                 loss = task_loss(logits, labels, config.task, weight)
