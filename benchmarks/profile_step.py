@@ -1,11 +1,11 @@
 """Where one bertpipe train step goes: torch.profiler over a few steps of `fit`'s code path.
 
 The packaged MiniLM, batch 16 of medical abstracts truncated at --max-length (most fill it),
-bertpipe's defaults (bf16 autocast through Accelerate, attention dropout 0, fused AdamW, clipping
-at 1.0). One warm-up step, then --steps profiled steps; prints the time per step of each phase
-and the ops with the most self CPU time. `--sdpa-backend math|flash` forces one attention
-kernel; the default leaves PyTorch's choice (flash, without attention dropout), which is not
-what `fit` does at 160 tokens or fewer (see training.attention_kernel).
+bertpipe's fast settings (bf16 autocast through Accelerate, train.attention_dropout 0, fused
+AdamW, clipping at 1.0). One warm-up step, then --steps profiled steps; prints the time per
+step of each phase and the ops with the most self CPU time. `--sdpa-backend math|flash` forces
+one attention kernel; the default leaves PyTorch's choice (flash, without attention dropout),
+which is not what `fit` does at 160 tokens or fewer (see training.attention_kernel).
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/profile_step.py --max-length 128
 """
@@ -68,7 +68,7 @@ def main() -> None:
     ]
 
     torch.manual_seed(0)
-    defaults = TrainParams()
+    defaults = TrainParams(attention_dropout=0.0)
     model = load_classifier(
         "minilm",
         len(names),

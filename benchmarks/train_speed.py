@@ -48,7 +48,7 @@ from bertpipe.batching import LengthGroupedBatchSampler, padded_length
 from bertpipe.evaluation import evaluate_model
 from bertpipe.metrics import compute_metrics
 from bertpipe.model import load_classifier, load_tokenizer
-from bertpipe.params import EvaluateParams, TrainParams
+from bertpipe.params import EvaluateParams
 from bertpipe.tokens import TokenizedSplit, tokenize_split
 from bertpipe.training import LoopConfig, fit
 
@@ -901,9 +901,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--bertpipe-attention-dropout",
         type=_dropout,
-        default=TrainParams().attention_dropout,
-        help="bertpipe's attention dropout (default: its train.attention_dropout default; "
-        "'model' keeps the model's 0.1)",
+        default=0.0,
+        help="bertpipe's train.attention_dropout (default 0, its fast setting for one process; "
+        "'model' keeps the model's 0.1, the params.yaml default)",
     )
     parser.add_argument(
         "--others-attention-dropout",
