@@ -38,6 +38,26 @@ def run(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProces
     return result
 
 
+def run_stage(
+    project: Path, name: str, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The stage's own `cmd:` from dvc.yaml, run with this interpreter (no DVC in between)."""
+    import shlex
+
+    import yaml
+
+    cmd = yaml.safe_load((project / "dvc.yaml").read_text())["stages"][name]["cmd"]
+    program, *args = shlex.split(cmd)
+    assert program == "python", cmd
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=project,
+        env={**env(), **(extra_env or {})},
+        capture_output=True,
+        text=True,
+    )
+
+
 def dvc(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return run(cwd, str(Path(sys.executable).parent / "dvc"), *args, check=check)
 

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import json
 import random
-import shlex
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-import yaml
-from pipeline_helpers import env, set_params
+from pipeline_helpers import run_stage, set_params
 
 from bertpipe.tokens import read_split
 
@@ -28,22 +25,6 @@ OUTPUTS = {
     "split": ("data/split",),
     "tokenize": ("data/tokens",),
 }
-
-
-def run_stage(
-    project: Path, name: str, extra_env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """The stage's own `cmd:` from dvc.yaml, run with this interpreter."""
-    cmd = yaml.safe_load((project / "dvc.yaml").read_text())["stages"][name]["cmd"]
-    program, *args = shlex.split(cmd)
-    assert program == "python", cmd
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=project,
-        env={**env(), **(extra_env or {})},
-        capture_output=True,
-        text=True,
-    )
 
 
 def run_stages(project: Path, *names: str) -> subprocess.CompletedProcess[str]:

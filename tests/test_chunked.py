@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-import yaml
-from pipeline_helpers import env, set_params
+from pipeline_helpers import run_stage, set_params
 
 from bertpipe.clean import clean_chunks, clean_frame
 from bertpipe.errors import UserError
@@ -128,11 +124,7 @@ def test_chunked_stages_write_what_unchunked_stages_write(
     the default chunk (the whole table) and once with 37-row chunks."""
 
     def run(stage: str) -> None:
-        cmd = yaml.safe_load((project_copy / "dvc.yaml").read_text())["stages"][stage]["cmd"]
-        _, *args = shlex.split(cmd)
-        result = subprocess.run(
-            [sys.executable, *args], cwd=project_copy, env=env(), capture_output=True, text=True
-        )
+        result = run_stage(project_copy, stage)
         assert result.returncode == 0, result.stderr
 
     def outputs() -> dict[str, object]:

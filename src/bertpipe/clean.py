@@ -230,10 +230,8 @@ def clean_chunk(
         },
         text_keys=np.column_stack(
             [_hash(text_key, "bertpipe-text-00"), _hash(text_key, "bertpipe-text-01")]
-        )
-        if len(out)
-        else np.zeros((0, 2), np.uint64),
-        label_keys=_hash(label_key, "bertpipe-label-0") if len(out) else np.zeros(0, np.uint64),
+        ),
+        label_keys=_hash(label_key, "bertpipe-label-0"),
     )
 
 

@@ -207,13 +207,11 @@ class TableChunks:
             options.update(on_bad_lines=count_bad, engine="python")
         try:
             if self.chunk_rows is None:
-                yield self._check_fields(pd.read_csv(self.path, **options), 0, delimiter)
+                yield self._check_fields(pd.read_csv(self.path, **options), delimiter)
                 return
             with pd.read_csv(self.path, **options) as reader:
-                parsed = 0
                 for chunk in reader:
-                    yield self._check_fields(chunk, parsed, delimiter)
-                    parsed += len(chunk)
+                    yield self._check_fields(chunk, delimiter)
         except pd.errors.EmptyDataError:
             raise UserError(
                 f"{self.path}: the file has no header and no rows; {_NO_ROWS_HINT}"
@@ -225,12 +223,12 @@ class TableChunks:
                 "or set data.on_bad_lines to skip or warn"
             ) from None
 
-    def _check_fields(self, chunk: pd.DataFrame, parsed: int, delimiter: str) -> pd.DataFrame:
+    def _check_fields(self, chunk: pd.DataFrame, delimiter: str) -> pd.DataFrame:
         # When the first data row has more fields than the header, pandas silently takes the
         # extra leading fields as the row index and shifts every column: a text with one
         # unquoted comma in every row would train on the wrong column. Its own index is then
-        # not the row count.
-        if not chunk.index.equals(pd.RangeIndex(parsed, parsed + len(chunk))):
+        # not the row count (self.rows: the rows of the chunks before this one).
+        if not chunk.index.equals(pd.RangeIndex(self.rows, self.rows + len(chunk))):
             shown = {",": "','", "\t": "tab"}.get(delimiter, repr(delimiter))
             raise UserError(
                 f"{self.path}: the rows have more fields than the header's {len(chunk.columns)} "
