@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def gate_project(project_copy: Path, keyword_csv: Path, tiny_bert: Path) -> Path:
     return tiny_project(
-        project_copy, keyword_csv, tiny_bert, epochs=8, lr=3e-3, **{"gate.n_bootstrap": 500}
+        project_copy, keyword_csv, tiny_bert, epochs=8, lr=1e-3, **{"gate.n_bootstrap": 500}
     )
 
 

@@ -43,7 +43,7 @@ def run_with(project: Path, processes: int, batch_size: int) -> tuple[dict, dict
 def test_two_processes_match_one_with_the_same_global_batch(
     project_copy: Path, keyword_csv: Path, tiny_bert: Path
 ) -> None:
-    project = tiny_project(project_copy, keyword_csv, tiny_bert, epochs=8, lr=3e-3)
+    project = tiny_project(project_copy, keyword_csv, tiny_bert, epochs=8, lr=1e-3)
     single, single_stats, _ = run_with(project, processes=1, batch_size=16)
     double, double_stats, _ = run_with(project, processes=2, batch_size=8)
 
