@@ -10,6 +10,7 @@ import torch
 from bertpipe.tokens import TokenizedSplit
 
 PAD_MULTIPLE = 8  # tensor-core and oneDNN kernels like shapes that are multiples of 8
+MIN_GROUPS = 4  # length groups per epoch, at least
 
 
 class LengthGroupedBatchSampler:
@@ -18,6 +19,10 @@ class LengthGroupedBatchSampler:
     Each epoch: shuffle all indices, cut them into groups of `group_size` batches, sort each group
     by length, cut it into batches, and shuffle the batches. Every example appears exactly once
     per epoch, and padding stays small. `set_epoch` makes epoch k the same on a resumed run.
+
+    An epoch has at least 4 groups (fewer batches per group on small data, as Trainer's
+    group_by_length does). With a whole small dataset in one group, the sort would make the same
+    batches every epoch, and batches of the shortest (or longest) texts, which may share a class.
     """
 
     def __init__(
@@ -41,7 +46,7 @@ class LengthGroupedBatchSampler:
     def batches(self) -> list[list[int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
         order = rng.permutation(len(self.lengths))
-        span = self.batch_size * self.group_size
+        span = self.batch_size * self.batches_per_group()
         batches: list[list[int]] = []
         for start in range(0, len(order), span):
             group = order[start : start + span]
@@ -54,6 +59,9 @@ class LengthGroupedBatchSampler:
         if self.drop_last and batches and len(batches[-1]) < self.batch_size:
             batches.pop()
         return [batches[i] for i in rng.permutation(len(batches))]
+
+    def batches_per_group(self) -> int:
+        return min(self.group_size, max(1, len(self) // MIN_GROUPS))
 
     def __iter__(self) -> Iterator[list[int]]:
         return iter(self.batches())
