@@ -44,8 +44,8 @@ def test_repro_then_experiment_then_metrics_diff(sample_project: Path) -> None:
         assert (model_dir / name).is_file(), name
     config = read_json(model_dir / "config.json")
     assert list(config["id2label"].values()) == labels["label_names"]
-    # train.attention_dropout: null (the default) keeps the model's own values
-    assert config["attention_probs_dropout_prob"] == 0.1
+    # train.attention_dropout: 0 (the default) turns off the attention dropout only
+    assert config["attention_probs_dropout_prob"] == 0.0
     assert config["hidden_dropout_prob"] == 0.1
     trained = read_json(model_dir / "training_params.json")
     assert trained["lr"] == 1e-3 and trained["epochs"] == 2 and trained["label_names"]

