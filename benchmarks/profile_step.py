@@ -7,7 +7,13 @@ step of each phase and the ops with the most self CPU time. `--sdpa-backend math
 one attention kernel; the default leaves PyTorch's choice (flash, without attention dropout),
 which is not what `fit` does at 160 tokens or fewer (see training.attention_kernel).
 
+`--inference` profiles `predict_logits`'s forward pass instead (eval mode, no grad, bf16
+autocast, batch 32 by default), and gives each matmul op's achieved TFLOP/s from the
+profiler's FLOP counts: how close the GEMMs run to the machine's peak, and how much time is
+not GEMM at all.
+
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/profile_step.py --max-length 128
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/profile_step.py --max-length 128 --inference
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import contextlib
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -27,6 +34,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from bertpipe.batching import Collator
+from bertpipe.inference import autocast, resolve_precision
 from bertpipe.model import load_classifier, load_tokenizer
 from bertpipe.params import TrainParams
 from bertpipe.tokens import tokenize_split
@@ -38,7 +46,8 @@ DATA = Path(__file__).resolve().parents[2] / "shared/data/medical_abstracts/medi
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=None, help="16 (train), 32 (inference)")
+    parser.add_argument("--inference", action="store_true", help="profile the eval forward pass")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--top", type=int, default=12)
     parser.add_argument(
@@ -48,6 +57,8 @@ def main() -> None:
         help="force one SDPA kernel (default: PyTorch's choice)",
     )
     args = parser.parse_args()
+    if args.batch_size is None:
+        args.batch_size = 32 if args.inference else 16
 
     frame = pd.read_csv(DATA).head(args.batch_size * (args.steps + 1))
     names = sorted(frame["condition_label"].astype(str).unique())
@@ -76,6 +87,10 @@ def main() -> None:
         names,
         attention_dropout=defaults.attention_dropout,
     )
+    if args.inference:
+        # predict_logits takes the bare model (no Accelerate wrapper) and autocasts itself
+        profile_inference(model, batches, resolve_precision("auto", torch.device("cpu")), args)
+        return
     accelerator = make_accelerator("auto")
     optimizer = torch.optim.AdamW(
         optimizer_groups(model, defaults.weight_decay), lr=1e-4, fused=True
@@ -125,6 +140,52 @@ def main() -> None:
         share = event.self_cpu_time_total / total
         per_step = event.self_cpu_time_total / 1000 / args.steps
         print(f"  {event.key:<45} {share:6.1%} {per_step:8.1f} ms/step  x{event.count}")
+
+
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm")
+
+
+def profile_inference(
+    model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], precision: str, args: Any
+) -> None:
+    """The forward pass as `predict_logits` runs it, with the achieved rate of each matmul op."""
+    model.eval()
+
+    def forward(batch: dict[str, torch.Tensor]) -> None:
+        batch = {k: v for k, v in batch.items() if k not in ("labels", "index")}
+        with torch.no_grad(), autocast(torch.device("cpu"), precision):
+            model(**batch)
+
+    forward(batches[0])  # warm-up
+    started = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+        for batch in batches[1:]:
+            forward(batch)
+    wall = (time.perf_counter() - started) / args.steps
+    print(
+        f"inference, max_length {args.max_length}, batch {args.batch_size}, {precision}: "
+        f"{wall * 1000:.0f} ms/batch under the profiler, {args.batch_size / wall:.1f} examples/s"
+    )
+    events = prof.key_averages()
+    total = sum(event.self_cpu_time_total for event in events)
+    threads = torch.get_num_threads()
+    print(f"\ntop {args.top} ops by self CPU time (both threads' time summed by the profiler):")
+    for event in sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[: args.top]:
+        share = event.self_cpu_time_total / total
+        per_batch = event.self_cpu_time_total / 1000 / args.steps
+        rate = ""
+        if event.key in MATMUL_OPS and event.flops:
+            # self CPU time sums the threads: wall time of the op is about self time / threads
+            seconds = event.self_cpu_time_total / 1e6 / threads
+            rate = f"  {event.flops / seconds / 1e12:.3f} TFLOP/s"
+        print(f"  {event.key:<45} {share:6.1%} {per_batch:8.1f} ms/batch  x{event.count}{rate}")
+    matmul = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS)
+    flops = sum(e.flops or 0 for e in events if e.key in MATMUL_OPS)
+    print(
+        f"\nmatmuls (mm, addmm, bmm): {matmul / total:.1%} of self CPU time, "
+        f"{flops / (matmul / 1e6 / threads) / 1e12:.3f} TFLOP/s while they run; "
+        f"everything else: {1 - matmul / total:.1%}"
+    )
 
 
 if __name__ == "__main__":

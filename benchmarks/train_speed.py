@@ -35,7 +35,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +48,15 @@ from bertpipe.batching import LengthGroupedBatchSampler, padded_length
 from bertpipe.evaluation import evaluate_model
 from bertpipe.metrics import compute_metrics
 from bertpipe.model import load_classifier, load_tokenizer
-from bertpipe.params import EvaluateParams
+from bertpipe.params import EvaluateParams, TrainParams
 from bertpipe.tokens import TokenizedSplit, tokenize_split
 from bertpipe.training import LoopConfig, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = ROOT.parent / "shared" / "data" / "medical_abstracts"
 TASK = "multiclass"
-HEAD_CHECKSUMS: set[float] = set()  # one value if every contestant's head started the same
+# per training seed: one value if every contestant's head started the same
+HEAD_CHECKSUMS: dict[int, set[float]] = {}
 PROBLEM_TYPE = "single_label_classification"
 CONTESTANTS = ("bertpipe", "trainer", "seed-loop")
 
@@ -257,7 +258,8 @@ def fresh_model(
     model = load_classifier(
         "minilm", len(label_names), PROBLEM_TYPE, label_names, attention_dropout=attention_dropout
     )
-    HEAD_CHECKSUMS.add(round(float(model.classifier.weight.detach().double().sum()), 9))
+    checksum = round(float(model.classifier.weight.detach().double().sum()), 9)
+    HEAD_CHECKSUMS.setdefault(seed, set()).add(checksum)
     return model
 
 
@@ -297,6 +299,7 @@ class Settings:
     progress: bool
     bertpipe_attention_dropout: float | None
     others_attention_dropout: float | None
+    bertpipe_group_size: int = TrainParams().group_size
 
 
 @dataclass
@@ -323,7 +326,9 @@ def warmup_steps(settings: Settings, train_size: int) -> int:
 def bertpipe_tokens(split: TokenizedSplit, settings: Settings) -> TokenCount:
     """The batches fit runs: its sampler, re-seeded per epoch exactly as fit does."""
     count = TokenCount()
-    sampler = LengthGroupedBatchSampler(split.lengths, settings.batch_size, settings.seed)
+    sampler = LengthGroupedBatchSampler(
+        split.lengths, settings.batch_size, settings.seed, group_size=settings.bertpipe_group_size
+    )
     for epoch in range(1, settings.epochs + 1):
         sampler.set_epoch(epoch)
         for batch in sampler:
@@ -351,6 +356,7 @@ def run_bertpipe(
         patience=None,
         eval_batch_size=settings.eval_batch_size,
         precision="auto",
+        group_size=settings.bertpipe_group_size,
         progress=settings.progress,
     )
     with timed() as call:
@@ -901,15 +907,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--bertpipe-attention-dropout",
         type=_dropout,
-        default=0.0,
-        help="bertpipe's train.attention_dropout (default 0, its fast setting for one process; "
-        "'model' keeps the model's 0.1, the params.yaml default)",
+        default=TrainParams().attention_dropout,
+        help="bertpipe's train.attention_dropout (default: bertpipe's, 0; "
+        "'model' keeps the model's 0.1)",
     )
     parser.add_argument(
         "--others-attention-dropout",
         type=_dropout,
         default=None,
         help="Trainer's and the seed loop's attention dropout (default: the model's own 0.1)",
+    )
+    parser.add_argument(
+        "--bertpipe-group-size",
+        type=int,
+        default=TrainParams().group_size,
+        help="bertpipe's train.group_size: batches sorted by length together (default: bertpipe's)",
+    )
+    parser.add_argument(
+        "--f1-seeds",
+        type=int,
+        nargs="*",
+        default=[],
+        help="train bertpipe and Trainer again with these seeds (after the timed runs of each "
+        "max_length) and report the mean macro-F1 difference over all seeds",
     )
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
     args = parser.parse_args(argv)
@@ -940,6 +960,7 @@ def main(argv: list[str] | None = None) -> None:
         progress=not args.no_progress,
         bertpipe_attention_dropout=args.bertpipe_attention_dropout,
         others_attention_dropout=args.others_attention_dropout,
+        bertpipe_group_size=args.bertpipe_group_size,
     )
     machine = machine_info()
     print(f"machine: {machine}")
@@ -966,6 +987,7 @@ def main(argv: list[str] | None = None) -> None:
     del probe
 
     results: list[Result] = []
+    quality: list[Result] = []  # extra seeds: bertpipe and Trainer trained again, for F1 only
     inference: list[InferenceResult] = []
     length_stats: dict[int, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="train_speed_") as scratch:
@@ -1002,6 +1024,18 @@ def main(argv: list[str] | None = None) -> None:
                     warmup=16,
                     repeats=args.repeats,
                 )
+            for extra_seed in args.f1_seeds:
+                if extra_seed == args.seed:
+                    continue
+                seeded = replace(settings, seed=extra_seed)
+                for contestant in ("bertpipe", "trainer"):
+                    if contestant in args.contestants:
+                        print(f"--- {contestant}, max_length {max_length}, seed {extra_seed}")
+                        result, _ = run_contestant(
+                            contestant, data, splits, seeded, tokenizer, max_length, scratch, 0
+                        )
+                        result.notes["seed"] = extra_seed
+                        quality.append(result)
 
     report = build_report(args, machine, peak, data, results, inference, params, layers, hidden)
     report["length_stats"] = length_stats
@@ -1009,12 +1043,42 @@ def main(argv: list[str] | None = None) -> None:
     report["load_average_end"] = os.getloadavg()
     report["total_wall_s"] = time.perf_counter() - started
     report["waited_for_quiet_s"] = TOTAL_WAITED_S
-    report["identical_head_init"] = len(HEAD_CHECKSUMS) == 1
+    report["identical_head_init"] = all(len(sums) == 1 for sums in HEAD_CHECKSUMS.values())
+    report["f1_seeds"] = f1_seed_summary(args, results, quality)
     report["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print_report(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=float))
         print(f"wrote {args.json}")
+
+
+def f1_seed_summary(
+    args: argparse.Namespace, results: list[Result], quality: list[Result]
+) -> dict[str, Any]:
+    """Test macro-F1 of bertpipe and Trainer per seed (the main run's and --f1-seeds), and the
+    mean difference: one 1-epoch run on 800 rows is too noisy to compare F1 alone."""
+    summary: dict[str, Any] = {}
+    for max_length in args.max_lengths:
+        by_seed: dict[int, dict[str, float]] = {}
+        for result in results:
+            if result.max_length == max_length and result.contestant in ("bertpipe", "trainer"):
+                by_seed.setdefault(args.seed, {})[result.contestant] = result.test_f1_macro
+        for result in quality:
+            if result.max_length == max_length:
+                seed = result.notes["seed"]
+                by_seed.setdefault(seed, {})[result.contestant] = result.test_f1_macro
+        pairs = [v for v in by_seed.values() if {"bertpipe", "trainer"} <= set(v)]
+        if len(pairs) < 2:
+            continue
+        differences = [v["bertpipe"] - v["trainer"] for v in pairs]
+        summary[str(max_length)] = {
+            "by_seed": {str(seed): v for seed, v in by_seed.items()},
+            "mean_bertpipe": float(np.mean([v["bertpipe"] for v in pairs])),
+            "mean_trainer": float(np.mean([v["trainer"] for v in pairs])),
+            "mean_difference": float(np.mean(differences)),
+            "standard_error": float(np.std(differences, ddof=1) / np.sqrt(len(differences))),
+        }
+    return summary
 
 
 def build_report(
@@ -1069,6 +1133,7 @@ def build_report(
             "weight_decay": 0.01,
             "bertpipe_attention_dropout": args.bertpipe_attention_dropout,
             "others_attention_dropout": args.others_attention_dropout,
+            "bertpipe_group_size": args.bertpipe_group_size,
         },
         "matmul_peak": asdict(peak),
         "non_embedding_params": params,
@@ -1155,6 +1220,16 @@ def print_report(report: dict[str, Any]) -> None:
             if key.startswith("f1_macro")
         ]
         print(f"max_length {max_length}: " + ", ".join(parts))
+    for max_length, entry in report.get("f1_seeds", {}).items():
+        seeds = ", ".join(
+            f"{seed}: {v.get('bertpipe', float('nan')):.3f} / {v.get('trainer', float('nan')):.3f}"
+            for seed, v in entry["by_seed"].items()
+        )
+        print(
+            f"max_length {max_length}, macro-F1 bertpipe / Trainer by seed: {seeds}; mean "
+            f"{entry['mean_bertpipe']:.3f} / {entry['mean_trainer']:.3f}, difference "
+            f"{entry['mean_difference']:+.3f} (standard error {entry['standard_error']:.3f})"
+        )
     if report["inference"]:
         print()
         print_table(
