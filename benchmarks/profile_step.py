@@ -135,7 +135,7 @@ def main() -> None:
         if event.key.startswith("phase: "):
             print(f"  {event.key[7:]:<16} {event.cpu_time_total / 1000 / args.steps:8.1f} ms/step")
     total = sum(event.self_cpu_time_total for event in events)
-    print(f"\ntop {args.top} ops by self CPU time (both threads' time summed by the profiler):")
+    print(f"\ntop {args.top} ops by self CPU time (the calling thread's; sums to the wall time):")
     for event in sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[: args.top]:
         share = event.self_cpu_time_total / total
         per_step = event.self_cpu_time_total / 1000 / args.steps
@@ -168,22 +168,22 @@ def profile_inference(
     )
     events = prof.key_averages()
     total = sum(event.self_cpu_time_total for event in events)
-    threads = torch.get_num_threads()
-    print(f"\ntop {args.top} ops by self CPU time (both threads' time summed by the profiler):")
+    # An op's self CPU time is the wall time of the thread that called it (its intra-op threads
+    # work inside that span): the ops' self times add up to about the wall time per batch.
+    print(f"\ntop {args.top} ops by self CPU time (the calling thread's; sums to the wall time):")
     for event in sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[: args.top]:
         share = event.self_cpu_time_total / total
         per_batch = event.self_cpu_time_total / 1000 / args.steps
         rate = ""
         if event.key in MATMUL_OPS and event.flops:
-            # self CPU time sums the threads: wall time of the op is about self time / threads
-            seconds = event.self_cpu_time_total / 1e6 / threads
+            seconds = event.self_cpu_time_total / 1e6
             rate = f"  {event.flops / seconds / 1e12:.3f} TFLOP/s"
         print(f"  {event.key:<45} {share:6.1%} {per_batch:8.1f} ms/batch  x{event.count}{rate}")
     matmul = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS)
     flops = sum(e.flops or 0 for e in events if e.key in MATMUL_OPS)
     print(
         f"\nmatmuls (mm, addmm, bmm): {matmul / total:.1%} of self CPU time, "
-        f"{flops / (matmul / 1e6 / threads) / 1e12:.3f} TFLOP/s while they run; "
+        f"{flops / (matmul / 1e6) / 1e12:.3f} TFLOP/s while they run; "
         f"everything else: {1 - matmul / total:.1%}"
     )
 

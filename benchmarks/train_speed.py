@@ -931,6 +931,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="train bertpipe and Trainer again with these seeds (after the timed runs of each "
         "max_length) and report the mean macro-F1 difference over all seeds",
     )
+    parser.add_argument(
+        "--f1-max-lengths",
+        type=int,
+        nargs="*",
+        default=None,
+        help="run the --f1-seeds at these max_lengths only (default: all)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -1024,7 +1031,8 @@ def main(argv: list[str] | None = None) -> None:
                     warmup=16,
                     repeats=args.repeats,
                 )
-            for extra_seed in args.f1_seeds:
+            f1_seeds = args.f1_seeds if max_length in (args.f1_max_lengths or [max_length]) else []
+            for extra_seed in f1_seeds:
                 if extra_seed == args.seed:
                     continue
                 seeded = replace(settings, seed=extra_seed)
