@@ -15,20 +15,17 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
-import pandas as pd
 import torch
+from abstracts import first_abstracts
 
 from bertpipe.batching import Collator
-from bertpipe.model import load_classifier, load_tokenizer
-from bertpipe.tokens import tokenize_split
+from bertpipe.model import load_classifier
 from bertpipe.training import attention_kernel, make_accelerator, optimizer_groups, task_loss
 
-DATA = Path(__file__).resolve().parents[2] / "shared/data/medical_abstracts/medical_abstracts.csv"
 BATCH = 16
 
 
@@ -39,21 +36,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
 
-    frame = pd.read_csv(DATA).head(BATCH * (args.steps + 3))
-    names = sorted(frame["condition_label"].astype(str).unique())
-    tokenizer = load_tokenizer("minilm")
-    split = tokenize_split(
-        frame["medical_abstract"].tolist(),
-        frame["condition_label"].astype(str).tolist(),
-        np.arange(len(frame)),
-        tokenizer,
-        args.max_length,
-        names,
-        "multiclass",
-    )
+    rows = BATCH * (args.steps + 3)
+    split, names, tokenizer = first_abstracts(rows, args.max_length)
     collate = Collator(split, tokenizer.pad_token_id)
     order = np.argsort(-split.lengths, kind="stable")
-    batches = [collate(order[i : i + BATCH].tolist()) for i in range(0, len(frame), BATCH)]
+    batches = [collate(order[i : i + BATCH].tolist()) for i in range(0, rows, BATCH)]
 
     torch.manual_seed(0)
     model = load_classifier(

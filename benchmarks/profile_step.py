@@ -22,25 +22,20 @@ import argparse
 import contextlib
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np
-import pandas as pd
 import torch
+from abstracts import first_abstracts
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from bertpipe.batching import Collator
 from bertpipe.inference import autocast, resolve_precision
-from bertpipe.model import load_classifier, load_tokenizer
+from bertpipe.model import load_classifier
 from bertpipe.params import TrainParams
-from bertpipe.tokens import tokenize_split
 from bertpipe.training import make_accelerator, optimizer_groups, task_loss
-
-DATA = Path(__file__).resolve().parents[2] / "shared/data/medical_abstracts/medical_abstracts.csv"
 
 
 def main() -> None:
@@ -60,22 +55,12 @@ def main() -> None:
     if args.batch_size is None:
         args.batch_size = 32 if args.inference else 16
 
-    frame = pd.read_csv(DATA).head(args.batch_size * (args.steps + 1))
-    names = sorted(frame["condition_label"].astype(str).unique())
-    tokenizer = load_tokenizer("minilm")
-    split = tokenize_split(
-        frame["medical_abstract"].tolist(),
-        frame["condition_label"].astype(str).tolist(),
-        np.arange(len(frame)),
-        tokenizer,
-        args.max_length,
-        names,
-        "multiclass",
-    )
+    rows = args.batch_size * (args.steps + 1)
+    split, names, tokenizer = first_abstracts(rows, args.max_length)
     collate = Collator(split, tokenizer.pad_token_id)
     batches = [
         collate(list(range(start, start + args.batch_size)))
-        for start in range(0, len(frame), args.batch_size)
+        for start in range(0, rows, args.batch_size)
     ]
 
     torch.manual_seed(0)
