@@ -299,7 +299,7 @@ class Settings:
     progress: bool
     bertpipe_attention_dropout: float | None
     others_attention_dropout: float | None
-    bertpipe_group_size: int = TrainParams().group_size
+    bertpipe_group_size: int
 
 
 @dataclass
@@ -860,6 +860,7 @@ def run_contestant(
         if attempt < retries:
             print(f"  the machine was busy during training ({busy:.2f} cores): running it again")
     result, model = min(attempts, key=lambda pair: pair[0].train_call.other_cores)
+    result.notes["seed"] = settings.seed
     result.notes["attempts"] = len(attempts)
     result.notes["attempt_samples_per_s"] = [round(r.samples_per_s, 3) for r, _ in attempts]
     result.notes["attempt_other_cores"] = [round(r.train_call.other_cores, 3) for r, _ in attempts]
@@ -1042,7 +1043,6 @@ def main(argv: list[str] | None = None) -> None:
                         result, _ = run_contestant(
                             contestant, data, splits, seeded, tokenizer, max_length, scratch, 0
                         )
-                        result.notes["seed"] = extra_seed
                         quality.append(result)
 
     report = build_report(args, machine, peak, data, results, inference, params, layers, hidden)
@@ -1052,7 +1052,7 @@ def main(argv: list[str] | None = None) -> None:
     report["total_wall_s"] = time.perf_counter() - started
     report["waited_for_quiet_s"] = TOTAL_WAITED_S
     report["identical_head_init"] = all(len(sums) == 1 for sums in HEAD_CHECKSUMS.values())
-    report["f1_seeds"] = f1_seed_summary(args, results, quality)
+    report["f1_seeds"] = f1_seed_summary(args.max_lengths, [*results, *quality])
     report["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print_report(report)
     if args.json:
@@ -1060,21 +1060,16 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {args.json}")
 
 
-def f1_seed_summary(
-    args: argparse.Namespace, results: list[Result], quality: list[Result]
-) -> dict[str, Any]:
-    """Test macro-F1 of bertpipe and Trainer per seed (the main run's and --f1-seeds), and the
+def f1_seed_summary(max_lengths: list[int], results: list[Result]) -> dict[str, Any]:
+    """Test macro-F1 of bertpipe and Trainer per seed (the timed run's and --f1-seeds), and the
     mean difference: one 1-epoch run on 800 rows is too noisy to compare F1 alone."""
     summary: dict[str, Any] = {}
-    for max_length in args.max_lengths:
+    for max_length in max_lengths:
         by_seed: dict[int, dict[str, float]] = {}
         for result in results:
             if result.max_length == max_length and result.contestant in ("bertpipe", "trainer"):
-                by_seed.setdefault(args.seed, {})[result.contestant] = result.test_f1_macro
-        for result in quality:
-            if result.max_length == max_length:
-                seed = result.notes["seed"]
-                by_seed.setdefault(seed, {})[result.contestant] = result.test_f1_macro
+                scores = by_seed.setdefault(result.notes["seed"], {})
+                scores[result.contestant] = result.test_f1_macro
         pairs = [v for v in by_seed.values() if {"bertpipe", "trainer"} <= set(v)]
         if len(pairs) < 2:
             continue
