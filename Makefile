@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # Nothing at run time may reach a model hub: the embedded MiniLM is a Python package.
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
-# dvc.yaml runs `python stages/...`: put the venv's python first on PATH.
+# dvc.yaml runs `python -m stages...`: put the venv's python first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: install repro test test-fast lint format clean-venv

@@ -105,9 +105,9 @@ def stage_command(project: Path, stage: str) -> list[str]:
     import shlex
 
     cmd = yaml.safe_load((project / "dvc.yaml").read_text())["stages"][stage]["cmd"]
-    program, *args = shlex.split(cmd)
-    assert program == "python", cmd
-    return [sys.executable, *args]
+    program, flag, module, *args = shlex.split(cmd)
+    assert (program, flag, module) == ("python", "-m", f"stages.{stage}"), cmd
+    return [sys.executable, "-m", module, *args]
 
 
 def main() -> None:

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-
-# stages/ holds tokenize.py, which would shadow the standard library's tokenize (that inspect and
-# linecache import) while this folder is first on the import path; a stage imports nothing from it.
-if sys.path and sys.path[0].endswith("stages"):
-    del sys.path[0]
-
 import argparse
+import sys
 from pathlib import Path
 
 from bertpipe.clean import clean_chunks
 from bertpipe.errors import run_main
-from bertpipe.io import TableChunks, sha256_file, write_json
+from bertpipe.files import sha256_file, write_json
 from bertpipe.params import load_params
+from bertpipe.tables import TableChunks
 
 
 def main() -> None:

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import sys
-
-# stages/ holds tokenize.py, which would shadow the standard library's tokenize (that inspect and
-# linecache import) while this folder is first on the import path; a stage imports nothing from it.
-if sys.path and sys.path[0].endswith("stages"):
-    del sys.path[0]
-
 import argparse
 from pathlib import Path
 
 from bertpipe.errors import run_main
-from bertpipe.evaluation import evaluate_model, predictions_frame
-from bertpipe.io import atomic_path, read_json, write_json
+from bertpipe.evaluation import evaluate_model
+from bertpipe.files import atomic_path, read_json, write_json
 from bertpipe.metrics import confusion_rows, curve_rows, per_label_report
 from bertpipe.model import load_trained
 from bertpipe.params import load_params
+from bertpipe.predictions import write_predictions
 from bertpipe.tokens import read_split
 
 
@@ -47,8 +41,15 @@ def main() -> None:
         params.train.precision,
     )
 
-    with atomic_path(args.predictions) as tmp:
-        predictions_frame(test, evaluation, params.task, label_names).to_csv(tmp, index=False)
+    write_predictions(
+        args.predictions,
+        test.row_ids,
+        test.labels,
+        evaluation.predicted,
+        evaluation.scores,
+        params.task,
+        label_names,
+    )
     with atomic_path(args.plots_dir) as tmp:
         tmp.mkdir()
         if params.task in ("binary", "multiclass"):

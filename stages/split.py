@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-
-# stages/ holds tokenize.py, which would shadow the standard library's tokenize (that inspect and
-# linecache import) while this folder is first on the import path; a stage imports nothing from it.
-if sys.path and sys.path[0].endswith("stages"):
-    del sys.path[0]
-
 import argparse
+import sys
 from pathlib import Path
 
 from bertpipe.errors import UserError, run_main
-from bertpipe.io import atomic_path
+from bertpipe.files import atomic_path
 from bertpipe.params import load_params
 from bertpipe.split import SPLIT_NAMES, split_parquet
 

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-
-# stages/ holds tokenize.py, which would shadow the standard library's tokenize (that inspect and
-# linecache import) while this folder is first on the import path; a stage imports nothing from it.
-if sys.path and sys.path[0].endswith("stages"):
-    del sys.path[0]
-
 import argparse
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from bertpipe.errors import UserError, run_main
-from bertpipe.io import atomic_path, write_json
+from bertpipe.files import atomic_path, write_json
 from bertpipe.labels import sorted_label_names
 from bertpipe.model import load_tokenizer
 from bertpipe.params import load_params

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import sys
-
-# stages/ holds tokenize.py, which would shadow the standard library's tokenize (that inspect and
-# linecache import) while this folder is first on the import path; a stage imports nothing from it.
-if sys.path and sys.path[0].endswith("stages"):
-    del sys.path[0]
-
 import argparse
 import subprocess
+import sys
 from pathlib import Path
 
 import torch
 
 from bertpipe.artifacts import model_card, save_model_folder
 from bertpipe.errors import run_main
-from bertpipe.io import read_json, write_json
+from bertpipe.files import read_json, write_json
 from bertpipe.labels import num_model_outputs, problem_type
 from bertpipe.launch import relaunch_command
 from bertpipe.model import load_classifier, load_tokenizer
@@ -51,7 +45,8 @@ def main() -> None:
 
     params = load_params(args.params)
     relaunch = relaunch_command(
-        sys.argv,
+        __spec__.name,  # "stages.train": this module, as `python -m` named it
+        sys.argv[1:],
         params.train.num_processes,
         params.train.accelerate_config,
         torch.cuda.is_available(),

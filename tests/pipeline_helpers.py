@@ -13,7 +13,7 @@ from bertpipe.params import safe_load_yaml
 
 
 def env() -> dict[str, str]:
-    """The test's venv first on PATH, since dvc.yaml runs `python stages/...`; never online."""
+    """The test's venv first on PATH, since dvc.yaml runs `python -m stages...`; never online."""
     bin_dir = str(Path(sys.executable).parent)
     return {
         **os.environ,
@@ -47,10 +47,10 @@ def run_stage(
     import yaml
 
     cmd = yaml.safe_load((project / "dvc.yaml").read_text())["stages"][name]["cmd"]
-    program, *args = shlex.split(cmd)
-    assert program == "python", cmd
+    program, flag, module, *args = shlex.split(cmd)
+    assert (program, flag, module) == ("python", "-m", f"stages.{name}"), cmd
     return subprocess.run(
-        [sys.executable, *args],
+        [sys.executable, "-m", module, *args],
         cwd=project,
         env={**env(), **(extra_env or {})},
         capture_output=True,

@@ -8,13 +8,14 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from helpers import clean_frame, split_frame
 from pipeline_helpers import run_stage, set_params
 
-from bertpipe.clean import clean_chunks, clean_frame
+from bertpipe.clean import clean_chunks
 from bertpipe.errors import UserError
-from bertpipe.io import TableChunks, read_table
 from bertpipe.params import CleanParams, DataParams, SplitParams
-from bertpipe.split import SPLIT_NAMES, split_frame, split_parquet
+from bertpipe.split import SPLIT_NAMES, split_parquet
+from bertpipe.tables import TableChunks, read_table
 
 LABELS = ["cardiology", "neurology", "pulmonology"]
 

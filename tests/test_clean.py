@@ -1,4 +1,4 @@
-"""Text normalisation, PHI masking, and the row filtering of clean_frame."""
+"""Text normalisation and PHI masking (bertpipe.text), and the row filtering of clean_chunk."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from helpers import clean_frame
 
-from bertpipe.clean import clean_frame, mask_phi, normalize_text
 from bertpipe.errors import UserError
 from bertpipe.params import CleanParams, DataParams
+from bertpipe.text import mask_phi, normalize_text
 
 
 def frame_of(texts: list[Any], labels: list[Any], **extra: list[Any]) -> pd.DataFrame:

@@ -51,8 +51,10 @@ def test_exactly_the_five_stages_in_order() -> None:
 
 
 def test_each_stage_runs_its_own_script() -> None:
+    # as a module: run as a script, stages/ would go first on the import path, where
+    # stages/tokenize.py shadows the standard library's tokenize
     for name, stage in _stages().items():
-        assert stage["cmd"].startswith(f"python stages/{name}.py"), name
+        assert stage["cmd"].startswith(f"python -m stages.{name} "), name
         assert (REPO / "stages" / f"{name}.py").is_file()
         assert f"stages/{name}.py" in stage["deps"]
 

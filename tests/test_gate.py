@@ -12,9 +12,9 @@ from bertpipe.gate import (
     UnusableInput,
     classification_metrics,
     decide,
-    same_test_set,
 )
 from bertpipe.metrics import compute_metrics
+from bertpipe.predictions import same_test_set
 
 NAMES = ["a", "b", "c", "d"]
 

@@ -1,4 +1,5 @@
-"""read_table (CSV, TSV, JSONL, Parquet) and its user errors; atomic writes."""
+"""read_table (CSV, TSV, JSONL, Parquet) and its user errors (bertpipe.tables); atomic writes
+(bertpipe.files)."""
 
 from __future__ import annotations
 
@@ -8,20 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import clean_frame
 
-from bertpipe.clean import clean_frame
 from bertpipe.errors import UserError
-from bertpipe.io import (
-    SUPPORTED_EXTENSIONS,
-    atomic_path,
-    read_json,
-    read_table,
-    sha256_file,
-    table_format,
-    write_json,
-    write_parquet,
-)
+from bertpipe.files import atomic_path, read_json, sha256_file, write_json
 from bertpipe.params import CleanParams, DataParams
+from bertpipe.tables import SUPPORTED_EXTENSIONS, read_table, table_format
 
 ROWS = [("chest pain on exertion", "cardiology"), ("cough and wheeze", "pulmonology")]
 
@@ -314,10 +307,11 @@ def test_atomic_path_replaces_a_whole_folder(tmp_path: Path) -> None:
     assert sibling_names(target) == ["splits"]
 
 
-def test_write_parquet_round_trips(tmp_path: Path) -> None:
+def test_atomic_path_writes_a_parquet_file(tmp_path: Path) -> None:
     frame = pd.DataFrame(ROWS, columns=["text", "label"])
     target = tmp_path / "clean.parquet"
-    write_parquet(frame, target)
+    with atomic_path(target) as staged:
+        frame.to_parquet(staged, index=False)
     pd.testing.assert_frame_equal(pd.read_parquet(target), frame)
     assert sibling_names(target) == ["clean.parquet"]
 

@@ -17,16 +17,20 @@ pytestmark = pytest.mark.slow
 def test_relaunch_command_picks_the_launcher(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.delenv("RANK", raising=False)
-    assert relaunch_command(["train.py"], 1, None, cuda=False) is None
-    cpu = relaunch_command(["train.py", "--x"], 2, None, cuda=False)
-    assert cpu is not None and "torch.distributed.run" in cpu and cpu[-2:] == ["train.py", "--x"]
-    gpu = relaunch_command(["train.py"], 4, None, cuda=True)
+    assert relaunch_command("stages.train", [], 1, None, cuda=False) is None
+    cpu = relaunch_command("stages.train", ["--x"], 2, None, cuda=False)
+    assert cpu is not None and "torch.distributed.run" in cpu
+    # each process runs the stage as a module, never stages/train.py as a script
+    assert cpu[-3:] == ["--module", "stages.train", "--x"]
+    gpu = relaunch_command("stages.train", [], 4, None, cuda=True)
     assert gpu is not None and "--multi_gpu" in gpu and "4" in gpu
-    config = relaunch_command(["train.py"], 8, "ds.yaml", cuda=True)
+    assert gpu[-2:] == ["--module", "stages.train"]
+    config = relaunch_command("stages.train", [], 8, "ds.yaml", cuda=True)
     assert config is not None and "ds.yaml" in config
+    assert config[-2:] == ["--module", "stages.train"]
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
-    assert relaunch_command(["train.py"], 2, None, cuda=False) is None  # already launched
+    assert relaunch_command("stages.train", [], 2, None, cuda=False) is None  # already launched
 
 
 def run_with(project: Path, processes: int, batch_size: int) -> tuple[dict, dict, str]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import SplitResult, clean_frame, split_frame
 
-from bertpipe.clean import clean_frame
 from bertpipe.errors import UserError
 from bertpipe.params import CleanParams, DataParams, SplitParams
-from bertpipe.split import SPLIT_NAMES, SplitResult, split_frame, strata_for
+from bertpipe.split import SPLIT_NAMES, strata_for
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import clean_frame
 from transformers import AutoTokenizer
 
-from bertpipe.clean import clean_frame
 from bertpipe.params import CleanParams, DataParams, parse_params
 from bertpipe.predict import Predictor
 from bertpipe.tokens import encode_texts

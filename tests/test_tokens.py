@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import write_split
 
 from bertpipe.tokens import (
     SplitWriter,
@@ -15,7 +16,6 @@ from bertpipe.tokens import (
     read_split,
     tokenize_parquet,
     tokenize_split,
-    write_split,
 )
 
 LONG = "the patient reports chest pain and shortness of breath " * 20

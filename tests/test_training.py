@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import set_dropout
 from transformers import AutoTokenizer
 
 from bertpipe import training
@@ -37,11 +38,13 @@ def splits(tiny_bert: Path, sample_frame: pd.DataFrame) -> tuple[TokenizedSplit,
     return make(frame.iloc[:64]), make(frame.iloc[64:])
 
 
-def new_model(tiny_bert: Path, dropout: float | None = 0.0) -> torch.nn.Module:
+def new_model(tiny_bert: Path, dropout: float = 0.0) -> torch.nn.Module:
     torch.manual_seed(0)
-    return load_classifier(
-        str(tiny_bert), 5, "single_label_classification", [str(i) for i in range(5)], dropout
+    model = load_classifier(
+        str(tiny_bert), 5, "single_label_classification", [str(i) for i in range(5)]
     )
+    set_dropout(model, dropout)
+    return model
 
 
 def test_attention_dropout_overrides_only_the_attention(tiny_bert: Path) -> None:

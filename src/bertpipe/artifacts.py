@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bertpipe.io import atomic_path, read_json
+from bertpipe.files import atomic_path, read_json
 
 TRAINING_PARAMS = "training_params.json"
 

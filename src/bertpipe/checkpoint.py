@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-from bertpipe.io import atomic_path, read_json, write_json
+from bertpipe.files import atomic_path, read_json, write_json
 
 LAST = "last"
 STATUS = "status.json"

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import re
 import tempfile
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bertpipe.errors import UserError
-from bertpipe.io import atomic_path
+from bertpipe.files import atomic_path
 from bertpipe.labels import (
     check_label_count,
     is_missing,
@@ -27,64 +25,7 @@ from bertpipe.labels import (
     sorted_label_names,
 )
 from bertpipe.params import CleanParams, DataParams
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
-_WHITESPACE = re.compile(r"\s+")
-
-# PHI patterns, applied in this order: the broad ones (URLs, emails) first so that their digits
-# are not taken for phone numbers or identifiers.
-_MONTH = (
-    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
-    r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\b\.?"
-)
-PHI_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    # the local part is at most 64 characters (RFC 5321); unbounded, a long run of word characters
-    # and hyphens without an @ took quadratic time (15 s for 100,000 characters of "12-12-...")
-    ("[EMAIL]", re.compile(r"\b[\w.+-]{1,64}@[\w-]+(?:\.[\w-]+)+\b")),
-    ("[URL]", re.compile(r"\b(?:https?://|www\.)\S+", re.IGNORECASE)),
-    (
-        "[DATE]",
-        re.compile(
-            r"\b(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}"
-            r"|\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}"
-            rf"|\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH},?\s+\d{{2,4}}"
-            rf"|{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}"
-            rf"|{_MONTH}\s+\d{{4}}"
-            r"|\d{1,2}/\d{4})\b",
-            re.IGNORECASE,
-        ),
-    ),
-    # social security numbers before phone numbers, whose digits they would otherwise feed
-    ("[ID]", re.compile(r"\b\d{3}-\d{2}-\d{4}\b")),
-    (
-        "[PHONE]",
-        re.compile(
-            r"(?<![\w])(?:\+?\d{1,2}[\s.-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}\b"
-        ),
-    ),
-    # record numbers: six or more digits in a row (MRN-00482913), or account-like 12-3456789
-    ("[ID]", re.compile(r"\b(?:[A-Z]{2,5}[-#:]?\s?)?(?:\d{6,}|\d{2}-\d{7})\b")),
-)
-
-
-def normalize_text(text: str) -> str:
-    """NFKC, control characters to spaces, runs of whitespace to one space, trimmed."""
-    text = unicodedata.normalize("NFKC", text)
-    text = _CONTROL.sub(" ", text)
-    return _WHITESPACE.sub(" ", text).strip()
-
-
-def mask_phi(text: str) -> str:
-    """Replace emails, URLs, dates, phone numbers and record-like numbers with placeholders."""
-    for placeholder, pattern in PHI_PATTERNS:
-        text = pattern.sub(placeholder, text)
-    return text
-
-
-@dataclass(frozen=True)
-class CleanResult:
-    frame: pd.DataFrame  # columns: text, label, then the carried columns
-    report: dict[str, Any]
+from bertpipe.text import clean_text, normalize_text
 
 
 def _column_keys(data: DataParams, extra_columns: tuple[str, ...]) -> dict[str, str]:
@@ -123,10 +64,7 @@ def _check_columns(frame: pd.DataFrame, needed: dict[str, str], path: str) -> No
 
 
 def _clean_text_cell(value: Any, mask: bool) -> str:
-    if is_missing(value):
-        return ""
-    text = normalize_text(str(value))
-    return mask_phi(text) if mask else text
+    return "" if is_missing(value) else clean_text(str(value), mask)
 
 
 def _parse_labels(labels: pd.Series, task: str, separator: str, column: str) -> list[Any]:
@@ -265,31 +203,6 @@ def make_report(rows_in: int, rows_out: int, dropped: dict[str, int]) -> dict[st
     }
 
 
-def clean_frame(
-    frame: pd.DataFrame,
-    data: DataParams,
-    clean: CleanParams,
-    task: str,
-    source: str = "data",
-    extra_columns: tuple[str, ...] = (),
-) -> CleanResult:
-    """Clean a whole table in memory; the report counts every row dropped, by reason.
-
-    The clean stage streams instead (`clean_chunks`), with the same result.
-    """
-    frame = frame.reset_index(drop=True)
-    chunk = clean_chunk(frame, data, clean, task, source, extra_columns)
-    conflicting, duplicate = duplicate_flags(chunk.text_keys, chunk.label_keys)
-    out = chunk.frame[~conflicting & ~duplicate].reset_index(drop=True)
-    check_label_count(sorted_label_names(out["label"], task), task, data.label_column)
-    dropped = {
-        **chunk.dropped,
-        "duplicate": int(duplicate.sum()),
-        "conflicting_duplicate": int(conflicting.sum()),
-    }
-    return CleanResult(out, make_report(len(frame), len(out), dropped))
-
-
 def clean_chunks(
     chunks: Iterable[pd.DataFrame],
     output: Path,
@@ -304,7 +217,7 @@ def clean_chunks(
     Two passes with memory bounded by one chunk (plus 24 bytes a row of hashes for duplicates):
     the first cleans each chunk into a scratch Parquet file and keeps the rows' hashes; then the
     duplicate flags are computed over all rows, and the second pass filters each scratch file
-    into `output`, one row group per chunk. The result equals `clean_frame` on the whole table.
+    into `output`, one row group per chunk. Chunk boundaries do not change the result.
     """
     output = Path(output)
     # the scratch files go next to the output (the data may not fit a small /tmp); folders made

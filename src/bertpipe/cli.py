@@ -81,8 +81,9 @@ def _predict(
     import pandas as pd
 
     from bertpipe.artifacts import read_training_params
-    from bertpipe.io import atomic_path, read_table
+    from bertpipe.files import atomic_path
     from bertpipe.predict import Predictor
+    from bertpipe.tables import read_table
 
     if output is not None and output.suffix.lower() not in OUTPUT_FORMATS:
         raise UserError(f"--output: use one of {', '.join(OUTPUT_FORMATS)}, not '{output.suffix}'")
@@ -203,7 +204,7 @@ def check_metrics(
     table = result.markdown(baseline, candidate)
     typer.echo(table)
     if md is not None:
-        from bertpipe.io import atomic_path
+        from bertpipe.files import atomic_path
 
         with atomic_path(md) as tmp:
             tmp.write_text(table, encoding="utf-8")

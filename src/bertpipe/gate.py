@@ -8,7 +8,6 @@ alone.
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 from dataclasses import dataclass
@@ -21,6 +20,13 @@ import pandas as pd
 from bertpipe.errors import UserError
 from bertpipe.metrics import LOWER_IS_BETTER, compute_metrics
 from bertpipe.params import parse_params, safe_load_yaml
+from bertpipe.predictions import (
+    label_names_of,
+    parse_predictions,
+    predicted_classes,
+    same_test_set,
+    targets_and_scores,
+)
 
 WORKSPACE = "workspace"
 EXIT_OK, EXIT_REGRESSION, EXIT_UNUSABLE = 0, 1, 2
@@ -75,7 +81,7 @@ def load_side(
     except json.JSONDecodeError:
         raise UnusableInput(f"{revision}:{metrics_path} is not valid JSON") from None
     csv = _read_text(revision, predictions_path, repo)
-    predictions = pd.read_csv(io.StringIO(csv), keep_default_na=False) if csv else None
+    predictions = parse_predictions(csv) if csv else None
     params_text = _read_text(revision, params_path, repo)
     task = "multiclass"
     if params_text is not None:
@@ -84,40 +90,6 @@ def load_side(
 
 
 # --- paired bootstrap ---------------------------------------------------------------------------
-
-
-def _encode(predictions: pd.DataFrame, task: str, names: list[str]) -> tuple[Any, Any]:
-    """(targets, scores) as compute_metrics takes them, rebuilt from the predictions file."""
-    if task == "regression":
-        return predictions["gold"].to_numpy(float), predictions["predicted"].to_numpy(float)
-    index = {name: i for i, name in enumerate(names)}
-    score_columns = [f"score_{name}" for name in names]
-    if task == "multilabel":
-        targets = np.zeros((len(predictions), len(names)), dtype=np.int64)
-        for row, cell in enumerate(predictions["gold"]):
-            for name in filter(None, str(cell).split("|")):
-                targets[row, index[name]] = 1
-        return targets, predictions[score_columns].to_numpy(float)
-    return (
-        predictions["gold"].astype(str).map(index).to_numpy(np.int64),
-        predictions[score_columns].to_numpy(float),
-    )
-
-
-def label_names_of(predictions: pd.DataFrame) -> list[str]:
-    return [
-        column.removeprefix("score_")
-        for column in predictions.columns
-        if column.startswith("score_")
-    ]
-
-
-def same_test_set(old: pd.DataFrame, new: pd.DataFrame) -> bool:
-    return (
-        len(old) == len(new)
-        and list(old["row_id"]) == list(new["row_id"])
-        and list(old["gold"].astype(str)) == list(new["gold"].astype(str))
-    )
 
 
 FAST_CLASSIFICATION = frozenset(
@@ -162,14 +134,13 @@ def paired_bootstrap(
     names = label_names_of(old)
     if label_names_of(new) != names:
         raise UnusableInput("the two runs have different label sets; they cannot be compared")
-    targets, old_scores = _encode(old, task, names)
-    _, new_scores = _encode(new, task, names)
+    targets, old_scores = targets_and_scores(old, task, names)
+    _, new_scores = targets_and_scores(new, task, names)
     fast = task in ("binary", "multiclass") and set(metrics) <= FAST_CLASSIFICATION
     old_predicted = new_predicted = None
     if fast:  # the stored predictions, not an argmax of rounded scores that might break a tie
-        index = {name: i for i, name in enumerate(names)}
-        old_predicted = old["predicted"].astype(str).map(index).to_numpy(np.int64)
-        new_predicted = new["predicted"].astype(str).map(index).to_numpy(np.int64)
+        old_predicted = predicted_classes(old, names)
+        new_predicted = predicted_classes(new, names)
 
     def score(sample: np.ndarray, scores: np.ndarray, predicted: np.ndarray | None) -> dict:
         if predicted is not None:

@@ -11,8 +11,6 @@ import numpy as np
 
 from bertpipe.errors import UserError
 
-CLASSIFICATION_TASKS = ("binary", "multiclass")
-
 
 def is_missing(value: Any) -> bool:
     if value is None:

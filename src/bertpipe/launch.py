@@ -1,4 +1,4 @@
-"""Running the train stage in several processes: the stage re-launches itself under a launcher.
+"""Running the train stage in several processes: the stage re-launches its module under a launcher.
 
 - with `train.accelerate_config`: `accelerate launch --config_file ...` (multi-GPU, multi-node,
   DeepSpeed, FSDP: whatever the file says);
@@ -20,9 +20,15 @@ def inside_launcher() -> bool:
 
 
 def relaunch_command(
-    argv: Sequence[str], num_processes: int, accelerate_config: str | None, cuda: bool
+    module: str,
+    args: Sequence[str],
+    num_processes: int,
+    accelerate_config: str | None,
+    cuda: bool,
 ) -> list[str] | None:
-    """The command that re-runs this script in `num_processes` processes, or None to run here."""
+    """The command that re-runs `python -m module *args` in `num_processes` processes, or None
+    to run here. Both launchers run each process as `python -m module` (their --module flag), so
+    the stage's folder never goes first on the import path."""
     if inside_launcher() or (num_processes == 1 and accelerate_config is None):
         return None
     count = ["--num_processes", str(num_processes)]
@@ -37,4 +43,4 @@ def relaunch_command(
             "--standalone",
             f"--nproc_per_node={num_processes}",
         ]
-    return [sys.executable, *launcher, *argv]
+    return [sys.executable, *launcher, "--module", module, *args]

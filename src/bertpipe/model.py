@@ -69,13 +69,12 @@ def load_classifier(
     num_labels: int,
     problem_type: str,
     label_names: list[str],
-    dropout: float | None = None,
     attention_dropout: float | None = None,
 ) -> Any:
     """AutoModelForSequenceClassification with the label names in config.id2label / label2id.
 
-    `dropout` overrides both the hidden and the attention dropout, `attention_dropout` the
-    attention one alone; None keeps the model's configured values.
+    `attention_dropout` overrides the dropout on the attention probabilities; None keeps the
+    model's configured value.
     """
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
@@ -84,8 +83,6 @@ def load_classifier(
     resolved = resolve_model(name)
     id2label = {i: label for i, label in enumerate(label_names)} or {0: "target"}
     extra: dict[str, Any] = {}
-    if dropout is not None:
-        extra = {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
     if attention_dropout is not None:
         extra["attention_probs_dropout_prob"] = attention_dropout
     # The "newly initialised classifier" notice is expected for every fine-tuning run.

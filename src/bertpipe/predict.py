@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 
 from bertpipe.artifacts import read_training_params
-from bertpipe.clean import mask_phi, normalize_text
 from bertpipe.inference import default_device, predict_logits, resolve_precision
 from bertpipe.metrics import predict_from_scores, scores_from_logits
 from bertpipe.model import load_trained
+from bertpipe.text import clean_text
 from bertpipe.tokens import TokenizedSplit, encode_texts
 
 
@@ -55,8 +55,7 @@ class Predictor:
         )
 
     def clean(self, text: str) -> str:
-        text = normalize_text(text)
-        return mask_phi(text) if self.mask_phi else text
+        return clean_text(text, self.mask_phi)
 
     def predict(
         self, texts: Sequence[Any], batch_size: int = 64, progress: bool = False

@@ -21,13 +21,6 @@ SPLIT_NAMES = ("train", "val", "test")
 _MIN_PER_STRATUM = 3
 
 
-@dataclass
-class SplitResult:
-    frames: dict[str, pd.DataFrame]
-    warnings: list[str] = field(default_factory=list)
-    stratified: bool = True
-
-
 def strata_for(labels: pd.Series, task: str) -> pd.Series:
     """What to stratify on: the class; the rarest label of a multi-label row; a quantile bin."""
     if task == "regression":
@@ -49,8 +42,8 @@ def _split_keys(
 
 def _group_strata(groups: pd.Series, strata: pd.Series) -> pd.Series:
     """Each group's stratum: its most common one, ties broken by name (so the split is
-    deterministic); indexed by group, in sorted order. Vectorised: a Python function per group
-    took a minute for 300,000 patients."""
+    deterministic); indexed by group, in sorted order. Vectorised, because a Python function
+    called per group makes the split's time grow with the number of groups at interpreter speed."""
     pairs = pd.DataFrame({"group": groups.to_numpy(), "stratum": strata.to_numpy()})
     counts = pairs.value_counts().rename("count").reset_index()
     counts = counts.sort_values(["group", "count", "stratum"], ascending=[True, False, True])
@@ -118,7 +111,7 @@ def assign_splits(
     return result
 
 
-def _groups(frame_columns: list[str], params: SplitParams, read: Any) -> np.ndarray | None:
+def row_groups(frame_columns: list[str], params: SplitParams, read: Any) -> np.ndarray | None:
     """The group of each row, or None; `read(column)` loads one column of the cleaned table."""
     column = params.group_column
     if column is None:
@@ -132,21 +125,6 @@ def _groups(frame_columns: list[str], params: SplitParams, read: Any) -> np.ndar
     if groups.isna().any():
         raise UserError(f"split.group_column: column '{column}' has empty values")
     return groups.to_numpy()
-
-
-def split_frame(frame: pd.DataFrame, params: SplitParams, task: str, seed: int) -> SplitResult:
-    """Split rows (or whole groups of rows) into train, val and test, in memory.
-
-    The split stage streams instead (`split_parquet`), with the same result.
-    """
-    frame = frame.reset_index(drop=True)
-    frame.insert(0, "row_id", np.arange(len(frame), dtype=np.int64))
-    groups = _groups(list(frame.columns), params, lambda column: frame[column])
-    assignment = assign_splits(frame["label"], groups, params, task, seed)
-    result = SplitResult(frames={}, warnings=assignment.warnings, stratified=assignment.stratified)
-    for code, name in enumerate(SPLIT_NAMES):
-        result.frames[name] = frame[assignment.codes == code].reset_index(drop=True)
-    return result
 
 
 def split_parquet(
@@ -163,7 +141,7 @@ def split_parquet(
     def read(column: str) -> pd.Series:
         return pq.read_table(source, columns=[column]).column(column).to_pandas()
 
-    groups = _groups(columns, params, read)
+    groups = row_groups(columns, params, read)
     assignment = assign_splits(read("label"), groups, params, task, seed)
 
     schema = pa.schema([pa.field("row_id", pa.int64()), *table_file.schema_arrow])

@@ -190,12 +190,6 @@ class SplitWriter:
         np.save(self.folder / "row_ids.npy", row_ids)
 
 
-def write_split(split: TokenizedSplit, folder: str | Path) -> None:
-    writer = SplitWriter(folder)
-    writer.add(split)
-    writer.close()
-
-
 def read_split(folder: str | Path, mmap: bool = True) -> TokenizedSplit:
     """A split folder; with `mmap` the token ids stay on disk and are paged in as rows are read."""
     folder = Path(folder)

@@ -28,8 +28,8 @@ from transformers import get_linear_schedule_with_warmup
 from bertpipe.batching import Collator, IndexDataset, LengthGroupedBatchSampler
 from bertpipe.checkpoint import Checkpoint, load_checkpoint, mark_complete, save_checkpoint
 from bertpipe.errors import UserError
+from bertpipe.files import sha256_file
 from bertpipe.inference import predict_logits, resolve_precision
-from bertpipe.io import sha256_file
 from bertpipe.metrics import METRICS_BY_TASK, compute_metrics, is_better, scores_from_logits
 from bertpipe.params import Params
 from bertpipe.tokens import TokenizedSplit, split_files

@@ -1,15 +1,12 @@
-"""Reading the user's table, and writing every output atomically (temporary path, then rename)."""
+"""Reading the user's table (CSV, TSV, JSONL or Parquet), whole or in chunks.
+
+Every problem with the file is a UserError that says what to do about it.
+"""
 
 from __future__ import annotations
 
 import codecs
-import contextlib
 import csv
-import hashlib
-import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +84,7 @@ def _check_not_binary(path: Path, fmt: str, encoding: str) -> None:
         )
 
 
-def _read_head(path: Path, size: int = 8) -> bytes:
+def _read_head(path: Path, size: int) -> bytes:
     with path.open("rb") as handle:
         return handle.read(size)
 
@@ -270,57 +267,3 @@ def _locate_decode_error(path: Path, encoding: str, chunk_size: int = 1 << 20) -
             offset += len(chunk)
             line += chunk.count(b"\n")
     return "undecodable bytes"
-
-
-def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-# --- atomic writes -------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to `target`; rename it onto `target` only if the block succeeds.
-
-    Works for files and folders. A crash leaves at most a `.tmp-*` sibling, never a half-written
-    target, so nothing that looks complete is ever wrong.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    staged = tmp / target.name
-    try:
-        yield staged
-        replace_path(staged, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def replace_path(source: Path, target: Path) -> None:
-    """Move `source` onto `target`, replacing a file or a whole folder."""
-    if target.is_dir() and not target.is_symlink():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-        os.replace(source, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(source, target)
-
-
-def write_json(path: str | Path, payload: Any) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-
-
-def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
-def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        frame.to_parquet(tmp, index=False)
