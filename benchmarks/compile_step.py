@@ -1,4 +1,4 @@
-"""Eager against `torch.compile` for bertpipe's train step: is compiling worth it on this CPU?
+"""Eager against `torch.compile` for bertpipe's train step: is compiling worth it on the CPU?
 
 The packaged MiniLM, batches of 16 medical abstracts sorted by length (most fill --max-length),
 bertpipe's defaults from the params schema, each step `training.train_step` (bf16 autocast

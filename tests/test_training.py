@@ -11,7 +11,9 @@ import torch
 from transformers import AutoTokenizer
 
 from bertpipe import training
+from bertpipe.batching import Collator
 from bertpipe.labels import sorted_label_names
+from bertpipe.metrics import METRICS_BY_TASK
 from bertpipe.model import load_classifier
 from bertpipe.params import Params
 from bertpipe.tokens import TokenizedSplit, tokenize_split
@@ -303,3 +305,37 @@ def test_short_batches_use_the_math_attention_kernel_on_cpu() -> None:
     assert backends_inside("cpu", 128) == {"math"}
     assert backends_inside("cpu", training.CPU_MATH_ATTENTION_MAX_LENGTH + 8) == {"math", "flash"}
     assert backends_inside("cuda", 64) == {"math", "flash"}  # PyTorch's own choice on GPUs
+
+
+def test_train_step_steps_only_when_the_accumulation_completes(
+    tiny_bert: Path, splits: tuple
+) -> None:
+    train, _ = splits
+    params = config(grad_accum_steps=2)
+    model = new_model(tiny_bert)
+    accelerator = training.make_accelerator("fp32")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _step: 1.0)
+    batch = Collator(train, 0)(list(range(8)))
+    before = weights(model)
+
+    loss = training.train_step(model, batch, optimizer, scheduler, accelerator, params, None, False)
+    assert loss.ndim == 0 and loss.item() > 0
+    assert all(torch.equal(before[name], tensor) for name, tensor in weights(model).items())
+    assert any(parameter.grad is not None for parameter in model.parameters())
+    assert set(batch) == {"input_ids", "attention_mask", "labels"}  # the batch is not consumed
+
+    training.train_step(model, batch, optimizer, scheduler, accelerator, params, None, True)
+    assert any(not torch.equal(before[name], tensor) for name, tensor in weights(model).items())
+    assert all(parameter.grad is None for parameter in model.parameters())
+    assert scheduler.last_epoch == 1
+
+
+def test_validate_gives_the_val_loss_and_every_metric_of_the_task(
+    tiny_bert: Path, splits: tuple
+) -> None:
+    _, val = splits
+    record = training.validate(new_model(tiny_bert), val, config(), 0, "no")
+    assert set(record) == {"val_loss", *(f"val_{name}" for name in METRICS_BY_TASK["multiclass"])}
+    assert record["val_loss"] > 0
+    assert 0 <= record["val_accuracy"] <= 1
