@@ -29,7 +29,7 @@ from bertpipe.model import load_classifier
 from bertpipe.params import Params
 from bertpipe.training import make_accelerator, optimizer_groups, train_step
 
-BATCH = 16
+BATCH = Params().batch_size  # bertpipe's default
 
 
 def main() -> None:
@@ -46,7 +46,7 @@ def main() -> None:
     batches = [collate(order[i : i + BATCH].tolist()) for i in range(0, rows, BATCH)]
 
     torch.manual_seed(0)
-    params = Params().model_copy(update={"batch_size": BATCH})
+    params = Params()
     model = load_classifier(
         "minilm",
         len(names),

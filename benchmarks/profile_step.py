@@ -41,13 +41,19 @@ from bertpipe.training import make_accelerator, optimizer_groups, train_step
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=None, help="16 (train), 32 (inference)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="bertpipe's batch_size (train) or evaluate.batch_size (inference)",
+    )
     parser.add_argument("--inference", action="store_true", help="profile the eval forward pass")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--top", type=int, default=12)
     args = parser.parse_args()
+    defaults = Params()
     if args.batch_size is None:
-        args.batch_size = 32 if args.inference else 16
+        args.batch_size = defaults.evaluate.batch_size if args.inference else defaults.batch_size
 
     rows = args.batch_size * (args.steps + 1)
     split, names, tokenizer = first_abstracts(rows, args.max_length)
@@ -58,7 +64,7 @@ def main() -> None:
     ]
 
     torch.manual_seed(0)
-    params = Params().model_copy(update={"batch_size": args.batch_size})
+    params = defaults.model_copy(update={"batch_size": args.batch_size})
     model = load_classifier(
         "minilm",
         len(names),

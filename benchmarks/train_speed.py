@@ -1,6 +1,6 @@
 """Training and inference speed: bertpipe vs transformers.Trainer vs the seed loop, same work.
 
-One seeded, stratified 80/20 split of ../shared/data/medical_abstracts (random_state=42), then a
+One seeded, stratified 80/20 split of the medical abstracts (abstracts.py, random_state=42), then a
 seeded, stratified subset of train and test, fine-tuned with the packaged all-MiniLM-L6-v2 by:
 
   bertpipe   bertpipe.training.fit (precision auto = bf16 autocast here, length-grouped batches,
