@@ -1,8 +1,9 @@
-"""Eager against `torch.compile` for bertpipe's train step: is compiling worth it on this CPU?
+"""Eager against `torch.compile` for bertpipe's train step: is compiling worth it on the CPU?
 
 The packaged MiniLM, batches of 16 medical abstracts sorted by length (most fill --max-length),
-bertpipe's defaults (bf16 autocast through Accelerate, attention dropout 0, fused AdamW,
-clipping, the attention kernel `fit` picks). Three warm-up steps (which include the compile),
+bertpipe's defaults from the params schema, each step `training.train_step` (bf16 autocast
+through Accelerate, attention dropout 0, fused AdamW, clipping, the attention kernel `fit`
+picks), on the eager or the compiled module. Three warm-up steps (which include the compile),
 then two timed passes over the same --steps batches: the first can still recompile for a new
 batch shape, the second is the steady state.
 
@@ -21,12 +22,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import torch
 from abstracts import first_abstracts
+from transformers import get_linear_schedule_with_warmup
 
 from bertpipe.batching import Collator
 from bertpipe.model import load_classifier
-from bertpipe.training import attention_kernel, make_accelerator, optimizer_groups, task_loss
+from bertpipe.params import Params
+from bertpipe.training import make_accelerator, optimizer_groups, train_step
 
-BATCH = 16
+BATCH = Params().batch_size  # bertpipe's default
 
 
 def main() -> None:
@@ -43,25 +46,29 @@ def main() -> None:
     batches = [collate(order[i : i + BATCH].tolist()) for i in range(0, rows, BATCH)]
 
     torch.manual_seed(0)
+    params = Params()
     model = load_classifier(
-        "minilm", len(names), "single_label_classification", names, attention_dropout=0.0
+        "minilm",
+        len(names),
+        "single_label_classification",
+        names,
+        attention_dropout=params.train.attention_dropout,
     )
-    accelerator = make_accelerator("auto")
-    optimizer = torch.optim.AdamW(optimizer_groups(model, 0.01), lr=1e-4, fused=True)
+    accelerator = make_accelerator(params.train.precision)
+    optimizer = torch.optim.AdamW(
+        optimizer_groups(model, params.train.weight_decay), lr=params.lr, fused=True
+    )
+    steps = 3 + 2 * args.steps
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, round(params.train.warmup_ratio * steps), steps
+    )
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
+    # the compiled module shares the parameters: clipping and the optimizer see the same ones
     forward = torch.compile(model) if args.mode == "compile" else model
 
     def step(batch: dict[str, torch.Tensor]) -> None:
-        batch = dict(batch)
-        labels = batch.pop("labels")
-        batch.pop("index", None)
-        with attention_kernel(torch.device("cpu"), batch["input_ids"].shape[1]):
-            loss = task_loss(forward(**batch).logits, labels, "multiclass")
-            accelerator.backward(loss)
-        accelerator.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        train_step(forward, batch, optimizer, scheduler, accelerator, params, None, True)
 
     started = time.perf_counter()
     for batch in batches[:3]:

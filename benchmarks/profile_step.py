@@ -1,11 +1,12 @@
-"""Where one bertpipe train step goes: torch.profiler over a few steps of `fit`'s code path.
+"""Where one bertpipe train step goes: torch.profiler over a few calls of `training.train_step`,
+the step `fit` takes.
 
 The packaged MiniLM, batch 16 of medical abstracts truncated at --max-length (most fill it),
-bertpipe's fast settings (bf16 autocast through Accelerate, train.attention_dropout 0, fused
-AdamW, clipping at 1.0). One warm-up step, then --steps profiled steps; prints the time per
-step of each phase and the ops with the most self CPU time. `--sdpa-backend math|flash` forces
-one attention kernel; the default leaves PyTorch's choice (flash, without attention dropout),
-which is not what `fit` does at 160 tokens or fewer (see training.attention_kernel).
+bertpipe's defaults from the params schema (bf16 autocast through Accelerate where the CPU has
+it, train.attention_dropout 0, fused AdamW, clipping, AdamW with linear warmup and decay, the
+attention kernel `fit` picks for the batch's length: training.attention_kernel). One warm-up
+step, then --steps profiled steps; prints the time per step of each phase (train_step's
+`record_function` labels) and the ops with the most self CPU time.
 
 `--inference` profiles `predict_logits`'s forward pass instead (eval mode, no grad, bf16
 autocast, batch 32 by default), and gives each matmul op's achieved TFLOP/s from the
@@ -19,7 +20,6 @@ not GEMM at all.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import time
 from typing import Any
@@ -28,32 +28,32 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 from abstracts import first_abstracts
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.profiler import ProfilerActivity, profile, record_function
+from torch.profiler import ProfilerActivity, profile
+from transformers import get_linear_schedule_with_warmup
 
 from bertpipe.batching import Collator
 from bertpipe.inference import autocast, resolve_precision
 from bertpipe.model import load_classifier
-from bertpipe.params import TrainParams
-from bertpipe.training import make_accelerator, optimizer_groups, task_loss
+from bertpipe.params import Params
+from bertpipe.training import make_accelerator, optimizer_groups, train_step
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=None, help="16 (train), 32 (inference)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="bertpipe's batch_size (train) or evaluate.batch_size (inference)",
+    )
     parser.add_argument("--inference", action="store_true", help="profile the eval forward pass")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--top", type=int, default=12)
-    parser.add_argument(
-        "--sdpa-backend",
-        choices=["default", "math", "flash"],
-        default="default",
-        help="force one SDPA kernel (default: PyTorch's choice)",
-    )
     args = parser.parse_args()
+    defaults = Params()
     if args.batch_size is None:
-        args.batch_size = 32 if args.inference else 16
+        args.batch_size = defaults.evaluate.batch_size if args.inference else defaults.batch_size
 
     rows = args.batch_size * (args.steps + 1)
     split, names, tokenizer = first_abstracts(rows, args.max_length)
@@ -64,54 +64,42 @@ def main() -> None:
     ]
 
     torch.manual_seed(0)
-    defaults = TrainParams(attention_dropout=0.0)
+    params = defaults.model_copy(update={"batch_size": args.batch_size})
     model = load_classifier(
         "minilm",
         len(names),
         "single_label_classification",
         names,
-        attention_dropout=defaults.attention_dropout,
+        attention_dropout=params.train.attention_dropout,
     )
     if args.inference:
         # predict_logits takes the bare model (no Accelerate wrapper) and autocasts itself
-        profile_inference(model, batches, resolve_precision("auto", torch.device("cpu")), args)
+        precision = resolve_precision(params.train.precision, torch.device("cpu"))
+        profile_inference(model, batches, precision, args)
         return
-    accelerator = make_accelerator("auto")
+    accelerator = make_accelerator(params.train.precision)
     optimizer = torch.optim.AdamW(
-        optimizer_groups(model, defaults.weight_decay), lr=1e-4, fused=True
+        optimizer_groups(model, params.train.weight_decay), lr=params.lr, fused=True
+    )
+    # as fit's schedule over one epoch of these batches
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, round(params.train.warmup_ratio * len(batches)), len(batches)
     )
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
 
     def step(batch: dict[str, torch.Tensor]) -> None:
-        labels = batch.pop("labels")
-        with record_function("phase: forward + loss"):
-            loss = task_loss(model(**batch).logits, labels, "multiclass")
-        with record_function("phase: backward"):
-            accelerator.backward(loss)
-        with record_function("phase: clip"):
-            accelerator.clip_grad_norm_(model.parameters(), 1.0)
-        with record_function("phase: optimizer"):
-            optimizer.step()
-        with record_function("phase: zero_grad"):
-            optimizer.zero_grad(set_to_none=True)
+        train_step(model, batch, optimizer, scheduler, accelerator, params, None, True)
 
-    backends = {"math": SDPBackend.MATH, "flash": SDPBackend.FLASH_ATTENTION}
-    kernel = (
-        sdpa_kernel(backends[args.sdpa_backend])
-        if args.sdpa_backend in backends
-        else contextlib.nullcontext()
-    )
-    with kernel:
-        step(dict(batches[0]))  # warm-up
-        started = time.perf_counter()
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            for batch in batches[1:]:
-                step(dict(batch))
+    step(batches[0])  # warm-up
+    started = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for batch in batches[1:]:
+            step(batch)
     wall = (time.perf_counter() - started) / args.steps
     print(
         f"max_length {args.max_length}, batch {args.batch_size}, mixed precision "
-        f"{accelerator.mixed_precision}, SDPA {args.sdpa_backend}: "
+        f"{accelerator.mixed_precision}: "
         f"{wall * 1000:.0f} ms/step under the profiler, "
         f"{args.batch_size / wall:.1f} samples/s"
     )
@@ -137,7 +125,7 @@ def profile_inference(
     model.eval()
 
     def forward(batch: dict[str, torch.Tensor]) -> None:
-        batch = {k: v for k, v in batch.items() if k not in ("labels", "index")}
+        batch = {k: v for k, v in batch.items() if k != "labels"}
         with torch.no_grad(), autocast(torch.device("cpu"), precision):
             model(**batch)
 

@@ -18,13 +18,7 @@ from bertpipe.model import load_classifier, load_tokenizer
 from bertpipe.params import load_params
 from bertpipe.tokens import read_split
 from bertpipe.tracking import LiveLogger
-from bertpipe.training import (
-    fit,
-    loop_config,
-    make_accelerator,
-    run_fingerprint,
-    seed_everything,
-)
+from bertpipe.training import fit, make_accelerator, run_fingerprint, seed_everything
 
 
 def main() -> None:
@@ -57,7 +51,6 @@ def main() -> None:
     tokens = Path(args.tokens_dir)
     label_names: list[str] = read_json(tokens / "labels.json")["label_names"]
     train, val = read_split(tokens / "train"), read_split(tokens / "val")
-    config = loop_config(params)
     accelerator = make_accelerator(params.train.precision)
 
     tokenizer = load_tokenizer(params.model)
@@ -74,8 +67,9 @@ def main() -> None:
         model,
         train,
         val,
-        config,
+        params,
         pad_token_id=tokenizer.pad_token_id or 0,
+        progress=True,
         accelerator=accelerator,
         checkpoint_dir=Path(args.checkpoint_dir),
         fingerprint=run_fingerprint(params, tokens),

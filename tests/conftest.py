@@ -18,7 +18,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "raw" / "notes.csv"
-MEDICAL = REPO.parent / "shared" / "data" / "medical_abstracts" / "medical_abstracts.csv"
 
 
 def build_tiny_bert(folder: Path, words: list[str], max_positions: int = 128) -> Path:

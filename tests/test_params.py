@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from bertpipe.errors import UserError
 from bertpipe.params import Params, load_params, parse_params, safe_load_yaml
@@ -118,3 +121,67 @@ def test_params_yaml_shows_every_schema_key() -> None:
     schema_keys = _flatten(Params().model_dump())
     missing = sorted(schema_keys - _flatten(raw))
     assert not missing, f"params.yaml lacks {missing}"
+
+
+def _leaf_values(section: BaseModel, prefix: str = "") -> dict[str, Any]:
+    """Every key of the schema, dotted (`train.lr`), with its value as params.yaml writes it."""
+    values: dict[str, Any] = {}
+    dumped = section.model_dump(mode="json")
+    for name in type(section).model_fields:
+        value = getattr(section, name)
+        if isinstance(value, BaseModel):
+            values |= _leaf_values(value, f"{prefix}{name}.")
+        else:
+            values[f"{prefix}{name}"] = dumped[name]
+    return values
+
+
+def _lines_by_key(text: str) -> dict[str, str]:
+    """Each key of a block-style YAML file, dotted, with the line that states it."""
+    lines: dict[str, str] = {}
+    parents: list[tuple[int, str]] = []  # (indent, key) of the sections around a line
+    for line in text.splitlines():
+        match = re.match(r"( *)(\w+):", line)
+        if match is None:
+            continue
+        indent, key = len(match.group(1)), match.group(2)
+        while parents and parents[-1][0] >= indent:
+            parents.pop()
+        lines[".".join([*(name for _, name in parents), key])] = line
+        parents.append((indent, key))
+    return lines
+
+
+def _departures_without_a_reason(text: str, defaults: dict[str, Any]) -> list[str]:
+    """The keys of params.yaml `text` whose value is not the default and whose line has no
+    comment naming the default."""
+    stated = _leaf_values(parse_params(safe_load_yaml(text)))
+    lines = _lines_by_key(text)
+    departures = []
+    for key, default in defaults.items():
+        if stated[key] != default and "default" not in lines[key].partition("#")[2]:
+            departures.append(f"{key}: {stated[key]!r} (schema default {default!r})")
+    return departures
+
+
+def test_params_yaml_values_are_the_schema_defaults_or_say_why() -> None:
+    # the schema is the one source of defaults: params.yaml repeats them, and where it departs
+    # (a setting of the bundled sample), the line says why in a comment that names the default
+    text = (REPO / "params.yaml").read_text()
+    departures = _departures_without_a_reason(text, _leaf_values(Params()))
+    assert not departures, f"params.yaml departs from the schema without a comment: {departures}"
+
+
+def test_a_default_changed_in_one_place_is_caught() -> None:
+    text = (REPO / "params.yaml").read_text()
+    defaults = _leaf_values(Params())
+    line = _lines_by_key(text)["train.weight_decay"]
+    assert line.strip().startswith("weight_decay:")
+    only_in_yaml = text.replace(line, "  weight_decay: 0.02")
+    assert _departures_without_a_reason(only_in_yaml, defaults) == [
+        "train.weight_decay: 0.02 (schema default 0.01)"
+    ]
+    only_in_schema = {**defaults, "lr": 5e-5}
+    assert _departures_without_a_reason(text, only_in_schema) == [
+        "lr: 0.0001 (schema default 5e-05)"
+    ]

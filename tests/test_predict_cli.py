@@ -18,7 +18,7 @@ from bertpipe.model import load_classifier
 from bertpipe.params import Params
 from bertpipe.predict import Predictor
 from bertpipe.tokens import tokenize_split
-from bertpipe.training import LoopConfig, fit
+from bertpipe.training import fit
 
 runner = CliRunner()
 
@@ -41,10 +41,10 @@ def trained_model(tiny_bert: Path, sample_frame: pd.DataFrame, tmp_path_factory)
         )
 
     model = load_classifier(str(tiny_bert), len(names), "single_label_classification", names)
-    config = LoopConfig(
-        task="multiclass", lr=3e-3, epochs=1, batch_size=16, seed=0, patience=None, progress=False
+    settings = Params.model_validate(
+        {"lr": 3e-3, "epochs": 1, "batch_size": 16, "seed": 0, "train": {"patience": None}}
     )
-    fit(model, make(frame.iloc[:100]), make(frame.iloc[100:]), config, pad_token_id=0)
+    fit(model, make(frame.iloc[:100]), make(frame.iloc[100:]), settings, 0, progress=False)
     folder = tmp_path_factory.mktemp("trained") / "model"
     params = Params(max_length=64).model_dump(mode="json")
     save_model_folder(folder, model, tokenizer, {**params, "label_names": names}, "# card\n")

@@ -12,10 +12,13 @@ from helpers import set_dropout
 from transformers import AutoTokenizer
 
 from bertpipe import training
+from bertpipe.batching import Collator
 from bertpipe.labels import sorted_label_names
+from bertpipe.metrics import METRICS_BY_TASK
 from bertpipe.model import load_classifier
+from bertpipe.params import Params
 from bertpipe.tokens import TokenizedSplit, tokenize_split
-from bertpipe.training import LoopConfig, balanced_weights, fit, task_loss
+from bertpipe.training import balanced_weights, fit, task_loss
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +62,9 @@ def test_attention_dropout_overrides_only_the_attention(tiny_bert: Path) -> None
     assert all(layer.attention.self.dropout.p == 0.0 for layer in model.bert.encoder.layer)
 
 
-def config(**overrides: object) -> LoopConfig:
-    base = dict(
+def config(**overrides: object) -> Params:
+    """Params for a quick run; an override names a top-level key or a key of `train`."""
+    base: dict[str, object] = dict(
         task="multiclass",
         lr=1e-3,
         epochs=1,
@@ -68,10 +72,12 @@ def config(**overrides: object) -> LoopConfig:
         seed=0,
         precision="fp32",
         patience=None,
-        progress=False,
         warmup_ratio=0.0,
     )
-    return LoopConfig(**{**base, **overrides})
+    settings = {**base, **overrides}
+    top = {key: value for key, value in settings.items() if key in Params.model_fields}
+    train = {key: value for key, value in settings.items() if key not in top}
+    return Params.model_validate({**top, "train": train})
 
 
 def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -81,7 +87,7 @@ def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def test_training_lowers_the_loss(tiny_bert: Path, splits: tuple) -> None:
     train, val = splits
     model = new_model(tiny_bert)
-    result = fit(model, train, val, config(epochs=4, lr=3e-3), pad_token_id=0)
+    result = fit(model, train, val, config(epochs=4, lr=3e-3), pad_token_id=0, progress=False)
     losses = [record["train_loss"] for record in result.history]
     assert len(losses) == 4
     assert losses[-1] < losses[0]
@@ -94,9 +100,16 @@ def test_gradient_accumulation_matches_one_big_batch(tiny_bert: Path, splits: tu
     train, val = splits
     # one optimizer step either way: 4 micro-batches of 16, or one batch of 64
     accumulated = new_model(tiny_bert)
-    fit(accumulated, train, val, config(batch_size=16, grad_accum_steps=4, group_size=4), 0)
+    fit(
+        accumulated,
+        train,
+        val,
+        config(batch_size=16, grad_accum_steps=4, group_size=4),
+        0,
+        progress=False,
+    )
     single = new_model(tiny_bert)
-    fit(single, train, val, config(batch_size=64, grad_accum_steps=1), 0)
+    fit(single, train, val, config(batch_size=64, grad_accum_steps=1), 0, progress=False)
     untouched = new_model(tiny_bert)
 
     changed = 0
@@ -131,6 +144,7 @@ def test_early_stopping_restores_the_best_epoch(
         config(epochs=5, patience=2),
         0,
         on_epoch_end=lambda record: snapshots.append(weights(model)),
+        progress=False,
     )
     assert result.best_epoch == 2 and result.stopped_early
     assert len(result.history) == 4
@@ -155,8 +169,8 @@ def test_balanced_class_weights() -> None:
 def test_class_weights_change_training(tiny_bert: Path, splits: tuple) -> None:
     train, val = splits
     plain, weighted = new_model(tiny_bert), new_model(tiny_bert)
-    fit(plain, train, val, config(), 0)
-    fit(weighted, train, val, config(class_weights="balanced"), 0)
+    fit(plain, train, val, config(), 0, progress=False)
+    fit(weighted, train, val, config(class_weights="balanced"), 0, progress=False)
     assert any(
         not torch.equal(a, b)
         for a, b in zip(weights(plain).values(), weights(weighted).values(), strict=True)
@@ -166,8 +180,8 @@ def test_class_weights_change_training(tiny_bert: Path, splits: tuple) -> None:
 def test_same_seed_same_weights(tiny_bert: Path, splits: tuple) -> None:
     train, val = splits
     first, second = new_model(tiny_bert, dropout=0.1), new_model(tiny_bert, dropout=0.1)
-    fit(first, train, val, config(epochs=2), 0)
-    fit(second, train, val, config(epochs=2), 0)
+    fit(first, train, val, config(epochs=2), 0, progress=False)
+    fit(second, train, val, config(epochs=2), 0, progress=False)
     for (name, a), b in zip(weights(first).items(), weights(second).values(), strict=True):
         assert torch.equal(a, b), name
 
@@ -178,7 +192,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(
     train, val = splits
     settings = config(epochs=3, class_weights="balanced")
     reference = new_model(tiny_bert, dropout=0.1)
-    expected = fit(reference, train, val, settings, 0)
+    expected = fit(reference, train, val, settings, 0, progress=False)
 
     class Crash(Exception):
         pass
@@ -197,9 +211,19 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(
             checkpoint_dir=tmp_path,
             fingerprint="f",
             on_epoch_end=crash_in_epoch_3,
+            progress=False,
         )
     resumed_model = new_model(tiny_bert, dropout=0.1)
-    resumed = fit(resumed_model, train, val, settings, 0, checkpoint_dir=tmp_path, fingerprint="f")
+    resumed = fit(
+        resumed_model,
+        train,
+        val,
+        settings,
+        0,
+        checkpoint_dir=tmp_path,
+        fingerprint="f",
+        progress=False,
+    )
     assert resumed.resumed_from_epoch == 2
     assert resumed.history == expected.history
     for (name, a), b in zip(
@@ -216,6 +240,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(
         0,
         checkpoint_dir=tmp_path,
         fingerprint="f",
+        progress=False,
     )
     assert again.resumed_from_epoch is None
 
@@ -239,6 +264,7 @@ def test_a_checkpoint_of_other_params_is_ignored(
             checkpoint_dir=tmp_path,
             fingerprint="a",
             on_epoch_end=stop,
+            progress=False,
         )
     result = fit(
         new_model(tiny_bert),
@@ -248,6 +274,7 @@ def test_a_checkpoint_of_other_params_is_ignored(
         0,
         checkpoint_dir=tmp_path,
         fingerprint="b",
+        progress=False,
     )
     assert result.resumed_from_epoch is None
 
@@ -257,14 +284,15 @@ def test_unknown_early_stopping_metric_is_refused(tiny_bert: Path, splits: tuple
 
     train, val = splits
     with pytest.raises(UserError, match="early_stopping_metric"):
-        fit(new_model(tiny_bert), train, val, config(early_stopping_metric="r2"), 0)
+        fit(new_model(tiny_bert), train, val, config(early_stopping_metric="r2"), 0, progress=False)
 
 
 def test_batches_are_copied_non_blocking_only_off_the_cpu() -> None:
     # pinned memory + non_blocking overlaps the host-to-device copy with compute on CUDA;
     # on the CPU there is no copy to overlap
-    assert training.make_accelerator("fp32", cpu=True).dataloader_config.non_blocking is False
-    assert training.make_accelerator("fp32", cpu=False).dataloader_config.non_blocking is True
+    on_cpu = not torch.cuda.is_available()
+    non_blocking = training.make_accelerator("fp32").dataloader_config.non_blocking
+    assert non_blocking is not on_cpu
 
 
 def test_short_batches_use_the_math_attention_kernel_on_cpu() -> None:
@@ -280,3 +308,37 @@ def test_short_batches_use_the_math_attention_kernel_on_cpu() -> None:
     assert backends_inside("cpu", 128) == {"math"}
     assert backends_inside("cpu", training.CPU_MATH_ATTENTION_MAX_LENGTH + 8) == {"math", "flash"}
     assert backends_inside("cuda", 64) == {"math", "flash"}  # PyTorch's own choice on GPUs
+
+
+def test_train_step_steps_only_when_the_accumulation_completes(
+    tiny_bert: Path, splits: tuple
+) -> None:
+    train, _ = splits
+    params = config(grad_accum_steps=2)
+    model = new_model(tiny_bert)
+    accelerator = training.make_accelerator("fp32")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _step: 1.0)
+    batch = Collator(train, 0)(list(range(8)))
+    before = weights(model)
+
+    loss = training.train_step(model, batch, optimizer, scheduler, accelerator, params, None, False)
+    assert loss.ndim == 0 and loss.item() > 0
+    assert all(torch.equal(before[name], tensor) for name, tensor in weights(model).items())
+    assert any(parameter.grad is not None for parameter in model.parameters())
+    assert set(batch) == {"input_ids", "attention_mask", "labels"}  # the batch is not consumed
+
+    training.train_step(model, batch, optimizer, scheduler, accelerator, params, None, True)
+    assert any(not torch.equal(before[name], tensor) for name, tensor in weights(model).items())
+    assert all(parameter.grad is None for parameter in model.parameters())
+    assert scheduler.last_epoch == 1
+
+
+def test_validate_gives_the_val_loss_and_every_metric_of_the_task(
+    tiny_bert: Path, splits: tuple
+) -> None:
+    _, val = splits
+    record = training.validate(new_model(tiny_bert), val, config(), 0, "no")
+    assert set(record) == {"val_loss", *(f"val_{name}" for name in METRICS_BY_TASK["multiclass"])}
+    assert record["val_loss"] > 0
+    assert 0 <= record["val_accuracy"] <= 1

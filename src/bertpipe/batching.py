@@ -30,14 +30,12 @@ class LengthGroupedBatchSampler:
         lengths: np.ndarray,
         batch_size: int,
         seed: int,
-        group_size: int = 50,
-        drop_last: bool = False,
+        group_size: int,
     ) -> None:
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
         self.seed = seed
         self.group_size = group_size
-        self.drop_last = drop_last
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -56,8 +54,6 @@ class LengthGroupedBatchSampler:
                 group[i : i + self.batch_size].tolist()
                 for i in range(0, len(group), self.batch_size)
             )
-        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
-            batches.pop()
         return [batches[i] for i in rng.permutation(len(batches))]
 
     def batches_per_group(self) -> int:
@@ -67,8 +63,7 @@ class LengthGroupedBatchSampler:
         return iter(self.batches())
 
     def __len__(self) -> int:
-        full, rest = divmod(len(self.lengths), self.batch_size)
-        return full + (0 if self.drop_last or rest == 0 else 1)
+        return -(-len(self.lengths) // self.batch_size)
 
 
 def padded_length(longest: int, multiple: int = PAD_MULTIPLE) -> int:
@@ -110,7 +105,6 @@ class Collator:
     def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         batch = pad_batch(self.split, indices, self.pad_token_id)
         batch["labels"] = torch.from_numpy(self.split.labels[indices])
-        batch["index"] = torch.as_tensor(indices, dtype=torch.int64)
         return batch
 
 

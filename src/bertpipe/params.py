@@ -82,7 +82,7 @@ class TrainParams(_Strict):
     patience: int | None = Field(2, ge=1)
     # multi-label decision threshold on the sigmoid scores
     threshold: float = Field(0.5, gt=0, lt=1)
-    # 32 rather than 64: 5-10 % faster inference on this 2-core CPU (BENCHMARKS.md)
+    # inference batch for the val pass (BENCHMARKS.md compares batch sizes)
     eval_batch_size: int = Field(32, ge=1)
     num_processes: int = Field(1, ge=1)
     # an `accelerate config` file for multi-GPU, multi-node, DeepSpeed or FSDP runs
@@ -91,8 +91,8 @@ class TrainParams(_Strict):
     # (fewer on small data: at least 4 groups an epoch)
     group_size: int = Field(50, ge=1)
     # dropout on the attention probabilities; null keeps the model's own (0.1 for BERT). 0 lets
-    # SDPA use its fused kernel instead of the "math" one: about 1.8x faster training at 256
-    # tokens on CPU, with no quality cost seen (BENCHMARKS.md). The hidden dropout stays.
+    # SDPA use its fused kernel instead of the "math" one, which trains faster on long sequences
+    # (figures and the quality check in BENCHMARKS.md). The hidden dropout stays.
     attention_dropout: float | None = Field(0.0, ge=0, lt=1)
 
 
@@ -113,8 +113,8 @@ class Params(_Strict):
     seed: int = 42
     model: str = Field("minilm", min_length=1)
     task: Task = "multiclass"
-    lr: float = Field(5e-5, gt=0, lt=1)
-    epochs: int = Field(3, ge=1)
+    lr: float = Field(1e-4, gt=0, lt=1)
+    epochs: int = Field(4, ge=1)
     batch_size: int = Field(16, ge=1)
     max_length: int = Field(128, ge=8, le=8192)
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.profiler import record_function
 from torch.utils.data import DataLoader
 from transformers import get_linear_schedule_with_warmup
 
@@ -33,27 +34,6 @@ from bertpipe.inference import predict_logits, resolve_precision
 from bertpipe.metrics import METRICS_BY_TASK, compute_metrics, is_better, scores_from_logits
 from bertpipe.params import Params
 from bertpipe.tokens import TokenizedSplit, split_files
-
-
-@dataclass(frozen=True)
-class LoopConfig:
-    task: str
-    lr: float
-    epochs: int
-    batch_size: int
-    seed: int
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    grad_accum_steps: int = 1
-    max_grad_norm: float | None = 1.0
-    class_weights: str = "none"
-    early_stopping_metric: str = "f1_macro"
-    patience: int | None = 2
-    threshold: float = 0.5
-    eval_batch_size: int = 64
-    precision: str = "auto"
-    group_size: int = 50
-    progress: bool = True
 
 
 @dataclass
@@ -70,10 +50,10 @@ class FitResult:
 
 EpochCallback = Callable[[dict[str, float]], None]
 
-# On the CPU, SDPA's fused ("flash") kernel has a slow backward pass on short sequences: on this
-# project's 2-core CPU the "math" kernel trained 10-20 % faster up to 128 tokens, and flash 4 %
-# faster at 192 and 43 % at 256 (benchmarks/profile_step.py, BENCHMARKS.md). With attention
-# dropout on, PyTorch picks the math kernel anyway.
+# On the CPU, SDPA's fused ("flash") kernel has a slow backward pass on short sequences: up to
+# about 160 tokens the "math" kernel trains faster, beyond it flash does (measured with
+# benchmarks/profile_step.py; the figures are in BENCHMARKS.md). With attention dropout on,
+# PyTorch picks the math kernel anyway.
 CPU_MATH_ATTENTION_MAX_LENGTH = 160
 
 
@@ -93,14 +73,16 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def check_config(config: LoopConfig) -> None:
-    allowed = (*METRICS_BY_TASK[config.task], "loss")
-    if config.early_stopping_metric not in allowed:
+def check_params(params: Params) -> None:
+    """What the schema cannot check alone: train options that must fit the task."""
+    train = params.train
+    allowed = (*METRICS_BY_TASK[params.task], "loss")
+    if train.early_stopping_metric not in allowed:
         raise UserError(
-            f"train.early_stopping_metric: '{config.early_stopping_metric}' is not a metric of "
-            f"task {config.task}; use one of {', '.join(allowed)}"
+            f"train.early_stopping_metric: '{train.early_stopping_metric}' is not a metric of "
+            f"task {params.task}; use one of {', '.join(allowed)}"
         )
-    if config.class_weights == "balanced" and config.task == "regression":
+    if train.class_weights == "balanced" and params.task == "regression":
         raise UserError("train.class_weights: balanced needs classes; use none for regression")
 
 
@@ -139,20 +121,20 @@ def optimizer_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[s
     ]
 
 
-def make_accelerator(precision: str, cpu: bool | None = None) -> Accelerator:
+def make_accelerator(precision: str) -> Accelerator:
     from accelerate.state import AcceleratorState
 
-    use_cpu = (not torch.cuda.is_available()) if cpu is None else cpu
-    device = torch.device("cpu") if use_cpu else torch.device("cuda")
+    on_cpu = not torch.cuda.is_available()
+    device = torch.device("cpu") if on_cpu else torch.device("cuda")
     # Accelerate keeps one state per process and refuses a second Accelerator with another
     # precision; a second fit in one process (tests, a notebook) starts from a clean state.
     # The process group (PartialState) is kept.
     AcceleratorState._reset_state(reset_partial_state=False)
     return Accelerator(
         mixed_precision=resolve_precision(precision, device),
-        cpu=use_cpu,
+        cpu=on_cpu,
         # with the DataLoader's pinned memory on CUDA, host-to-device copies overlap compute
-        dataloader_config=DataLoaderConfiguration(non_blocking=not use_cpu),
+        dataloader_config=DataLoaderConfiguration(non_blocking=not on_cpu),
     )
 
 
@@ -162,65 +144,215 @@ def _state_on_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
+@dataclass
+class Throughput:
+    """Examples and tokens trained on, and the seconds the training epochs took."""
+
+    seconds: float = 0.0
+    samples: int = 0
+    tokens: int = 0
+    padded_tokens: int = 0
+
+    def count(self, batch: dict[str, torch.Tensor]) -> None:
+        self.samples += len(batch["labels"])
+        self.tokens += int(batch["attention_mask"].sum())
+        self.padded_tokens += batch["attention_mask"].numel()
+
+    def stats(self, accelerator: Accelerator, wall_seconds: float) -> dict[str, float]:
+        # throughput of the whole job: examples and tokens summed over the processes
+        counts = accelerator.reduce(
+            torch.tensor(
+                [self.samples, self.tokens, self.padded_tokens], device=accelerator.device
+            ),
+            reduction="sum",
+        )
+        samples, tokens, padded_tokens = (int(value) for value in counts)
+        seconds = self.seconds
+        return {
+            "train_seconds": round(seconds, 3),
+            "wall_seconds": round(wall_seconds, 3),
+            "train_samples": samples,
+            "train_samples_per_second": round(samples / seconds, 3) if seconds else 0.0,
+            "train_tokens_per_second": round(tokens / seconds, 1) if seconds else 0.0,
+            "padding_fraction": round(1 - tokens / padded_tokens, 4) if padded_tokens else 0.0,
+        }
+
+
+def train_step(
+    model: torch.nn.Module,
+    batch: dict[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    accelerator: Accelerator,
+    params: Params,
+    weight: torch.Tensor | None,
+    last_of_step: bool,
+) -> torch.Tensor:
+    """One micro-batch: forward under `attention_kernel`, the task loss and its backward pass;
+    when `last_of_step` completes an accumulation, the clipped optimizer and scheduler step.
+
+    Returns the micro-batch's loss, unscaled. The `record_function` labels name the phases for
+    torch.profiler (benchmarks/profile_step.py) and cost nothing without a profiler.
+    """
+    grad_accum_steps, max_grad_norm = params.train.grad_accum_steps, params.train.max_grad_norm
+    inputs = {name: tensor for name, tensor in batch.items() if name != "labels"}
+    # skip the gradient all-reduce on micro-batches that do not step
+    sync = contextlib.nullcontext() if last_of_step else accelerator.no_sync(model)
+    with sync, attention_kernel(accelerator.device, inputs["input_ids"].shape[1]):
+        with record_function("phase: forward + loss"):
+            # (batch, seq_len) -> (batch, num_labels)
+            logits = model(**inputs).logits
+            loss = task_loss(logits, batch["labels"], params.task, weight)
+        with record_function("phase: backward"):
+            # scale the loss so k accumulated micro-batches average like one batch of k*b
+            accelerator.backward(loss / grad_accum_steps)
+    if last_of_step:
+        if max_grad_norm is not None:
+            with record_function("phase: clip"):
+                accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+        with record_function("phase: optimizer"):
+            optimizer.step()
+            scheduler.step()
+        with record_function("phase: zero_grad"):
+            optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
+def validate(
+    model: torch.nn.Module,
+    val: TokenizedSplit,
+    params: Params,
+    pad_token_id: int,
+    mixed_precision: str,
+) -> dict[str, float]:
+    """val_loss and every val_<metric> of the task for `model` (unwrapped from Accelerate)."""
+    val_logits = predict_logits(
+        model, val, params.train.eval_batch_size, pad_token_id, mixed_precision
+    )
+    val_labels = torch.from_numpy(val.labels)
+    val_loss = float(task_loss(torch.from_numpy(val_logits), val_labels, params.task, None))
+    scores = scores_from_logits(val_logits, params.task)
+    val_metrics = compute_metrics(val.labels, scores, params.task, params.train.threshold)
+    return {
+        "val_loss": round(val_loss, 6),
+        **{f"val_{name}": value for name, value in val_metrics.items()},
+    }
+
+
+def _class_weight(
+    model: torch.nn.Module, train: TokenizedSplit, params: Params, device: torch.device
+) -> torch.Tensor | None:
+    if params.train.class_weights != "balanced":
+        return None
+    num_labels = int(model.config.num_labels)
+    return balanced_weights(train.labels, params.task, num_labels).to(device)
+
+
+def _train_loader(
+    train: TokenizedSplit, params: Params, pad_token_id: int, device: torch.device
+) -> tuple[DataLoader[int], LengthGroupedBatchSampler]:
+    sampler = LengthGroupedBatchSampler(
+        train.lengths, params.batch_size, params.seed, group_size=params.train.group_size
+    )
+    loader = DataLoader(
+        IndexDataset(len(train)),
+        batch_sampler=sampler,
+        collate_fn=Collator(train, pad_token_id),
+        pin_memory=device.type == "cuda",
+    )
+    return loader, sampler
+
+
+def _optimizer(
+    model: torch.nn.Module, params: Params, device: torch.device
+) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(
+        optimizer_groups(model, params.train.weight_decay),
+        lr=params.lr,
+        # fused AdamW: one kernel for the whole parameter update (the gain: BENCHMARKS.md)
+        fused=device.type in ("cuda", "cpu"),
+    )
+
+
+def _mean_over_processes(accelerator: Accelerator, loss_sum: float, loss_count: int) -> float:
+    """The mean train loss of an epoch: every process saw its own shard, so sum over them all."""
+    totals = accelerator.reduce(
+        torch.tensor([loss_sum, loss_count], device=accelerator.device), reduction="sum"
+    )
+    return round(float(totals[0]) / max(int(totals[1]), 1), 6)
+
+
+def _resume(
+    checkpoint_dir: Path | None,
+    fingerprint: str,
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+) -> Checkpoint | None:
+    """The saved state of an interrupted run with this fingerprint, restored into the objects."""
+    if checkpoint_dir is None:
+        return None
+    saved = load_checkpoint(checkpoint_dir, fingerprint)
+    if saved is None:
+        return None
+    state = saved.restore(accelerator.unwrap_model(model), optimizer, scheduler)
+    accelerator.print(f"resuming from the checkpoint of epoch {state.epoch}")
+    return state
+
+
+def _track_best(
+    state: Checkpoint, epoch: int, current: float, metric: str, patience: int | None, model: Any
+) -> None:
+    """Early stopping: keep the best epoch's weights; stop after `patience` epochs without."""
+    state.epoch = epoch
+    if is_better(current, state.best_metric, metric):
+        state.best_metric, state.best_epoch = current, epoch
+        state.best_weights = _state_on_cpu(model)
+        state.epochs_without_improvement = 0
+    else:
+        state.epochs_without_improvement += 1
+        if patience is not None and state.epochs_without_improvement >= patience:
+            state.stopped_early = True
+
+
 def fit(
     model: torch.nn.Module,
     train: TokenizedSplit,
     val: TokenizedSplit,
-    config: LoopConfig,
+    params: Params,
     pad_token_id: int,
+    progress: bool = True,
     accelerator: Accelerator | None = None,
     checkpoint_dir: Path | None = None,
     fingerprint: str = "",
     on_epoch_end: EpochCallback | None = None,
 ) -> FitResult:
     """Train `model` in place; on return it holds the best epoch's weights (early stopping)."""
-    check_config(config)
-    accelerator = accelerator or make_accelerator(config.precision)
-    seed_everything(config.seed)
-    num_labels = int(model.config.num_labels)
-    weight = None
-    if config.class_weights == "balanced":
-        weight = balanced_weights(train.labels, config.task, num_labels).to(accelerator.device)
-
-    sampler = LengthGroupedBatchSampler(
-        train.lengths, config.batch_size, config.seed, group_size=config.group_size
-    )
-    loader = DataLoader(
-        IndexDataset(len(train)),
-        batch_sampler=sampler,
-        collate_fn=Collator(train, pad_token_id),
-        pin_memory=accelerator.device.type == "cuda",
-    )
-    optimizer = torch.optim.AdamW(
-        optimizer_groups(model, config.weight_decay),
-        lr=config.lr,
-        # fused AdamW: one kernel for the whole update; on CPU it saves 5-9% of a step
-        fused=accelerator.device.type in ("cuda", "cpu"),
-    )
+    check_params(params)
+    settings = params.train
+    accelerator = accelerator or make_accelerator(settings.precision)
+    seed_everything(params.seed)
+    weight = _class_weight(model, train, params, accelerator.device)
+    loader, sampler = _train_loader(train, params, pad_token_id, accelerator.device)
+    optimizer = _optimizer(model, params, accelerator.device)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    steps_per_epoch = math.ceil(len(loader) / config.grad_accum_steps)
-    total_steps = steps_per_epoch * config.epochs
+    total_steps = math.ceil(len(loader) / settings.grad_accum_steps) * params.epochs
     scheduler = get_linear_schedule_with_warmup(
-        optimizer, round(config.warmup_ratio * total_steps), total_steps
+        optimizer, round(settings.warmup_ratio * total_steps), total_steps
     )
 
-    state = Checkpoint(fingerprint=fingerprint)
-    resumed_from = None
-    if checkpoint_dir is not None:
-        saved = load_checkpoint(checkpoint_dir, fingerprint)
-        if saved is not None:
-            state = saved.restore(accelerator.unwrap_model(model), optimizer, scheduler)
-            resumed_from = state.epoch
-            accelerator.print(f"resuming from the checkpoint of epoch {state.epoch}")
-            if on_epoch_end is not None:
-                for record in state.history:
-                    on_epoch_end(record)
+    state = _resume(checkpoint_dir, fingerprint, accelerator, model, optimizer, scheduler)
+    resumed_from = None if state is None else state.epoch
+    state = state or Checkpoint(fingerprint=fingerprint)
+    if on_epoch_end is not None:
+        for record in state.history:  # the resumed epochs, logged again
+            on_epoch_end(record)
 
-    metric = config.early_stopping_metric
-    train_seconds = 0.0
-    samples = tokens = padded_tokens = 0
+    metric = settings.early_stopping_metric
+    throughput = Throughput()
     wall_start = time.perf_counter()
-    for epoch in range(state.epoch + 1, config.epochs + 1):
+    for epoch in range(state.epoch + 1, params.epochs + 1):
         if state.stopped_early:
             break
         # Accelerate's loader re-seeds its batch sampler with its own epoch counter, which
@@ -231,76 +363,34 @@ def fit(
         epoch_start = time.perf_counter()
         loss_sum, loss_count = 0.0, 0
         batches = loader
-        if config.progress and accelerator.is_local_main_process:
+        if progress and accelerator.is_local_main_process:
             from tqdm.auto import tqdm
 
-            batches = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", unit="batch")
+            batches = tqdm(loader, desc=f"epoch {epoch}/{params.epochs}", unit="batch")
         for batch_index, batch in enumerate(batches):
-            labels = batch.pop("labels")
-            batch.pop("index")
-            last_of_step = (batch_index + 1) % config.grad_accum_steps == 0 or (
+            last_of_step = (batch_index + 1) % settings.grad_accum_steps == 0 or (
                 batch_index + 1 == len(loader)
             )
-            # skip the gradient all-reduce on micro-batches that do not step
-            context = accelerator.no_sync(model) if not last_of_step else contextlib.nullcontext()
-            kernel = attention_kernel(accelerator.device, batch["input_ids"].shape[1])
-            with context, kernel:
-                # (batch, seq_len) -> (batch, num_labels)
-                logits = model(**batch).logits
-                loss = task_loss(logits, labels, config.task, weight)
-                # scale the loss so k accumulated micro-batches average like one batch of k*b
-                accelerator.backward(loss / config.grad_accum_steps)
-            if last_of_step:
-                if config.max_grad_norm is not None:
-                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                state.global_step += 1
+            loss = train_step(
+                model, batch, optimizer, scheduler, accelerator, params, weight, last_of_step
+            )
+            state.global_step += last_of_step
             loss_sum += loss.item()
             loss_count += 1
-            samples += len(labels)
-            tokens += int(batch["attention_mask"].sum())
-            padded_tokens += batch["attention_mask"].numel()
+            throughput.count(batch)
             if batches is not loader:
                 batches.set_postfix(loss=f"{loss_sum / loss_count:.4f}")
-        train_seconds += time.perf_counter() - epoch_start
-        # every process saw its own shard: sum the loss and the counts over all of them
-        totals = accelerator.reduce(
-            torch.tensor([loss_sum, loss_count], device=accelerator.device), reduction="sum"
-        )
-        loss_sum, loss_count = float(totals[0]), int(totals[1])
-
-        val_logits = predict_logits(
-            accelerator.unwrap_model(model),
-            val,
-            config.eval_batch_size,
-            pad_token_id,
-            accelerator.mixed_precision,
-        )
-        val_labels = torch.from_numpy(val.labels)
+        throughput.seconds += time.perf_counter() - epoch_start
+        unwrapped = accelerator.unwrap_model(model)
         record: dict[str, float] = {
             "epoch": epoch,
-            "train_loss": round(loss_sum / max(loss_count, 1), 6),
+            "train_loss": _mean_over_processes(accelerator, loss_sum, loss_count),
             "lr": scheduler.get_last_lr()[0],
-            "val_loss": round(
-                float(task_loss(torch.from_numpy(val_logits), val_labels, config.task, None)), 6
-            ),
+            **validate(unwrapped, val, params, pad_token_id, accelerator.mixed_precision),
         }
-        scores = scores_from_logits(val_logits, config.task)
-        val_metrics = compute_metrics(val.labels, scores, config.task, config.threshold)
-        record.update({f"val_{name}": value for name, value in val_metrics.items()})
-        current = record["val_loss"] if metric == "loss" else val_metrics[metric]
+        current = record[f"val_{metric}"]
         state.history.append(record)
-        state.epoch = epoch
-        if is_better(current, state.best_metric, metric):
-            state.best_metric, state.best_epoch = current, epoch
-            state.best_weights = _state_on_cpu(accelerator.unwrap_model(model))
-            state.epochs_without_improvement = 0
-        else:
-            state.epochs_without_improvement += 1
-            if config.patience is not None and state.epochs_without_improvement >= config.patience:
-                state.stopped_early = True
+        _track_best(state, epoch, current, metric, settings.patience, unwrapped)
         accelerator.print(
             f"epoch {epoch}: train_loss {record['train_loss']:.4f}, val_{metric} {current:.4f}"
             + (" (stopping early)" if state.stopped_early else "")
@@ -308,29 +398,13 @@ def fit(
         if on_epoch_end is not None:
             on_epoch_end(record)
         if checkpoint_dir is not None and accelerator.is_main_process:
-            save_checkpoint(
-                checkpoint_dir, state, accelerator.unwrap_model(model), optimizer, scheduler
-            )
+            save_checkpoint(checkpoint_dir, state, unwrapped, optimizer, scheduler)
         accelerator.wait_for_everyone()
 
-    unwrapped = accelerator.unwrap_model(model)
     if state.best_weights is not None:
-        unwrapped.load_state_dict(state.best_weights)
+        accelerator.unwrap_model(model).load_state_dict(state.best_weights)
     if checkpoint_dir is not None and accelerator.is_main_process:
         mark_complete(checkpoint_dir, fingerprint)
-    # throughput of the whole job: examples and tokens summed over the processes
-    counts = accelerator.reduce(
-        torch.tensor([samples, tokens, padded_tokens], device=accelerator.device), reduction="sum"
-    )
-    samples, tokens, padded_tokens = (int(value) for value in counts)
-    stats = {
-        "train_seconds": round(train_seconds, 3),
-        "wall_seconds": round(time.perf_counter() - wall_start, 3),
-        "train_samples": samples,
-        "train_samples_per_second": round(samples / train_seconds, 3) if train_seconds else 0.0,
-        "train_tokens_per_second": round(tokens / train_seconds, 1) if train_seconds else 0.0,
-        "padding_fraction": round(1 - tokens / padded_tokens, 4) if padded_tokens else 0.0,
-    }
     return FitResult(
         history=state.history,
         best_epoch=state.best_epoch,
@@ -339,30 +413,7 @@ def fit(
         resumed_from_epoch=resumed_from,
         world_size=accelerator.num_processes,
         mixed_precision=accelerator.mixed_precision,
-        stats=stats,
-    )
-
-
-def loop_config(params: Params, progress: bool = True) -> LoopConfig:
-    train = params.train
-    return LoopConfig(
-        task=params.task,
-        lr=params.lr,
-        epochs=params.epochs,
-        batch_size=params.batch_size,
-        seed=params.seed,
-        warmup_ratio=train.warmup_ratio,
-        weight_decay=train.weight_decay,
-        grad_accum_steps=train.grad_accum_steps,
-        max_grad_norm=train.max_grad_norm,
-        class_weights=train.class_weights,
-        early_stopping_metric=train.early_stopping_metric,
-        patience=train.patience,
-        threshold=train.threshold,
-        eval_batch_size=train.eval_batch_size,
-        precision=train.precision,
-        group_size=train.group_size,
-        progress=progress,
+        stats=throughput.stats(accelerator, time.perf_counter() - wall_start),
     )
 
 

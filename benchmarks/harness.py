@@ -1,0 +1,197 @@
+"""Measuring for the benchmarks: wall and CPU time, what the rest of the machine did meanwhile,
+waiting for a quiet machine, the matmul peak, machine info and peak memory.
+
+No module state: the quiet-waiting budget and the seconds waited live in a `Harness` object.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+QUIET_CORES = 0.15  # other processes below this many cores' worth: the machine counts as quiet
+
+
+def _machine_busy_seconds() -> float:
+    """CPU seconds all processes spent busy since boot (/proc/stat, every core)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def other_cores_now(seconds: float = 2.0) -> float:
+    """Cores' worth of CPU the machine spent busy over `seconds` while this process slept."""
+    machine0, own0 = _machine_busy_seconds(), _own_cpu_seconds()
+    time.sleep(seconds)
+    other = _machine_busy_seconds() - machine0 - (_own_cpu_seconds() - own0)
+    return max(0.0, other) / seconds
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@dataclass
+class Timing:
+    wall_s: float = 0.0
+    own_cpu_s: float = 0.0  # this process, all threads
+    other_cpu_s: float = 0.0  # every other process on the machine: contention
+    load_before: float = 0.0
+    load_after: float = 0.0
+    waited_s: float = 0.0  # waiting for a quiet machine before the clock started
+
+    @property
+    def other_cores(self) -> float:
+        """Cores' worth of CPU that other processes used during the phase (0 = quiet machine)."""
+        return self.other_cpu_s / self.wall_s if self.wall_s else 0.0
+
+
+@dataclass
+class Harness:
+    """Times phases; before each, waits up to `max_wait_s` for other processes to go idle.
+
+    On a machine whose cores are shared, one busy core can slow a multi-threaded PyTorch step
+    several-fold (its OpenMP threads wait on each other), so a timed phase should start quiet.
+    """
+
+    max_wait_s: float = 0.0
+    waited_s: float = 0.0  # over every phase so far
+
+    def wait_quiet(self) -> float:
+        """Wait until other processes use < QUIET_CORES for 1 s (at most max_wait_s); seconds."""
+        start = time.perf_counter()
+        announced = False
+        while self.max_wait_s > 0:
+            busy = other_cores_now(1.0)
+            if busy < QUIET_CORES:
+                break
+            waited = time.perf_counter() - start
+            if waited >= self.max_wait_s:
+                print(f"  still {busy:.2f} other cores busy after {waited:.0f}s: going on anyway")
+                break
+            if not announced:
+                limit = self.max_wait_s
+                print(f"  other processes busy ({busy:.2f} cores): waiting up to {limit:.0f}s")
+                announced = True
+        waited = time.perf_counter() - start
+        self.waited_s += waited
+        return waited
+
+    @contextmanager
+    def timed(self) -> Iterator[Timing]:
+        waited = self.wait_quiet()
+        timing = Timing(load_before=os.getloadavg()[0], waited_s=waited)
+        machine0, own0, wall0 = _machine_busy_seconds(), _own_cpu_seconds(), time.perf_counter()
+        try:
+            yield timing
+        finally:
+            timing.wall_s = time.perf_counter() - wall0
+            timing.own_cpu_s = _own_cpu_seconds() - own0
+            timing.other_cpu_s = max(0.0, _machine_busy_seconds() - machine0 - timing.own_cpu_s)
+            timing.load_after = os.getloadavg()[0]
+
+    def fastest(self, run: Callable[[], Any], repeats: int) -> tuple[Timing, list[float], Any]:
+        """Run `repeats` timed times: the fastest run's timing, every wall time, the last output."""
+        best: Timing | None = None
+        walls: list[float] = []
+        output = None
+        for _ in range(repeats):
+            with self.timed() as timing:
+                output = run()
+            walls.append(round(timing.wall_s, 3))
+            if best is None or timing.wall_s < best.wall_s:
+                best = timing
+        assert best is not None
+        return best, walls, output
+
+
+@dataclass
+class MatmulPeak:
+    size: int
+    fp32_tflops: float
+    bf16_tflops: float  # bf16 tensors
+    autocast_bf16_tflops: float  # fp32 tensors under torch.autocast("cpu", bfloat16)
+
+
+def _best_tflops(step: Callable[[], Any], flops: float, repeats: int) -> float:
+    step()  # warm-up: oneDNN builds its kernels on the first call
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        best = min(best, time.perf_counter() - start)
+    return flops / best / 1e12
+
+
+def measure_peak(size: int, repeats: int) -> MatmulPeak:
+    """The CPU's achieved rate on one square matmul, fp32, bf16 and under bf16 autocast."""
+    torch.manual_seed(0)
+    a = torch.randn(size, size)
+    b = torch.randn(size, size)
+    a16, b16 = a.bfloat16(), b.bfloat16()
+    flops = 2.0 * size**3
+
+    def autocast_step() -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return a @ b
+
+    return MatmulPeak(
+        size=size,
+        fp32_tflops=_best_tflops(lambda: a @ b, flops, repeats),
+        bf16_tflops=_best_tflops(lambda: a16 @ b16, flops, repeats),
+        autocast_bf16_tflops=_best_tflops(autocast_step, flops, repeats),
+    )
+
+
+def machine_info() -> dict[str, Any]:
+    model_name = "unknown"
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        for line in lscpu.splitlines():
+            if line.startswith("Model name:"):
+                model_name = line.split(":", 1)[1].strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    flags = Path("/proc/cpuinfo").read_text()
+    return {
+        "cpu": model_name,
+        "logical_cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "avx512_bf16": " avx512_bf16" in flags,
+        "amx_bf16": " amx_bf16" in flags,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": __import__("transformers").__version__,
+        "accelerate": __import__("accelerate").__version__,
+    }
+
+
+def print_table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    print(line)
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print(
+            "  ".join(
+                c.rjust(w) if i else c.ljust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+    print()
