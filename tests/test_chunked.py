@@ -118,6 +118,7 @@ def test_a_bad_row_in_a_later_chunk_leaves_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.slow  # runs the clean, split and tokenize stage scripts, twice
 def test_chunked_stages_write_what_unchunked_stages_write(
     project_copy: Path, tiny_bert: Path
 ) -> None:

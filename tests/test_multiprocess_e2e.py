@@ -11,8 +11,6 @@ from pipeline_helpers import dvc, read_json, set_params, tiny_project
 
 from bertpipe.launch import relaunch_command
 
-pytestmark = pytest.mark.slow
-
 
 def test_relaunch_command_picks_the_launcher(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WORLD_SIZE", raising=False)
@@ -44,6 +42,7 @@ def run_with(project: Path, processes: int, batch_size: int) -> tuple[dict, dict
     )
 
 
+@pytest.mark.slow  # two `dvc repro` runs
 def test_two_processes_match_one_with_the_same_global_batch(
     project_copy: Path, keyword_csv: Path, tiny_bert: Path
 ) -> None:

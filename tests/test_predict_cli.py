@@ -51,6 +51,7 @@ def trained_model(tiny_bert: Path, sample_frame: pd.DataFrame, tmp_path_factory)
     return folder
 
 
+@pytest.mark.slow  # the trained_model fixture trains a model
 def test_texts_as_arguments_give_one_json_line_each(trained_model: Path) -> None:
     result = runner.invoke(
         app, ["predict", "--model", str(trained_model), "chest pain", "headache"]
@@ -64,12 +65,14 @@ def test_texts_as_arguments_give_one_json_line_each(trained_model: Path) -> None
         assert line["label"] == max(line["scores"], key=line["scores"].get)
 
 
+@pytest.mark.slow  # the trained_model fixture trains a model
 def test_stdin(trained_model: Path) -> None:
     result = runner.invoke(app, ["predict", "--model", str(trained_model)], input="one\n\ntwo\n")
     assert result.exit_code == 0, result.output
     assert [json.loads(x)["text"] for x in result.stdout.strip().splitlines()] == ["one", "two"]
 
 
+@pytest.mark.slow  # the trained_model fixture trains a model
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
 def test_files_in_and_out(trained_model: Path, tmp_path: Path, suffix: str) -> None:
     source = pd.DataFrame({"id": [1, 2, 3], "note": ["chest pain", "cough and wheeze", "rash"]})
@@ -106,6 +109,7 @@ def test_files_in_and_out(trained_model: Path, tmp_path: Path, suffix: str) -> N
     assert list(out["label"]) == [r["label"] for r in direct]
 
 
+@pytest.mark.slow  # the trained_model fixture trains a model
 def test_results_come_back_in_input_order(trained_model: Path) -> None:
     predictor = Predictor.load(trained_model)
     texts = ["short", "a much longer note about chest pain and shortness of breath " * 3, "mid one"]
@@ -117,6 +121,7 @@ def test_results_come_back_in_input_order(trained_model: Path) -> None:
             assert joint["scores"][name] == pytest.approx(score, abs=2e-2)
 
 
+@pytest.mark.slow  # the trained_model fixture trains a model
 def test_errors_are_one_line(trained_model: Path, tmp_path: Path) -> None:
     missing = runner.invoke(app, ["predict", "--model", str(tmp_path / "nope"), "x"])
     assert missing.exit_code == 1 and "not a trained model folder" in missing.stderr

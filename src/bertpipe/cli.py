@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Annotated
 
@@ -13,12 +14,32 @@ import typer
 from bertpipe.errors import UserError
 
 app = typer.Typer(
-    help="bertpipe: fine-tune BERT-family models on your own text with DVC. "
-    "Train with `dvc repro`; use these commands around it.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _print_version(requested: bool) -> None:
+    if requested:
+        # the installed distribution's metadata, so the answer is the version pip installed
+        typer.echo(f"bertpipe {metadata.version('bertpipe')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """bertpipe: fine-tune BERT-family models on your own text with DVC.
+
+    Train with `dvc repro`; use these commands around it.
+    """
 
 
 def _fail(error: UserError, code: int = 1) -> None:
