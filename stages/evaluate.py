@@ -50,7 +50,7 @@ def main() -> None:
         params.task,
         label_names,
     )
-    with atomic_path(args.plots_dir) as tmp:
+    with atomic_path(args.plots_dir, replace_folder=True) as tmp:
         tmp.mkdir()
         if params.task in ("binary", "multiclass"):
             rows = confusion_rows(test.labels, evaluation.predicted, label_names)

@@ -23,7 +23,7 @@ def main() -> None:
     source = Path(args.input)
     if not source.is_file():
         raise UserError(f"{source}: no cleaned table; run the clean stage first (dvc repro)")
-    with atomic_path(args.output_dir) as tmp:
+    with atomic_path(args.output_dir, replace_folder=True) as tmp:
         tmp.mkdir()
         result, sizes = split_parquet(
             source, tmp, params.split, params.task, params.seed, params.data.chunk_rows

@@ -33,7 +33,7 @@ def main() -> None:
     train_labels = pq.read_table(sources["train"], columns=["label"]).column("label").to_pylist()
     label_names = sorted_label_names(train_labels, params.task)
 
-    with atomic_path(args.output_dir) as tmp:
+    with atomic_path(args.output_dir, replace_folder=True) as tmp:
         tmp.mkdir()
         for name, source in sources.items():
             summary = tokenize_parquet(

@@ -298,7 +298,7 @@ def test_atomic_path_replaces_a_whole_folder(tmp_path: Path) -> None:
     target.mkdir()
     (target / "stale.parquet").write_text("old")
     (target / "train.parquet").write_text("old")
-    with atomic_path(target) as staged:
+    with atomic_path(target, replace_folder=True) as staged:
         staged.mkdir()
         (staged / "train.parquet").write_text("new")
         assert (target / "train.parquet").read_text() == "old"  # not visible before the end

@@ -19,7 +19,7 @@ def save_model_folder(
     card: str,
 ) -> None:
     """Written to a temporary folder first; the rename makes it appear complete or not at all."""
-    with atomic_path(folder) as tmp:
+    with atomic_path(folder, replace_folder=True) as tmp:
         model.save_pretrained(tmp)  # safetensors
         tokenizer.save_pretrained(tmp)
         (tmp / TRAINING_PARAMS).write_text(

@@ -68,7 +68,7 @@ def save_checkpoint(
 ) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / STATUS, {"status": "running", "fingerprint": state.fingerprint})
-    with atomic_path(folder / LAST) as tmp:
+    with atomic_path(folder / LAST, replace_folder=True) as tmp:
         tmp.mkdir()
         save_model(model, str(tmp / "model.safetensors"))
         if state.best_weights is not None:

@@ -7,7 +7,7 @@ import os
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -49,9 +49,6 @@ def _fail(error: UserError, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-OUTPUT_FORMATS = (".csv", ".jsonl", ".parquet")
-
-
 @app.command()
 def predict(
     texts: Annotated[
@@ -59,7 +56,8 @@ def predict(
     ] = None,
     model: Annotated[Path, typer.Option(help="A trained model folder.")] = Path("models/model"),
     input: Annotated[
-        Path | None, typer.Option("--input", "-i", help="A CSV, TSV, JSONL or Parquet file.")
+        Path | None,
+        typer.Option("--input", "-i", help="A CSV, TSV, JSONL or Parquet file; '-' reads stdin."),
     ] = None,
     text_column: Annotated[
         list[str] | None,
@@ -70,24 +68,53 @@ def predict(
         typer.Option(
             "--output",
             "-o",
-            help="Write the input rows plus predictions (.csv, .jsonl, "
-            ".parquet) instead of JSON lines on stdout.",
+            help="Write the input's rows, unchanged, plus the prediction columns, in the "
+            "input's format, instead of JSON lines on stdout. An existing file is replaced; "
+            "a folder or the input never is.",
         ),
     ] = None,
+    prefix: Annotated[
+        str,
+        typer.Option(help="Put this before the added column names (predicted_label, score_*)."),
+    ] = "",
+    stdin_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="What stdin holds: 'text' (one text per line) or 'jsonl' (one JSON object per "
+            'line, {"text": ...}, so a text may span lines).',
+        ),
+    ] = "text",
     batch_size: Annotated[int, typer.Option(min=1, help="Texts per batch.")] = 32,
-    encoding: Annotated[str, typer.Option(help="Encoding of --input.")] = "utf-8",
+    encoding: Annotated[str, typer.Option(help="Encoding of --input (and of --output).")] = (
+        "utf-8"
+    ),
 ) -> None:
     """Predict labels for new texts: one JSON line per text, or a file with --output.
 
     \b
     bertpipe predict "pt c/o chest pain" "headache and blurred vision"
     cat notes.txt | bertpipe predict
+    cat notes.jsonl | bertpipe predict --input - --format jsonl
     bertpipe predict --input new.csv --text-column text --output preds.csv
     """
     try:
-        _predict(texts or [], model, input, text_column, output, batch_size, encoding)
+        _predict(
+            texts or [],
+            model,
+            input,
+            text_column,
+            output,
+            prefix,
+            stdin_format,
+            batch_size,
+            encoding,
+        )
     except UserError as error:
         _fail(error)
+
+
+STDIN_FORMATS = ("text", "jsonl")
 
 
 def _predict(
@@ -96,66 +123,163 @@ def _predict(
     input_path: Path | None,
     text_columns: list[str] | None,
     output: Path | None,
+    prefix: str,
+    stdin_format: str,
     batch_size: int,
     encoding: str,
 ) -> None:
-    import pandas as pd
-
     from bertpipe.artifacts import read_training_params
     from bertpipe.files import atomic_path
-    from bertpipe.predict import Predictor
-    from bertpipe.tables import read_table
+    from bertpipe.predict import Predictor, annotate_table, check_output_path
 
-    if output is not None and output.suffix.lower() not in OUTPUT_FORMATS:
-        raise UserError(f"--output: use one of {', '.join(OUTPUT_FORMATS)}, not '{output.suffix}'")
+    if stdin_format not in STDIN_FORMATS:
+        raise UserError(f"--format: use one of {', '.join(STDIN_FORMATS)}, not '{stdin_format}'")
+    reads_stdin = input_path == Path("-") or (input_path is None and texts in ([], ["-"]))
     if input_path is not None and texts:
         raise UserError("give texts as arguments or --input, not both")
-    frame: pd.DataFrame | None = None
-    if input_path is not None:
-        frame = read_table(input_path, encoding=encoding).frame
-        if text_columns is None:
-            configured = read_training_params(model_dir).get("data", {}).get("text_column", "text")
-            text_columns = [configured] if isinstance(configured, str) else list(configured)
-        missing = [column for column in text_columns if column not in frame.columns]
+    if stdin_format != "text" and not reads_stdin:
+        raise UserError("--format says what stdin holds; use it with --input - only")
+    if input_path is not None and not reads_stdin and not input_path.is_file():
+        what = "is a folder" if input_path.is_dir() else "no such file"
+        raise UserError(f"--input {input_path}: {what}; name a table file")
+    # Everything the user gave is checked before the model loads: a typo costs no time.
+    output_format = (
+        check_output_path(output, None if reads_stdin else input_path) if output else None
+    )
+    configured = read_training_params(model_dir).get("data", {}).get("text_column", "text")
+    columns = text_columns or ([configured] if isinstance(configured, str) else list(configured))
+    if reads_stdin:
+        texts = _read_stdin(stdin_format, columns)
+    predictor = Predictor.load(model_dir)
+
+    if input_path is not None and not reads_stdin:
+        if output is None:
+            _print_table_predictions(predictor, input_path, columns, batch_size, encoding)
+            return
+        with atomic_path(output) as tmp:
+            rows = annotate_table(predictor, input_path, tmp, columns, prefix, batch_size, encoding)
+        typer.echo(f"wrote {rows} predictions to {output}", err=True)
+        return
+
+    filled = [index for index, text in enumerate(texts) if not _is_empty(text)]
+    results: list[dict[str, Any] | None] = [None] * len(texts)
+    predicted = predictor.predict([texts[i] for i in filled], batch_size) if filled else []
+    for index, result in zip(filled, predicted, strict=True):
+        results[index] = result
+    if output is None:
+        for text, result in zip(texts, results, strict=True):
+            line = (
+                {"text": text, **result}
+                if result
+                else {"text": text, "label": None, "error": "empty"}
+            )
+            typer.echo(json.dumps(line, ensure_ascii=False))
+        return
+    _write_text_predictions(predictor, texts, results, output, output_format, prefix)
+
+
+def _is_empty(text: str | list[str]) -> bool:
+    parts = [text] if isinstance(text, str) else text
+    return not any(part.strip() for part in parts)
+
+
+def _read_stdin(stdin_format: str, text_columns: list[str]) -> list[Any]:
+    """One text per line of stdin, in order; a blank line gives an empty text, not a gap."""
+    if sys.stdin.isatty():
+        raise UserError("no texts: pass them as arguments, with --input, or on stdin")
+    data = sys.stdin.buffer.read()
+    if not data:
+        raise UserError("stdin is empty: no texts to predict")
+    try:
+        # utf-8-sig: a byte-order mark at the start is not part of the first text
+        decoded = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise UserError(
+            f"stdin: line {line} is not UTF-8 text (byte {data[exc.start]:#04x}); "
+            "convert it first, e.g. iconv -f latin1 -t utf-8"
+        ) from None
+    # split on line feeds only: str.splitlines would also split on form feeds and the like
+    lines = decoded.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the final line break ends the last line, it starts no new one
+    lines = [line.removesuffix("\r") for line in lines]
+    if stdin_format == "text":
+        return lines
+    return [_json_line_text(number, line, text_columns) for number, line in enumerate(lines, 1)]
+
+
+def _json_line_text(number: int, line: str, text_columns: list[str]) -> str | list[str]:
+    if not line.strip():
+        return ""
+    try:
+        record = json.loads(line)
+    except ValueError as exc:
+        raise UserError(f"stdin: line {number} is not valid JSON ({exc})") from None
+    if not isinstance(record, dict):
+        raise UserError(f"stdin: line {number} is not a JSON object")
+    # {"text": ...} always works for a model trained on one text column
+    keys = text_columns if len(text_columns) > 1 or text_columns[0] in record else ["text"]
+    missing = [key for key in keys if key not in record]
+    if missing:
+        raise UserError(
+            f"stdin: line {number} has no key {', '.join(map(repr, missing))}; "
+            f"give each text as {{{', '.join(f'{key!r}: ...' for key in keys)}}}"
+        )
+    parts = ["" if record[key] is None else str(record[key]) for key in keys]
+    return parts[0] if len(parts) == 1 else parts
+
+
+def _print_table_predictions(
+    predictor: Any, input_path: Path, text_columns: list[str], batch_size: int, encoding: str
+) -> None:
+    from bertpipe.predict import CHUNK_ROWS
+    from bertpipe.tables import TableChunks
+
+    for chunk in TableChunks(input_path, encoding, chunk_rows=CHUNK_ROWS):
+        missing = [column for column in text_columns if column not in chunk.columns]
         if missing:
             raise UserError(
                 f"{input_path}: missing column(s) {', '.join(missing)}; the file has: "
-                f"{', '.join(map(str, frame.columns))}; pick one with --text-column"
+                f"{', '.join(map(str, chunk.columns))}; pick one with --text-column"
             )
-        columns = [frame[column].fillna("").astype(str) for column in text_columns]
-        inputs: list = (
+        columns = [chunk[column].fillna("").astype(str) for column in text_columns]
+        inputs: list[Any] = (
             columns[0].tolist()
             if len(columns) == 1
             else [list(parts) for parts in zip(*columns, strict=True)]
         )
-    else:
-        if not texts or texts == ["-"]:
-            if sys.stdin.isatty():
-                raise UserError("no texts: pass them as arguments, with --input, or on stdin")
-            texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
-        inputs = texts
-        frame = pd.DataFrame({"text": texts})
-    predictor = Predictor.load(model_dir)
-    results = predictor.predict(inputs, batch_size, progress=output is not None)
-
-    if output is None:
-        for text, result in zip(inputs, results, strict=True):
+        for text, result in zip(inputs, predictor.predict(inputs, batch_size), strict=True):
             typer.echo(json.dumps({"text": text, **result}, ensure_ascii=False))
-        return
-    frame = frame.copy()
-    frame["label"] = [
-        "|".join(r["label"]) if isinstance(r["label"], list) else r["label"] for r in results
+
+
+def _write_text_predictions(
+    predictor: Any,
+    texts: list[Any],
+    results: list[dict[str, Any] | None],
+    output: Path,
+    output_format: str | None,
+    prefix: str,
+) -> None:
+    """Texts from arguments or stdin, and their predictions, as a table; an empty text has none."""
+    import pandas as pd
+
+    from bertpipe.files import atomic_path
+
+    added = predictor.output_columns(prefix)
+    empty = [None] * len(added)
+    rows = [
+        [text, *(predictor.output_cells(result) if result else empty)]
+        for text, result in zip(texts, results, strict=True)
     ]
-    for name in predictor.label_names:
-        frame[f"score_{name}"] = [r["scores"][name] for r in results]
+    frame = pd.DataFrame(rows, columns=["text", *added])
     with atomic_path(output) as tmp:
-        suffix = output.suffix.lower()
-        if suffix == ".csv":
-            frame.to_csv(tmp, index=False)
-        elif suffix == ".jsonl":
+        if output_format == "parquet":
+            frame.to_parquet(tmp, index=False)
+        elif output_format == "jsonl":
             frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
         else:
-            frame.to_parquet(tmp, index=False)
+            frame.to_csv(tmp, index=False, sep="," if output_format == "csv" else "\t")
     typer.echo(f"wrote {len(frame)} predictions to {output}", err=True)
 
 
@@ -227,8 +351,11 @@ def check_metrics(
     if md is not None:
         from bertpipe.files import atomic_path
 
-        with atomic_path(md) as tmp:
-            tmp.write_text(table, encoding="utf-8")
+        try:
+            with atomic_path(md) as tmp:
+                tmp.write_text(table, encoding="utf-8")
+        except UserError as error:
+            _fail(error, gate.EXIT_UNUSABLE)
     raise typer.Exit(gate.EXIT_REGRESSION if result.regressed else gate.EXIT_OK)
 
 

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bertpipe.errors import UserError
+
 
 def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
     digest = hashlib.sha256()
@@ -25,25 +27,30 @@ def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | Path) -> Iterator[Path]:
+def atomic_path(target: str | Path, *, replace_folder: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to `target`; rename it onto `target` only if the block succeeds.
 
     Works for files and folders. A crash leaves at most a `.tmp-*` sibling, never a half-written
-    target, so nothing that looks complete is ever wrong.
+    target, so nothing that looks complete is ever wrong. An existing folder at `target` is
+    refused (a UserError, before the block runs) unless `replace_folder` is set: only a stage
+    replacing the output folder it owns sets it, so a user's folder is never deleted.
     """
     target = Path(target)
+    _refuse_folder(target, replace_folder)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     staged = tmp / target.name
     try:
         yield staged
-        replace_path(staged, target)
+        replace_path(staged, target, replace_folder=replace_folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def replace_path(source: Path, target: Path) -> None:
-    """Move `source` onto `target`, replacing a file or a whole folder."""
+def replace_path(source: Path, target: Path, *, replace_folder: bool = False) -> None:
+    """Move `source` onto `target`; a folder at `target` is replaced only with `replace_folder`."""
+    # checked again here: the folder may have appeared while the block wrote `source`
+    _refuse_folder(target, replace_folder)
     if target.is_dir() and not target.is_symlink():
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
         os.replace(target, old)
@@ -51,6 +58,13 @@ def replace_path(source: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(source, target)
+
+
+def _refuse_folder(target: Path, replace_folder: bool) -> None:
+    if target.is_dir() and not replace_folder:
+        raise UserError(
+            f"{target}: is a folder; name a file to write (the folder was left as it is)"
+        )
 
 
 def write_json(path: str | Path, payload: Any) -> None:
