@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from transformers import AutoTokenizer
 from typer.testing import CliRunner
@@ -23,7 +26,7 @@ from bertpipe.training import fit
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained_model(tiny_bert: Path, sample_frame: pd.DataFrame, tmp_path_factory) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
     frame = sample_frame.dropna(subset=["text"]).head(120)
@@ -69,7 +72,9 @@ def test_texts_as_arguments_give_one_json_line_each(trained_model: Path) -> None
 def test_stdin(trained_model: Path) -> None:
     result = runner.invoke(app, ["predict", "--model", str(trained_model)], input="one\n\ntwo\n")
     assert result.exit_code == 0, result.output
-    assert [json.loads(x)["text"] for x in result.stdout.strip().splitlines()] == ["one", "two"]
+    lines = [json.loads(x) for x in result.stdout.strip().splitlines()]
+    assert [line["text"] for line in lines] == ["one", "", "two"]
+    assert lines[1] == {"text": "", "label": None, "error": "empty"}
 
 
 @pytest.mark.slow  # the trained_model fixture trains a model
@@ -106,7 +111,7 @@ def test_files_in_and_out(trained_model: Path, tmp_path: Path, suffix: str) -> N
     out = read(output_path)
     assert list(out["id"]) == [1, 2, 3] and list(out["note"]) == list(source["note"])
     direct = Predictor.load(trained_model).predict(source["note"].tolist())
-    assert list(out["label"]) == [r["label"] for r in direct]
+    assert list(out["predicted_label"]) == [r["label"] for r in direct]
 
 
 @pytest.mark.slow  # the trained_model fixture trains a model
@@ -141,3 +146,254 @@ def test_help_lists_the_forms() -> None:
     assert result.exit_code == 0
     for option in ("--input", "--text-column", "--output", "--model"):
         assert option in result.stdout
+
+
+def invoke(*args: str | Path, stdin: bytes | str | None = None):
+    return runner.invoke(app, ["predict", *map(str, args)], input=stdin)
+
+
+def one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr
+
+
+# The checks below name a model folder that does not exist: the command must stop on the output
+# path or stdin before it tries to load a model.
+
+
+def test_output_onto_a_folder_is_refused_and_the_folder_kept(tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("text\nchest pain\n")
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "keep.csv").write_text("the user's file")
+    result = invoke("--model", tmp_path / "nope", "--input", source, "--output", folder)
+    one_line_error(result, "is a folder")
+    assert [path.name for path in folder.iterdir()] == ["keep.csv"]
+    assert (folder / "keep.csv").read_text() == "the user's file"
+
+
+def test_output_in_a_missing_folder_is_refused(tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("text\nchest pain\n")
+    output = tmp_path / "missing" / "out.csv"
+    result = invoke("--model", tmp_path / "nope", "--input", source, "--output", output)
+    one_line_error(result, "does not exist")
+    assert not output.parent.exists()
+
+
+def test_output_equal_to_the_input_is_refused(tmp_path: Path, monkeypatch) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("text\nchest pain\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(source)
+    monkeypatch.chdir(tmp_path)
+    for same in (source, Path("in.csv"), Path("../") / tmp_path.name / "in.csv", link):
+        result = invoke("--model", tmp_path / "nope", "--input", source, "--output", same)
+        one_line_error(result, "is the --input file")
+    assert source.read_text() == "text\nchest pain\n"
+
+
+def test_output_in_another_format_than_the_input_is_refused(tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("text\nchest pain\n")
+    result = invoke("--model", tmp_path / "nope", "-i", source, "-o", tmp_path / "out.parquet")
+    one_line_error(result, "write the input's format (csv)")
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_empty_stdin_says_so(tmp_path: Path) -> None:
+    one_line_error(invoke("--model", tmp_path / "nope", stdin=b""), "stdin is empty")
+
+
+def test_stdin_that_is_not_utf8_gets_one_line(tmp_path: Path) -> None:
+    result = invoke("--model", tmp_path / "nope", stdin=b"fine\ncaf\xe9 au lait\n")
+    one_line_error(result, "stdin: line 2 is not UTF-8")
+
+
+def test_format_is_only_for_stdin(tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("text\nchest pain\n")
+    result = invoke("--model", tmp_path / "nope", "-i", source, "--format", "jsonl")
+    one_line_error(result, "--format")
+
+
+def test_added_columns_and_cells_follow_the_task() -> None:
+    multilabel = Predictor(None, None, "multilabel", ["a", "b"], 8, 0.5, False, False, "no", ";")
+    assert multilabel.output_columns("p_") == ["p_predicted_label", "p_score_a", "p_score_b"]
+    cells = multilabel.output_cells({"label": ["a", "b"], "scores": {"a": 0.9, "b": 0.7}})
+    assert cells == ["a;b", 0.9, 0.7]
+    regression = Predictor(None, None, "regression", [], 8, 0.5, False, False, "no")
+    assert regression.output_columns() == ["predicted_label"]
+    assert regression.output_cells({"label": 3.25, "scores": {}}) == [3.25]
+
+
+# A CSV as people export it: a byte-order mark, CRLF, blank trailing header cells, leading zeros,
+# floats written in many ways, ints with missing values, dates, quoted commas, quotes and line
+# breaks, needless quotes, a gold `label` column, a blank line, a short row, no final line break.
+AWKWARD_HEADER = "\ufeffid,text,label,amount,count,when,,"
+AWKWARD_ROWS = [
+    ('007,"chest pain, severe",cardio,1.50,3,2024-01-02,,', "\r\n"),
+    ('8,"multi\nline ""quoted"" note",neuro,1e3,,01/02/2024 10:00,,', "\r\n"),
+    ("", "\r\n"),
+    ('9,"plain",resp,-0.0,,,,', "\r\n"),
+    ("10,rash,,NaN,NA,,,", "\r\n"),
+    ("11,short row", "\r\n"),
+    ('12,   spaced   ,derm, 3.14159265358979323846 ,,"",,', ""),
+]
+AWKWARD_TEXTS = ["chest pain, severe", 'multi\nline "quoted" note', "plain", "rash", "short row"]
+AWKWARD_TEXTS += ["   spaced   "]
+
+
+@pytest.mark.slow  # the trained_model fixture trains a model
+def test_csv_output_keeps_every_input_byte(trained_model: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.setattr("bertpipe.predict.CHUNK_ROWS", 2)  # rows cross chunk boundaries
+    source = tmp_path / "in.csv"
+    source.write_bytes(
+        (AWKWARD_HEADER + "\r\n" + "".join(body + end for body, end in AWKWARD_ROWS)).encode()
+    )
+    before = source.read_bytes()
+    output = tmp_path / "out.csv"
+    output.write_text("an older output, replaced")
+    result = invoke("--model", trained_model, "--input", source, "--output", output)
+    assert result.exit_code == 0, result.output
+    assert source.read_bytes() == before
+
+    with output.open(encoding="utf-8", newline="") as handle:
+        records = [fields for fields in csv.reader(handle) if fields]
+    predictor = Predictor.load(trained_model)
+    added = predictor.output_columns()
+    assert records[0][-len(added) :] == added
+    cells = [fields[-len(added) :] for fields in records[1:]]
+    expected = AWKWARD_HEADER + "," + ",".join(added) + "\r\n"
+    row = 0
+    for body, end in AWKWARD_ROWS:
+        if not body:
+            expected += end
+            continue
+        padding = "," * (8 - len(next(csv.reader([body]))))
+        expected += body + padding + "," + ",".join(cells[row]) + end
+        row += 1
+    assert output.read_bytes() == expected.encode()
+
+    direct = predictor.predict(AWKWARD_TEXTS)
+    assert [fields[0] for fields in cells] == [r["label"] for r in direct]
+    for fields, result in zip(cells, direct, strict=True):
+        scores = [float(value) for value in fields[1:]]
+        assert scores == pytest.approx([result["scores"][n] for n in predictor.label_names], 1e-4)
+    gold = pd.read_csv(output, dtype=str, keep_default_na=False)["label"]
+    assert list(gold) == ["cardio", "neuro", "resp", "", "", "derm"]
+
+
+@pytest.mark.slow  # the trained_model fixture trains a model
+def test_jsonl_output_keeps_every_input_line(trained_model: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.setattr("bertpipe.predict.CHUNK_ROWS", 2)
+    lines = [
+        '{"id": 1, "text": "chest pain\\nand cough", "x": 1.50, "n": null}\n',
+        '{"id":2,"text":null}\r\n',
+        "\n",
+        '{"text": "rash", "nested": {"a": [1, 2e3]}}\n',
+        '  {"text": "caf\\u00e9", "label": "resp"}  ',
+    ]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(lines), encoding="utf-8", newline="")
+    output = tmp_path / "out.jsonl"
+    result = invoke("--model", trained_model, "--input", source, "--output", output)
+    assert result.exit_code == 0, result.output
+    with output.open(encoding="utf-8", newline="") as handle:
+        written = handle.readlines()
+    assert len(written) == len(lines)
+    added = Predictor.load(trained_model).output_columns()
+    for line, out in zip(lines, written, strict=True):
+        if not line.strip():
+            assert out == line
+            continue
+        body = line.rstrip()
+        new = json.loads(out)
+        members = ", ".join(f"{json.dumps(name)}: {json.dumps(new[name])}" for name in added)
+        assert out == f"{body[:-1]}, {members}}}{line[len(body) :]}"
+
+
+@pytest.mark.slow  # the trained_model fixture trains a model
+def test_parquet_output_keeps_the_arrow_columns(trained_model: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.setattr("bertpipe.predict.CHUNK_ROWS", 2)
+    table = pa.table(
+        {
+            "id": pa.array([1, None, 3], pa.int64()),  # an int column with a missing value
+            "text": ["chest pain", None, "rash"],
+            "when": pa.array([0, 1, 2], pa.timestamp("s")),
+        }
+    )
+    source = tmp_path / "in.parquet"
+    pq.write_table(table, source)
+    output = tmp_path / "out.parquet"
+    result = invoke("--model", trained_model, "--input", source, "--output", output)
+    assert result.exit_code == 0, result.output
+    written = pq.read_table(output)
+    # compared with the input as read back: Parquet itself stores timestamp[s] as [ms]
+    assert written.select(table.column_names).equals(pq.read_table(source))
+    assert written.schema.field("id").type == pa.int64()
+    added = Predictor.load(trained_model).output_columns()
+    assert written.column_names == [*table.column_names, *added]
+
+
+@pytest.mark.slow  # the trained_model fixture trains a model
+def test_clashing_columns_are_refused_or_prefixed(trained_model: Path, tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("text,predicted_label\nchest pain,cardio\nrash,derm\n")
+    output = tmp_path / "out.csv"
+    refused = invoke("--model", trained_model, "--input", source, "--output", output)
+    one_line_error(refused, "predicted_label", "--prefix")
+    assert not output.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+    prefixed = invoke("--model", trained_model, "-i", source, "-o", output, "--prefix", "pred_")
+    assert prefixed.exit_code == 0, prefixed.output
+    out = pd.read_csv(output)
+    assert list(out["predicted_label"]) == ["cardio", "derm"]  # the user's column, as it was
+    added = Predictor.load(trained_model).output_columns("pred_")
+    assert list(out.columns) == ["text", "predicted_label", *added]
+
+
+@pytest.mark.slow  # the trained_model fixture trains a model
+def test_a_bad_row_late_in_the_file_leaves_no_output(trained_model, tmp_path, monkeypatch):
+    monkeypatch.setattr("bertpipe.predict.CHUNK_ROWS", 2)
+    source = tmp_path / "in.csv"
+    source.write_text("id,text\n1,a\n2,b\n3,c\n4,d\n5,e,extra\n6,f\n")
+    output = tmp_path / "out.csv"
+    output.write_text("the previous output")
+    result = invoke("--model", trained_model, "--input", source, "--output", output)
+    one_line_error(result, "row 5 has 3 fields")
+    assert output.read_text() == "the previous output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"]
+
+
+@pytest.mark.slow  # the trained_model fixture trains a model
+def test_every_stdin_line_gets_one_output_line_in_order(trained_model: Path) -> None:
+    pool = ["chest pain", "", "   ", "cough\r", "rash \x0c itch", "caf\u00e9 \u2028 note", "fever"]
+    lines = [
+        pool[i % len(pool)] + (f" {i}" if i % 3 == 0 and pool[i % len(pool)] else "")
+        for i in range(700)
+    ]
+    result = invoke("--model", trained_model, stdin="\n".join(lines) + "\n")
+    assert result.exit_code == 0, result.output
+    # split on line feeds only: a JSON line may hold a raw U+2028, which splitlines() splits on
+    out = [json.loads(line) for line in result.stdout.split("\n")[:-1]]
+    assert len(out) == len(lines)
+    assert [line["text"] for line in out] == [line.removesuffix("\r") for line in lines]
+    for text, line in zip(lines, out, strict=True):
+        assert ("error" in line) == (not text.strip())
+
+
+@pytest.mark.slow  # the trained_model fixture trains a model
+def test_jsonl_stdin_keeps_a_multiline_note_one_text(trained_model: Path) -> None:
+    stdin = '{"text": "chest pain\\nand cough"}\n\n{"text": "rash", "id": 7}\n'
+    result = invoke("--model", trained_model, "--input", "-", "--format", "jsonl", stdin=stdin)
+    assert result.exit_code == 0, result.output
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["text"] for line in out] == ["chest pain\nand cough", "", "rash"]
+    assert out[1]["error"] == "empty" and "scores" in out[0] and "scores" in out[2]
+    bad = invoke("--model", trained_model, "--input", "-", "--format", "jsonl", stdin="{oops\n")
+    one_line_error(bad, "stdin: line 1 is not valid JSON")

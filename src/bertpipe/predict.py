@@ -128,11 +128,14 @@ def check_output_path(output: Path, input_path: Path | None) -> str:
 
     Runs before any model is loaded, so a typo costs no time and writes nothing.
     """
-    fmt = table_format(output)
     if output.is_dir():
         raise UserError(
             f"--output {output}: is a folder; name a file (the folder is left as it is)"
         )
+    try:
+        fmt = table_format(output)
+    except UserError as error:
+        raise UserError(f"--output {error}") from None
     folder = output.parent
     if not folder.is_dir():
         raise UserError(f"--output {output}: the folder {folder} does not exist; create it first")

@@ -1,0 +1,80 @@
+"""files.atomic_path and replace_path: a user's folder is never deleted or replaced."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bertpipe.errors import UserError
+from bertpipe.files import atomic_path, replace_path
+
+
+def names(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir())
+
+
+def user_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("the user's file")
+    return folder
+
+
+def test_a_folder_target_is_refused_and_left_intact(tmp_path: Path) -> None:
+    folder = user_folder(tmp_path)
+    block_ran = False
+    with pytest.raises(UserError, match="is a folder"), atomic_path(folder) as staged:
+        block_ran = True
+        staged.write_text("new")
+    assert not block_ran  # refused before any work is done
+    assert names(folder) == ["keep.txt"]
+    assert (folder / "keep.txt").read_text() == "the user's file"
+    assert names(tmp_path) == ["results"]  # no temporary sibling left
+
+
+def test_a_symlink_to_a_folder_is_refused(tmp_path: Path) -> None:
+    folder = user_folder(tmp_path)
+    link = tmp_path / "link"
+    link.symlink_to(folder)
+    with pytest.raises(UserError, match="is a folder"), atomic_path(link) as staged:
+        staged.write_text("new")
+    assert link.is_symlink() and names(folder) == ["keep.txt"]
+
+
+def test_a_folder_that_appears_during_the_write_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "out.csv"
+    with pytest.raises(UserError, match="is a folder"), atomic_path(target) as staged:
+        staged.write_text("new")
+        target.mkdir()
+        (target / "keep.txt").write_text("x")
+    assert names(target) == ["keep.txt"]
+    assert names(tmp_path) == ["out.csv"]
+
+
+def test_replace_path_refuses_a_folder_without_the_opt_in(tmp_path: Path) -> None:
+    folder = user_folder(tmp_path)
+    source = tmp_path / "new.txt"
+    source.write_text("new")
+    with pytest.raises(UserError, match="is a folder"):
+        replace_path(source, folder)
+    assert names(folder) == ["keep.txt"] and source.read_text() == "new"
+
+
+def test_a_stage_replaces_its_own_folder_when_it_opts_in(tmp_path: Path) -> None:
+    folder = user_folder(tmp_path)
+    with atomic_path(folder, replace_folder=True) as staged:
+        staged.mkdir()
+        (staged / "fresh.txt").write_text("new")
+    assert names(folder) == ["fresh.txt"]
+    assert names(tmp_path) == ["results"]
+
+
+def test_an_existing_file_is_replaced_whole(tmp_path: Path) -> None:
+    target = tmp_path / "out.csv"
+    target.write_text("old")
+    with atomic_path(target) as staged:
+        staged.write_text("new")
+        assert target.read_text() == "old"  # the old file stays until the block succeeds
+    assert target.read_text() == "new"
+    assert names(tmp_path) == ["out.csv"]
