@@ -7,11 +7,14 @@ import os
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from bertpipe.errors import UserError
+
+if TYPE_CHECKING:  # imported where used: `bertpipe --help` stays fast without torch
+    from bertpipe.predict import Predictor
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -231,7 +234,11 @@ def _json_line_text(number: int, line: str, text_columns: list[str]) -> str | li
 
 
 def _print_table_predictions(
-    predictor: Any, input_path: Path, text_columns: list[str], batch_size: int, encoding: str
+    predictor: Predictor,
+    input_path: Path,
+    text_columns: list[str],
+    batch_size: int,
+    encoding: str,
 ) -> None:
     from bertpipe.predict import CHUNK_ROWS
     from bertpipe.tables import TableChunks
@@ -254,7 +261,7 @@ def _print_table_predictions(
 
 
 def _write_text_predictions(
-    predictor: Any,
+    predictor: Predictor,
     texts: list[Any],
     results: list[dict[str, Any] | None],
     output: Path,

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,11 +173,12 @@ def annotate_table(
     fmt = TableChunks(input_path, encoding).format  # checks the file: exists, type, not binary
     if fmt == "parquet":
         return _annotate_parquet(predictor, input_path, output, text_columns, prefix, batch_size)
-    with (
-        open(input_path, encoding=encoding, newline="") as source,
-        open(output, "w", encoding=encoding, newline="") as sink,
-    ):
-        try:
+    try:
+        # the output is written in the input's encoding, so the copied rows keep their bytes
+        with (
+            open(input_path, encoding=encoding, newline="") as source,
+            open(output, "w", encoding=encoding, newline="") as sink,
+        ):
             if fmt == "jsonl":
                 rows = _annotate_jsonl(
                     predictor, input_path, source, sink, text_columns, prefix, batch_size
@@ -186,13 +188,15 @@ def annotate_table(
                 rows = _annotate_delimited(
                     predictor, input_path, source, sink, delimiter, text_columns, prefix, batch_size
                 )
-        except UnicodeDecodeError as exc:
-            raise UserError(
-                f"{input_path}: not valid {encoding} text ({exc.reason}); give the file's "
-                "encoding with --encoding, e.g. latin-1"
-            ) from None
-        except LookupError:
-            raise UserError(f"--encoding: unknown encoding '{encoding}'") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"{input_path}: not valid {encoding} text ({exc.reason}); give the file's "
+            "encoding with --encoding, e.g. latin-1"
+        ) from None
+    except LookupError:
+        raise UserError(f"--encoding: unknown encoding '{encoding}'") from None
+    except csv.Error as exc:
+        raise UserError(f"{input_path}: malformed {fmt} ({exc}); export the table again") from None
     if rows == 0:
         raise UserError(f"{input_path}: the file has no rows; nothing to predict")
     return rows
@@ -269,6 +273,9 @@ def _annotate_delimited(
     prefix: str,
     batch_size: int,
 ) -> int:
+    # pandas reads cells of any length; the csv module's default limit (128 KiB) would refuse a
+    # long note that training accepted
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     lines = _RawRecords(source)
     reader = csv.reader(lines, delimiter=delimiter)
     buffer = io.StringIO()
