@@ -141,7 +141,7 @@ def _predict(
     if input_path is not None and texts:
         raise UserError("give texts as arguments or --input, not both")
     if stdin_format != "text" and not reads_stdin:
-        raise UserError("--format says what stdin holds; use it only when reading stdin (--input -)")
+        raise UserError("--format says what stdin holds; use it only when reading stdin")
     if input_path is not None and not reads_stdin and not input_path.is_file():
         what = "is a folder" if input_path.is_dir() else "no such file"
         raise UserError(f"--input {input_path}: {what}; name a table file")
