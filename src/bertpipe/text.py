@@ -10,6 +10,7 @@ find names, and it is not de-identification: see "Masking PHI" in the README.
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from collections.abc import Callable
@@ -55,7 +56,7 @@ _MEASURES = (
     r"creatinine|glucose|glu|mg|phos|wbc|hgb|hb|hct|plt|platelets?|inr|ptt|alt|ast|alp|"
     r"ldh|ck|bnp|troponin|trop|tsh|a1c|hba1c|ldl|hdl|ferritin|psa|afp|cea|esr|crp|lactate|"
     r"egfr|gfr|viral\s+load|vl|cd4|gleason|gcs|apgar|nihss|mmse|moca|phq-?9|gad-?7|ef|"
-    r"ecog|karnofsky|dose|vitamin\s+[a-e]\d?|insulin|heparin|penicillin|units?)"
+    r"ecog|karnofsky|dose|vitamin\s+[a-e]\d?|insulin|heparin|penicillin)"
 )
 
 _STATES = (
@@ -72,7 +73,7 @@ _STATE_NAMES = (
 )
 _STREET_TYPES = (
     r"street|st|avenue|ave|av|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|way|place|pl|"
-    r"terrace|ter|circle|cir|parkway|pkwy|highway|hwy|square|sq|trail|trl|plaza|plz|alley|"
+    r"terrace|terr|ter|circle|cir|parkway|pkwy|highway|hwy|square|sq|trail|trl|plaza|plz|alley|"
     r"crescent|cres|close|row|path|pike|turnpike|loop|run|walk|commons|heights|hts|point|pt|"
     r"ridge|route|rte|expressway|expy|freeway|fwy"
 )
@@ -133,7 +134,9 @@ def _compile(pattern: str, ignore_case: bool = True) -> re.Pattern[str]:
 # Clinical values that no PHI pattern may touch: a number after a measure's name, or before a
 # unit. They are found first and reserved, so that "vitamin D 1000000 units" keeps its dose.
 _CLINICAL_VALUES: tuple[re.Pattern[str], ...] = (
-    _compile(rf"\b{_MEASURES}\b\s*(?:[:=]|of|is|was)?\s*{_NUMBER}(?:(?:\s*[/x]\s*|\+){_NUMBER})*"),
+    _compile(
+        rf"\b{_MEASURES}\b\s*(?:[:=]|of|is|was)?\s*{_NUMBER}(?:(?:\s*[/x]\s*|[+=]){_NUMBER})*"
+    ),
     _compile(rf"(?<![\w.-]){_NUMBER}(?:\s*-\s*{_NUMBER})?\s*{_UNITS}(?!-)"),
 )
 
@@ -198,8 +201,9 @@ _RULES: tuple[_Rule, ...] = (
         "[DATE]",
         _compile(
             rf"\b(?:(?:mon|tues?|wed(?:nes)?|thu(?:rs?)?|fri|sat(?:ur)?|sun)(?:day)?\.?,?\s+)?"
-            rf"(?:the\s+)?{_DAY}(?:\s+of)?[\s./-]*"
-            rf"(?:{_MONTH}[\s,./-]*{_YEAR}|(?:{_MONTH_NAMES})[\s/-]'?\d\d){_NOT_AN_AGE}\b"
+            rf"(?:the\s+)?{_DAY}(?:\s+of\s+|[\s/-]+|\.)"
+            rf"(?:{_MONTH}[\s,./-]*{_YEAR}|(?:{_MONTH_NAMES})[\s/-]'?\d\d(?!,?\s*\d))"
+            rf"{_NOT_AN_AGE}\b"
         ),
     ),
     _Rule(
@@ -218,7 +222,8 @@ _RULES: tuple[_Rule, ...] = (
         "[DATE]",
         _compile(
             r"\b(?:on|since|from|until|till|to|through|dated?|dob|d\.o\.b\.|born|seen|admitted|"
-            r"discharged|visit(?:ed)?|due|as\s+of|last|next|returns?|follow[- ]?up|f/u)\s*:?\s*"
+            r"discharged|visit(?:ed)?|due|as\s+of|last|next|returns?|follow[- ]?up|f/u|appt|"
+            r"appointment|(?:mon|tues|wednes|thurs|fri|satur|sun)day)\s*:?\s*"
             r"(?P<phi>(?:0?[1-9]|1[0-2])/(?:0?[1-9]|[12]\d|3[01]))(?![/\d]|\.\d)"
         ),
     ),
@@ -271,7 +276,7 @@ _RULES: tuple[_Rule, ...] = (
             rf"\b(?:{_ID_KEYWORDS})(?:(?<=#)|\b){_SEPARATOR}"
             # the identifier: three digits or more, in groups joined by - / . or a space
             r"(?P<phi>(?=(?:[a-z -]*\d){3})[a-z0-9]"
-            r"(?:[a-z0-9]|[-/.](?=[a-z0-9])|(?<=\d) (?=\d{3,}(?![\w-]))){2,24})"
+            r"(?:[a-z0-9]|[-/.](?=[a-z0-9])|(?<=\d) (?=\d{3,4}(?![\w-]))){2,24})"
             rf"(?![\w-]){_NOT_AN_AGE}"
         ),
     ),
@@ -340,24 +345,74 @@ _RULES: tuple[_Rule, ...] = (
 )
 
 
-def _overlaps(start: int, end: int, taken: list[tuple[int, int]]) -> bool:
-    return any(start < other_end and other_start < end for other_start, other_end in taken)
+class _Claimed:
+    """Non-overlapping spans, sorted, so that an overlap check costs a binary search (a note
+    with tens of thousands of phone numbers stays linear, not quadratic)."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+
+    def overlaps(self, start: int, end: int) -> bool:
+        index = bisect.bisect_right(self.starts, start)
+        return (index > 0 and self.ends[index - 1] > start) or (
+            index < len(self.starts) and self.starts[index] < end
+        )
+
+    def free_run(self, position: int) -> tuple[int, int]:
+        """The unclaimed stretch at or after `position`: (first free index, next claimed start)."""
+        index = bisect.bisect_right(self.starts, position)
+        if index > 0 and self.ends[index - 1] > position:
+            position = self.ends[index - 1]  # inside a claimed span: start after it
+        following = index if index < len(self.starts) else None
+        return position, self.starts[following] if following is not None else 1 << 62
+
+    def add(self, start: int, end: int) -> None:
+        index = bisect.bisect_right(self.starts, start)
+        self.starts.insert(index, start)
+        self.ends.insert(index, end)
+
+
+def _clinical_values(text: str) -> _Claimed:
+    spans = sorted(match.span() for pattern in _CLINICAL_VALUES for match in pattern.finditer(text))
+    merged = _Claimed()
+    for start, end in spans:
+        if merged.ends and start < merged.ends[-1]:
+            merged.ends[-1] = max(merged.ends[-1], end)
+        else:
+            merged.add(start, end)
+    return merged
+
+
+def _clashes(match: re.Match[str], group: int | str, *claims: _Claimed) -> bool:
+    start, end = match.span(group)
+    return any(claimed.overlaps(start, end) for claimed in claims)
 
 
 def find_phi(text: str) -> list[PhiSpan]:
     """The PHI that `mask_phi` replaces, in text order, as non-overlapping spans."""
-    reserved = [match.span() for pattern in _CLINICAL_VALUES for match in pattern.finditer(text)]
+    reserved = _clinical_values(text)
+    taken = _Claimed()
     found: list[PhiSpan] = []
-    taken: list[tuple[int, int]] = []
     for rule in _RULES:
         group = "phi" if "phi" in rule.pattern.groupindex else 0
-        for match in rule.pattern.finditer(text):
-            start, end = match.span(group)
+        for first_match in rule.pattern.finditer(text):
+            match: re.Match[str] | None = first_match
+            if _clashes(first_match, group, taken, reserved):
+                # it ran into something found before ("+44 20 8871 0455 2012/11/09"): look
+                # again in the free text where it starts, up to the next claimed span
+                start, _ = taken.free_run(first_match.start())
+                start, _ = reserved.free_run(start)
+                limit = min(taken.free_run(start)[1], reserved.free_run(start)[1], len(text))
+                match = rule.pattern.search(text, start, limit) if start < limit else None
+                if match is None or match.start() > first_match.end():
+                    continue
+            if _clashes(match, group, taken, reserved):
+                continue
             if rule.accept is not None and not rule.accept(match):
                 continue
-            if _overlaps(start, end, taken) or _overlaps(start, end, reserved):
-                continue
-            taken.append((start, end))
+            start, end = match.span(group)
+            taken.add(start, end)
             found.append(PhiSpan(start, end, rule.placeholder))
     return sorted(found, key=lambda span: span.start)
 
