@@ -99,6 +99,7 @@ def test_targets_hold_on_other_seeds(seed: int) -> None:
         "2024-03-04T10:15",
         "20240304",
         "Monday, March 4, 2024",
+        "04MAR2024",
     ],
 )
 def test_dates_in_many_layouts(date: str) -> None:
@@ -123,6 +124,8 @@ def test_dates_in_many_layouts(date: str) -> None:
         ("Member ID XGH123456789", "Member ID [ID]"),
         ("Chart #: C-448812", "Chart #: [ID]"),
         ("SSN 123 45 6789", "SSN [ID]"),
+        ("at 1200 Martin Luther King Jr. Blvd", "at [ADDRESS]"),
+        ("VIN 1HGCM82633A004352", "VIN [ID]"),
     ],
 )
 def test_the_types_the_review_found_missing(text: str, expected: str) -> None:
@@ -136,6 +139,7 @@ def test_the_types_the_review_found_missing(text: str, expected: str) -> None:
         "1000000 units of penicillin G, 500 mg amoxicillin",
         "BP 128/76, HR 96, SpO2 97%",
         "Na 138, WBC 12.3, Plt 250000, viral load 1200000 copies/mL",
+        "platelet count 1200000, AFP 1200000 ng/mL",
         "Gleason 3+4=7, GCS 15, MMSE 24/30",
         "mass 2.1 cm, 3.2 x 2.1 x 1.5 cm",
         "81 y/o female, 45-year-old, age 89",
@@ -194,6 +198,7 @@ def test_a_group_column_naming_a_text_column_is_masked(tmp_path) -> None:
     assert_no_raw_phi(out)
 
 
+@pytest.mark.slow  # runs the clean stage script in a subprocess
 def test_clean_stage_with_mask_and_carried_text(project_copy) -> None:
     (project_copy / "data" / "raw" / "phi.csv").write_text(NOTES.to_csv(index=False))
     set_params(

@@ -90,7 +90,7 @@ _ID_KEYWORDS = (
     r"(?:patient|pt|visit|case|order|claim|specimen|accession|lab|episode|admission|"
     r"device|serial|certificate|license|licence|badge|employee|study|subject|hospital|"
     r"billing|invoice|referral|authorization|auth)\s*(?:id|number|num|no|nr|#)|"
-    r"accession|specimen|claim|dea|npi|license|licence|lic|serial|vin|id|identifier|uid"
+    r"accession|specimen|claim|dea|npi|license|licence|lic|serial|vin|plate|id|identifier|uid"
 )
 _NUMBER = r"\d(?:[\d,.]*\d)?"
 _SEPARATOR = r"[\s:#.=-]{0,4}"
@@ -135,7 +135,7 @@ def _compile(pattern: str, ignore_case: bool = True) -> re.Pattern[str]:
 # unit. They are found first and reserved, so that "vitamin D 1000000 units" keeps its dose.
 _CLINICAL_VALUES: tuple[re.Pattern[str], ...] = (
     _compile(
-        rf"\b{_MEASURES}\b\s*(?:[:=]|of|is|was)?\s*{_NUMBER}(?:(?:\s*[/x]\s*|[+=]){_NUMBER})*"
+        rf"\b{_MEASURES}\b(?:\s+(?:count|level|value|dose))?\s*(?:[:=]|of|is|was)?\s*{_NUMBER}(?:(?:\s*[/x]\s*|[+=]){_NUMBER})*"
     ),
     _compile(rf"(?<![\w.-]){_NUMBER}(?:\s*-\s*{_NUMBER})?\s*{_UNITS}(?!-)"),
 )
@@ -214,6 +214,8 @@ _RULES: tuple[_Rule, ...] = (
         ),
     ),
     _Rule("[DATE]", _compile(rf"\b{_MONTH}[\s,./-]*(?:1[89]|20)\d\d\b")),
+    # written without separators, as some record systems print them: 05JAN2023, 5Jan23
+    _Rule("[DATE]", _compile(rf"\b{_DAY}(?:{_MONTH_NAMES})(?:1[89]\d\d|2\d\d\d|\d\d)\b")),
     _Rule("[DATE]", _compile(rf"\b{_CAPITAL_MONTH}\s+{_DAY}\b(?!\s*{_UNITS})(?![.,:]\d)")),
     _Rule("[DATE]", _compile(rf"\b(?:{_ORDINAL_DAY}|{_DAY}\s+of)\s+{_CAPITAL_MONTH}")),
     _Rule("[DATE]", _compile(rf"\b(?:0?[1-9]|[12]\d|3[01])\s+{_CAPITAL_MONTH}\b")),
@@ -294,7 +296,7 @@ _RULES: tuple[_Rule, ...] = (
         _compile(
             r"\b\d{1,6}[A-Za-z]?(?:-\d{1,4})?\s+"
             r"(?:(?:[NSEW]|[NS][EW]|North|South|East|West)\.?\s+)?"
-            r"(?:(?:[A-Z][\w'-]*|\d{1,4}(?:st|nd|rd|th))\s+){1,3}"
+            r"(?:(?:[A-Z][\w'-]*\.?|\d{1,4}(?:st|nd|rd|th))\s+){1,4}"
             rf"(?i:{_STREET_TYPES})\b\.?"
             r"(?:\s+(?:[NSEW]|[NS][EW]|North|South|East|West)\b\.?)?"
             rf"(?:,?\s*(?i:{_UNIT_DESIGNATORS})\.?\s*#?\s*[A-Za-z0-9]{{1,5}}\b)?",
