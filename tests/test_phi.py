@@ -142,6 +142,8 @@ def test_the_types_the_review_found_missing(text: str, expected: str) -> None:
         "platelet count 1200000, AFP 1200000 ng/mL",
         "Gleason 3+4=7, GCS 15, MMSE 24/30",
         "mass 2.1 cm, 3.2 x 2.1 x 1.5 cm",
+        "ABG 7.34/52/68",  # the mask before issue 13 took it for a date
+        "RTC IN 3 MO. PT VERBALIZED UNDERSTANDING",
         "81 y/o female, 45-year-old, age 89",
     ],
 )

@@ -74,7 +74,7 @@ _STATE_NAMES = (
 _STREET_TYPES = (
     r"street|st|avenue|ave|av|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|way|place|pl|"
     r"terrace|terr|ter|circle|cir|parkway|pkwy|highway|hwy|square|sq|trail|trl|plaza|plz|alley|"
-    r"crescent|cres|close|row|path|pike|turnpike|loop|run|walk|commons|heights|hts|point|pt|"
+    r"crescent|cres|close|row|path|pike|turnpike|loop|run|walk|commons|heights|hts|point|"
     r"ridge|route|rte|expressway|expy|freeway|fwy"
 )
 _UNIT_DESIGNATORS = r"apt|apartment|suite|ste|unit|fl|floor|rm|room|bldg|building|#"
@@ -296,7 +296,9 @@ _RULES: tuple[_Rule, ...] = (
         _compile(
             r"\b\d{1,6}[A-Za-z]?(?:-\d{1,4})?\s+"
             r"(?:(?:[NSEW]|[NS][EW]|North|South|East|West)\.?\s+)?"
-            r"(?:(?:[A-Z][\w'-]*\.?|\d{1,4}(?:st|nd|rd|th))\s+){1,4}"
+            # not "3 MO. PT" or "2 WKS HOME DR": a time or a dose is not a street name
+            r"(?!(?i:mos?|months?|wks?|weeks?|days?|hrs?|hours?|yrs?|years?|tabs?|times)\b)"
+            r"(?:(?:[A-Z][\w'-]*|[A-Z]\.|Jr\.|Sr\.|St\.|Mt\.|\d{1,4}(?:st|nd|rd|th))\s+){1,4}"
             rf"(?i:{_STREET_TYPES})\b\.?"
             r"(?:\s+(?:[NSEW]|[NS][EW]|North|South|East|West)\b\.?)?"
             rf"(?:,?\s*(?i:{_UNIT_DESIGNATORS})\.?\s*#?\s*[A-Za-z0-9]{{1,5}}\b)?",
