@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import sys
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -368,8 +369,7 @@ class _Claimed:
         index = bisect.bisect_right(self.starts, position)
         if index > 0 and self.ends[index - 1] > position:
             position = self.ends[index - 1]  # inside a claimed span: start after it
-        following = index if index < len(self.starts) else None
-        return position, self.starts[following] if following is not None else 1 << 62
+        return position, self.starts[index] if index < len(self.starts) else sys.maxsize
 
     def add(self, start: int, end: int) -> None:
         index = bisect.bisect_right(self.starts, start)
