@@ -142,8 +142,15 @@ def clean_chunk(
         else pd.DataFrame({"text": [list(parts) for parts in zip(*texts, strict=True)]})
     )
     out["label"] = pd.Series(labels, dtype=object)
+    cleaned_columns = dict(zip(text_columns, texts, strict=True))
     for column in carry:
-        out[column] = frame[column].to_numpy()
+        if column == "text":
+            continue  # the text column itself (see _carried_columns): out["text"] is its cleaning
+        # a carried text column (data.carry_columns or split.group_column naming it) is a copy
+        # of its cleaned text, never the raw cell: with clean.mask_phi a raw copy would write
+        # back the PHI the mask took out
+        source_column = cleaned_columns.get(column, frame[column])
+        out[column] = source_column.to_numpy()
 
     lengths = sum(text.str.len().to_numpy() for text in texts)
     empty = lengths == 0
