@@ -1,5 +1,5 @@
-"""The metrics gate: the fast metrics match scikit-learn's, and the decision separates a real
-drop from test-set noise."""
+"""The metrics gate: the fast metrics match scikit-learn's, the decision separates a real drop
+from test-set noise, the settings come from the baseline, and broken input is never a verdict."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bertpipe import gate
 from bertpipe.gate import (
     RunArtifacts,
     UnusableInput,
@@ -14,7 +15,7 @@ from bertpipe.gate import (
     decide,
 )
 from bertpipe.metrics import compute_metrics
-from bertpipe.predictions import same_test_set
+from bertpipe.predictions import Predictions, read_predictions, same_test_set
 
 NAMES = ["a", "b", "c", "d"]
 
@@ -38,12 +39,19 @@ def predictions(gold: list[str], predicted: list[str]) -> pd.DataFrame:
     return frame
 
 
+def parsed(frame: pd.DataFrame, task: str = "multiclass", threshold: float = 0.5) -> Predictions:
+    """The frame as the gate reads it: through the file's text and its one reader."""
+    return read_predictions(frame.to_csv(index=False), task, "test", threshold)
+
+
 def side(frame: pd.DataFrame, label: str) -> RunArtifacts:
     gold, predicted = frame["gold"], frame["predicted"]
     metrics = classification_metrics(
         gold.map(NAMES.index).to_numpy(), predicted.map(NAMES.index).to_numpy(), len(NAMES)
     )
-    return RunArtifacts(label, {k: float(v) for k, v in metrics.items()}, frame, "multiclass")
+    return RunArtifacts(
+        label, {k: float(v) for k, v in metrics.items()}, parsed(frame), "multiclass"
+    )
 
 
 @pytest.fixture
@@ -70,7 +78,7 @@ def test_a_real_drop_fails(baseline: pd.DataFrame) -> None:
     result = decide(side(baseline, "old"), side(broken, "new"), TOLERANCE, n_resamples=300)
     assert result.regressed
     assert all(v.regressed for v in result.verdicts)
-    assert all(v.interval is not None and v.interval[1] < 0 for v in result.verdicts)
+    assert all(v.bound is not None and v.bound < 0 for v in result.verdicts)
     table = result.markdown("main", "workspace")
     assert "**regression**" in table and "FAIL" in table
 
@@ -95,7 +103,7 @@ def test_a_small_planted_drop_inside_the_interval_passes(baseline: pd.DataFrame)
 def test_without_pairing_the_tolerance_alone_decides(baseline: pd.DataFrame) -> None:
     candidate = planted_drop(baseline, flips=2)
     candidate["row_id"] = candidate["row_id"] + 1000  # another test set
-    assert not same_test_set(baseline, candidate)
+    assert not same_test_set(parsed(baseline), parsed(candidate), "multiclass")
     result = decide(side(baseline, "old"), side(candidate, "new"), TOLERANCE, n_resamples=300)
     assert not result.paired
     assert result.regressed  # 0.01 > 0.001, and no bootstrap to call it noise
@@ -118,9 +126,13 @@ def test_lower_is_better_metrics() -> None:
 
     def run(f: pd.DataFrame, label: str) -> RunArtifacts:
         metrics = compute_metrics(f["gold"].to_numpy(), f["predicted"].to_numpy(), "regression")
-        return RunArtifacts(label, metrics, f, "regression")
+        return RunArtifacts(label, metrics, parsed(f, "regression"), "regression")
 
     result = decide(run(frame, "old"), run(worse, "new"), {"mse": 0.05}, n_resamples=200)
     assert result.regressed and result.verdicts[0].change > 0
+    # lower is better: the decision's bound is a lower bound of the change, above 0
+    mse = result.verdicts[0]
+    assert mse.bound is not None and mse.bound > 0
+    assert f"| ≥ {mse.bound:+.4f} |" in result.markdown("old", "new")
     better = decide(run(worse, "old"), run(frame, "new"), {"mse": 0.05}, n_resamples=200)
     assert not better.regressed
