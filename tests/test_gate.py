@@ -19,6 +19,7 @@ from bertpipe.gate import (
     UnusableInput,
     classification_metrics,
     decide,
+    multilabel_metrics,
 )
 from bertpipe.metrics import compute_metrics
 from bertpipe.predictions import Predictions, read_predictions, same_test_set, write_predictions
@@ -34,6 +35,20 @@ def test_fast_metrics_equal_compute_metrics(seed: int) -> None:
     scores[:5, 3] = 9  # ... but predicted a few times
     fast = classification_metrics(targets, scores.argmax(axis=1), 4)
     slow = compute_metrics(targets, scores, "multiclass")
+    for name, value in fast.items():
+        assert value == pytest.approx(slow[name], abs=1e-6), name
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_fast_multilabel_metrics_equal_compute_metrics(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    targets = (rng.random((40, 5)) < 0.3).astype(np.int64)
+    targets[:, 4] = 0  # a label never true ...
+    scores = rng.random((40, 5))
+    scores[:, 3] = 0.0  # ... and one never predicted
+    fast = multilabel_metrics(targets, (scores >= 0.6).astype(np.int64))
+    slow = compute_metrics(targets, scores, "multilabel", threshold=0.6)
+    assert set(fast) == set(slow)
     for name, value in fast.items():
         assert value == pytest.approx(slow[name], abs=1e-6), name
 
@@ -214,14 +229,14 @@ def test_multilabel_rescored_with_the_recorded_threshold_and_separator(tmp_path:
     targets, _ = new.targets_and_scores("multilabel")
     assert np.array_equal(targets, gold)
     tolerances = {"f1_micro": 0.01, "f1_macro": 0.01, "hamming_loss": 0.01}
-    result = decide(multilabel_side(old, "old"), multilabel_side(new, "new"), tolerances, 0.95, 100)
+    result = decide(multilabel_side(old, "old"), multilabel_side(new, "new"), tolerances, 0.95, 500)
     # at a fixed 0.5 the candidate would predict nothing: a false regression
     assert result.paired and not result.regressed, result.markdown("old", "new")
     verdicts_agree_with_bounds(result)
 
     collapsed = multilabel_file(tmp_path, gold, np.full(gold.shape, 0.1), threshold=0.3)
     worse = decide(
-        multilabel_side(old, "old"), multilabel_side(collapsed, "new"), tolerances, 0.95, 100
+        multilabel_side(old, "old"), multilabel_side(collapsed, "new"), tolerances, 0.95, 500
     )
     assert worse.regressed
     assert {v.metric for v in worse.verdicts if v.regressed} == set(tolerances)

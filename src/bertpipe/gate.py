@@ -127,7 +127,6 @@ def settings_from(
         notes.append(f"{baseline_label} has no gate: section in its params: the defaults are used")
     else:
         settings = baseline.gate
-        notes.append(f"gate settings from {baseline_label}'s params")
     candidate_gate = candidate.gate or GateParams()
     if candidate_gate != settings:
         notes.append(
@@ -147,7 +146,9 @@ def settings_from(
         confidence=settings.confidence if confidence is None else confidence,
         n_bootstrap=settings.n_bootstrap if n_bootstrap is None else n_bootstrap,
     )
-    notes.append(f"settings used: {_describe(settings)}")
+    overridden = tolerance_overrides or confidence is not None or n_bootstrap is not None
+    origin = f"{baseline_label}'s params" + (" and the command line" if overridden else "")
+    notes.append(f"settings used: {_describe(settings)} (from {origin})")
     return settings, notes
 
 
@@ -258,6 +259,29 @@ def classification_metrics(targets: np.ndarray, predicted: np.ndarray, k: int) -
     }
 
 
+def multilabel_metrics(targets: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """compute_metrics' multilabel metrics from (n, labels) 0/1 arrays, without scikit-learn's
+    per-call overhead. Same definitions: macro averages over every label, zero_division=0."""
+    true_positive = (targets & predicted).sum(axis=0).astype(float)
+    true_count = targets.sum(axis=0).astype(float)
+    predicted_count = predicted.sum(axis=0).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted_count > 0, true_positive / predicted_count, 0.0)
+        recall = np.where(true_count > 0, true_positive / true_count, 0.0)
+        both = true_count + predicted_count
+        f1 = np.where(both > 0, 2 * true_positive / both, 0.0)
+    micro_denominator = true_count.sum() + predicted_count.sum()
+    return {
+        "f1_micro": 2 * true_positive.sum() / micro_denominator if micro_denominator else 0.0,
+        "f1_macro": f1.mean(),
+        "f1_weighted": (f1 * true_count).sum() / true_count.sum() if true_count.sum() else 0.0,
+        "precision_macro": precision.mean(),
+        "recall_macro": recall.mean(),
+        "subset_accuracy": (targets == predicted).all(axis=1).mean(),
+        "hamming_loss": (targets != predicted).mean(),
+    }
+
+
 def paired_bootstrap(
     old: Predictions,
     new: Predictions,
@@ -272,19 +296,24 @@ def paired_bootstrap(
     """
     targets, old_scores = old.targets_and_scores(task)
     _, new_scores = new.targets_and_scores(task)
-    fast = task in ("binary", "multiclass") and set(metrics) <= FAST_CLASSIFICATION
     old_predicted = new_predicted = None
-    if fast:  # the stored predictions, not an argmax of rounded scores that might break a tie
+    if task in ("binary", "multiclass") and set(metrics) <= FAST_CLASSIFICATION:
+        # the stored predictions, not an argmax of rounded scores that might break a tie
         old_predicted = old.predicted_classes()
         new_predicted = new.predicted_classes()
+    elif task == "multilabel":
+        old_predicted = (old_scores >= old.threshold).astype(np.int64)
+        new_predicted = (new_scores >= new.threshold).astype(np.int64)
     k = len(old.label_names)
 
     def score(
         sample: np.ndarray, scores: np.ndarray, predicted: np.ndarray | None, threshold: float
     ) -> dict[str, float]:
-        if predicted is not None:
-            return classification_metrics(targets[sample], predicted[sample], k)
-        return compute_metrics(targets[sample], scores[sample], task, threshold)
+        if predicted is None:
+            return compute_metrics(targets[sample], scores[sample], task, threshold)
+        if task == "multilabel":
+            return multilabel_metrics(targets[sample], predicted[sample])
+        return classification_metrics(targets[sample], predicted[sample], k)
 
     rng = np.random.default_rng(seed)
     differences = {metric: np.empty(n_resamples) for metric in metrics}
