@@ -171,14 +171,16 @@ def check_metrics(
         list[str] | None,
         typer.Option(
             help="METRIC=DROP, the largest tolerated drop; repeatable. Overrides and "
-            "extends the gate.tolerance section of params.yaml."
+            "extends the baseline's gate.tolerance."
         ),
     ] = None,
     confidence: Annotated[
-        float | None, typer.Option(help="Bootstrap confidence; default gate.confidence.")
+        float | None,
+        typer.Option(help="Bootstrap confidence; default: the baseline's gate.confidence."),
     ] = None,
     n_bootstrap: Annotated[
-        int | None, typer.Option(help="Bootstrap resamples; default gate.n_bootstrap.")
+        int | None,
+        typer.Option(help="Bootstrap resamples; default: the baseline's gate.n_bootstrap."),
     ] = None,
     md: Annotated[
         Path | None, typer.Option(help="Also write the markdown table here, for a CI comment.")
@@ -196,11 +198,13 @@ def check_metrics(
 ) -> None:
     """Fail (exit 1) when a metric dropped beyond its tolerance and the drop is real.
 
+    The decision uses a paired bootstrap over the per-example test predictions.
+    Tolerances, confidence and resamples come from the BASELINE revision's
+    params file (gate:), never the candidate's; the options override them.
+
     \b
-    The decision uses a paired bootstrap over the per-example test predictions. Tolerances,
-    confidence and resamples come from the BASELINE revision's params file (gate:), never the
-    candidate's; the options below override them. Exit codes: 0 no regression, 1 regression,
-    2 unusable input (a revision without metrics, a broken or missing file, a bad option).
+    Exit codes: 0 no regression, 1 regression, 2 unusable input
+    (a revision without metrics, a broken or missing file, a bad option).
     """
     from bertpipe import gate
 
