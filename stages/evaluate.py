@@ -49,6 +49,8 @@ def main() -> None:
         evaluation.scores,
         params.task,
         label_names,
+        params.train.threshold,
+        params.data.label_separator,
     )
     with atomic_path(args.plots_dir, replace_folder=True) as tmp:
         tmp.mkdir()

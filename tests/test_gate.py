@@ -1,20 +1,28 @@
-"""The metrics gate: the fast metrics match scikit-learn's, and the decision separates a real
-drop from test-set noise."""
+"""The metrics gate: the fast metrics match scikit-learn's, the decision separates a real drop
+from test-set noise, the settings come from the baseline, and broken input is never a verdict."""
 
 from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from bertpipe import gate
+from bertpipe.cli import app
 from bertpipe.gate import (
     RunArtifacts,
     UnusableInput,
     classification_metrics,
     decide,
+    multilabel_metrics,
 )
 from bertpipe.metrics import compute_metrics
-from bertpipe.predictions import same_test_set
+from bertpipe.predictions import Predictions, read_predictions, same_test_set, write_predictions
 
 NAMES = ["a", "b", "c", "d"]
 
@@ -31,6 +39,20 @@ def test_fast_metrics_equal_compute_metrics(seed: int) -> None:
         assert value == pytest.approx(slow[name], abs=1e-6), name
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_fast_multilabel_metrics_equal_compute_metrics(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    targets = (rng.random((40, 5)) < 0.3).astype(np.int64)
+    targets[:, 4] = 0  # a label never true ...
+    scores = rng.random((40, 5))
+    scores[:, 3] = 0.0  # ... and one never predicted
+    fast = multilabel_metrics(targets, (scores >= 0.6).astype(np.int64))
+    slow = compute_metrics(targets, scores, "multilabel", threshold=0.6)
+    assert set(fast) == set(slow)
+    for name, value in fast.items():
+        assert value == pytest.approx(slow[name], abs=1e-6), name
+
+
 def predictions(gold: list[str], predicted: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame({"row_id": range(len(gold)), "gold": gold, "predicted": predicted})
     for name in NAMES:
@@ -38,12 +60,19 @@ def predictions(gold: list[str], predicted: list[str]) -> pd.DataFrame:
     return frame
 
 
+def parsed(frame: pd.DataFrame, task: str = "multiclass", threshold: float = 0.5) -> Predictions:
+    """The frame as the gate reads it: through the file's text and its one reader."""
+    return read_predictions(frame.to_csv(index=False), task, "test", threshold)
+
+
 def side(frame: pd.DataFrame, label: str) -> RunArtifacts:
     gold, predicted = frame["gold"], frame["predicted"]
     metrics = classification_metrics(
         gold.map(NAMES.index).to_numpy(), predicted.map(NAMES.index).to_numpy(), len(NAMES)
     )
-    return RunArtifacts(label, {k: float(v) for k, v in metrics.items()}, frame, "multiclass")
+    return RunArtifacts(
+        label, {k: float(v) for k, v in metrics.items()}, parsed(frame), "multiclass"
+    )
 
 
 @pytest.fixture
@@ -70,7 +99,7 @@ def test_a_real_drop_fails(baseline: pd.DataFrame) -> None:
     result = decide(side(baseline, "old"), side(broken, "new"), TOLERANCE, n_resamples=300)
     assert result.regressed
     assert all(v.regressed for v in result.verdicts)
-    assert all(v.interval is not None and v.interval[1] < 0 for v in result.verdicts)
+    assert all(v.bound is not None and v.bound < 0 for v in result.verdicts)
     table = result.markdown("main", "workspace")
     assert "**regression**" in table and "FAIL" in table
 
@@ -95,7 +124,7 @@ def test_a_small_planted_drop_inside_the_interval_passes(baseline: pd.DataFrame)
 def test_without_pairing_the_tolerance_alone_decides(baseline: pd.DataFrame) -> None:
     candidate = planted_drop(baseline, flips=2)
     candidate["row_id"] = candidate["row_id"] + 1000  # another test set
-    assert not same_test_set(baseline, candidate)
+    assert not same_test_set(parsed(baseline), parsed(candidate), "multiclass")
     result = decide(side(baseline, "old"), side(candidate, "new"), TOLERANCE, n_resamples=300)
     assert not result.paired
     assert result.regressed  # 0.01 > 0.001, and no bootstrap to call it noise
@@ -118,9 +147,259 @@ def test_lower_is_better_metrics() -> None:
 
     def run(f: pd.DataFrame, label: str) -> RunArtifacts:
         metrics = compute_metrics(f["gold"].to_numpy(), f["predicted"].to_numpy(), "regression")
-        return RunArtifacts(label, metrics, f, "regression")
+        return RunArtifacts(label, metrics, parsed(f, "regression"), "regression")
 
     result = decide(run(frame, "old"), run(worse, "new"), {"mse": 0.05}, n_resamples=200)
     assert result.regressed and result.verdicts[0].change > 0
+    # lower is better: the decision's bound is a lower bound of the change, above 0
+    mse = result.verdicts[0]
+    assert mse.bound is not None and mse.bound > 0
+    assert f"| ≥ {mse.bound:+.4f} |" in result.markdown("old", "new")
     better = decide(run(worse, "old"), run(frame, "new"), {"mse": 0.05}, n_resamples=200)
     assert not better.regressed
+
+
+# --- the printed bound is the one the decision used ---------------------------------------------
+
+
+def verdicts_agree_with_bounds(result: gate.GateResult) -> None:
+    for v in result.verdicts:
+        assert v.bound is not None
+        worse_side = v.bound > 0 if v.lower_is_better else v.bound < 0
+        assert v.regressed == (v.beyond_tolerance and worse_side), v
+        assert v.bound_text() in result.markdown("old", "new")
+
+
+@pytest.mark.parametrize(("tied", "regressed"), [(100, True), (101, False)])
+def test_a_borderline_bootstrap_never_contradicts_its_bound(
+    baseline: pd.DataFrame, monkeypatch: pytest.MonkeyPatch, tied: int, regressed: bool
+) -> None:
+    """Exactly 95% (or one resample fewer) of the resamples got worse. The old gate decided on
+    that share but printed a two-sided 95% interval, whose upper end here is 0: a "regression"
+    next to an interval that contains 0. Now the row prints the bound it decided on."""
+    differences = np.concatenate([np.full(2000 - tied, -0.01), np.zeros(tied)])
+    monkeypatch.setattr(gate, "paired_bootstrap", lambda *args, **kwargs: {"accuracy": differences})
+    candidate = planted_drop(baseline, flips=4)
+    result = decide(side(baseline, "old"), side(candidate, "new"), {"accuracy": 0.001})
+    assert np.quantile(differences, 0.975) == 0  # the two-sided interval would contain 0
+    verdict = result.verdicts[0]
+    assert verdict.regressed is regressed
+    verdicts_agree_with_bounds(result)
+    assert "95% one-sided bound of the change" in result.markdown("old", "new")
+    if not regressed:
+        assert verdict.bound == 0 and "ok: the drop may be noise" in result.markdown("o", "n")
+
+
+@pytest.mark.parametrize("flips", [0, 2, 4, 6, 8, 12])
+def test_every_verdict_agrees_with_its_bound(baseline: pd.DataFrame, flips: int) -> None:
+    candidate = planted_drop(baseline, flips)
+    result = decide(side(baseline, "old"), side(candidate, "new"), TOLERANCE, n_resamples=400)
+    verdicts_agree_with_bounds(result)
+
+
+# --- multilabel: re-scored with each side's recorded threshold ----------------------------------
+
+LABELS = ["x|y", "z", "w"]  # a name holding "|": the file records the separator it used
+
+
+def multilabel_file(
+    folder: Path, gold: np.ndarray, scores: np.ndarray, threshold: float
+) -> Predictions:
+    """A multilabel predictions file as the evaluate stage writes it, read back by the gate."""
+    path = folder / f"predictions-{threshold}-{scores.sum():.1f}.csv"
+    predicted = (scores >= threshold).astype(np.int64)
+    ids = np.arange(len(gold))
+    write_predictions(path, ids, gold, predicted, scores, "multilabel", LABELS, threshold, ";")
+    return read_predictions(path.read_text(), "multilabel", str(path), legacy_threshold=0.5)
+
+
+def multilabel_side(file: Predictions, label: str) -> RunArtifacts:
+    targets, scores = file.targets_and_scores("multilabel")
+    metrics = compute_metrics(targets, scores, "multilabel", file.threshold)
+    return RunArtifacts(label, metrics, file, "multilabel")
+
+
+def test_multilabel_rescored_with_the_recorded_threshold_and_separator(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    gold = (rng.random((120, 3)) < 0.4).astype(np.int64)
+    # baseline: sure scores, threshold 0.5; candidate: the same decisions at threshold 0.3
+    old = multilabel_file(tmp_path, gold, np.where(gold == 1, 0.8, 0.1), threshold=0.5)
+    new = multilabel_file(tmp_path, gold, np.where(gold == 1, 0.4, 0.1), threshold=0.3)
+    assert new.threshold == 0.3 and new.label_separator == ";" and new.label_names == LABELS
+    targets, _ = new.targets_and_scores("multilabel")
+    assert np.array_equal(targets, gold)
+    tolerances = {"f1_micro": 0.01, "f1_macro": 0.01, "hamming_loss": 0.01}
+    result = decide(multilabel_side(old, "old"), multilabel_side(new, "new"), tolerances, 0.95, 500)
+    # at a fixed 0.5 the candidate would predict nothing: a false regression
+    assert result.paired and not result.regressed, result.markdown("old", "new")
+    verdicts_agree_with_bounds(result)
+
+    collapsed = multilabel_file(tmp_path, gold, np.full(gold.shape, 0.1), threshold=0.3)
+    worse = decide(
+        multilabel_side(old, "old"), multilabel_side(collapsed, "new"), tolerances, 0.95, 500
+    )
+    assert worse.regressed
+    assert {v.metric for v in worse.verdicts if v.regressed} == set(tolerances)
+    verdicts_agree_with_bounds(worse)
+
+
+def test_an_old_format_multilabel_file_reads_with_legacy_separator_and_threshold() -> None:
+    text = "row_id,gold,predicted,score_a,score_b\n0,a|b,a,0.7,0.2\n1,b,b,0.1,0.9\n"
+    old = read_predictions(text, "multilabel", "old:eval/predictions.csv", legacy_threshold=0.25)
+    assert old.label_separator == "|" and old.threshold == 0.25
+    targets, scores = old.targets_and_scores("multilabel")
+    assert targets.tolist() == [[1, 1], [0, 1]]
+    assert scores.tolist() == [[0.7, 0.2], [0.1, 0.9]]
+
+
+def test_written_file_round_trips(tmp_path: Path) -> None:
+    gold = np.array([[1, 0, 1], [0, 1, 0]])
+    scores = np.array([[0.9, 0.2, 0.6], [0.1, 0.7, 0.3]])
+    path = tmp_path / "predictions.csv"
+    write_predictions(
+        path,
+        np.array([4, 9]),
+        gold,
+        (scores >= 0.55).astype(int),
+        scores,
+        "multilabel",
+        LABELS,
+        0.55,
+        ";",
+    )
+    file = read_predictions(path.read_text(), "multilabel", str(path), legacy_threshold=0.5)
+    assert file.threshold == 0.55 and file.label_separator == ";"
+    assert file.frame["gold"].tolist() == ["x|y;w", "z"]
+    assert file.frame["predicted"].tolist() == ["x|y;w", "z"]
+    assert np.array_equal(file.targets_and_scores("multilabel")[0], gold)
+
+
+# --- settings from the baseline, and bad input through the command line ------------------------
+
+GOOD_PREDICTIONS = "row_id,gold,predicted,score_a,score_b\n" + "".join(
+    f"{i},{'a' if i % 3 else 'b'},{'a' if i % 3 else 'b'},0.9,0.1\n" for i in range(60)
+)
+COLLAPSED_PREDICTIONS = "row_id,gold,predicted,score_a,score_b\n" + "".join(
+    f"{i},{'a' if i % 3 else 'b'},a,0.9,0.1\n" for i in range(60)
+)
+PARAMS = "task: multiclass\ngate:\n  tolerance:\n    accuracy: 0.02\n  n_bootstrap: 200\n"
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture
+def gate_repo(tmp_path: Path) -> Path:
+    """A git repository whose HEAD holds a good run: metrics, predictions and a gate: section."""
+    repo = tmp_path / "repo"
+    (repo / "eval").mkdir(parents=True)
+    (repo / "params.yaml").write_text(PARAMS)
+    (repo / "metrics.json").write_text(json.dumps({"accuracy": 1.0, "n_test": 60}))
+    (repo / "eval/predictions.csv").write_text(GOOD_PREDICTIONS)
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "baseline")
+    return repo
+
+
+def check_metrics(repo: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["check-metrics", "--repo", str(repo), *args])
+    return result.exit_code, result.output
+
+
+def test_the_candidates_own_gate_section_is_shown_but_never_used(gate_repo: Path) -> None:
+    (gate_repo / "metrics.json").write_text(json.dumps({"accuracy": 2 / 3, "n_test": 60}))
+    (gate_repo / "eval/predictions.csv").write_text(COLLAPSED_PREDICTIONS)
+    (gate_repo / "params.yaml").write_text(PARAMS.replace("accuracy: 0.02", "accuracy: 1.0"))
+    code, output = check_metrics(gate_repo)
+    assert code == 1, output
+    assert "| accuracy |" in output and "**regression**" in output
+    assert "the candidate's gate: section differs and is NOT used: tolerance {accuracy 1}" in output
+    assert "settings used: tolerance {accuracy 0.02}" in output
+    # the workflow file's owner may still override on the command line
+    code, output = check_metrics(gate_repo, "--tolerance", "accuracy=0.5")
+    assert code == 0, output
+
+
+def test_a_baseline_without_a_gate_section_uses_the_defaults_and_says_so(gate_repo: Path) -> None:
+    (gate_repo / "params.yaml").write_text("task: multiclass\n")
+    git(gate_repo, "commit", "-qam", "no gate section")
+    code, output = check_metrics(gate_repo, "--n-bootstrap", "100")
+    assert code == 0, output
+    assert "HEAD has no gate: section in its params: the defaults are used" in output
+    assert "settings used: tolerance {accuracy 0.02, f1_macro 0.02}, confidence 0.95" in output
+
+
+BAD_INPUTS = {
+    "predictions without gold": (
+        {"eval/predictions.csv": "row_id,predicted,score_a,score_b\n0,a,0.9,0.1\n"},
+        [],
+        "missing column(s) gold",
+    ),
+    "predictions without predicted": (
+        {"eval/predictions.csv": "row_id,gold,score_a,score_b\n0,a,0.9,0.1\n"},
+        [],
+        "missing column(s) predicted",
+    ),
+    "an unknown predicted label": (
+        {"eval/predictions.csv": GOOD_PREDICTIONS.replace("\n5,a,a,", "\n5,a,c,")},
+        [],
+        "predicted label 'c' has no score_ column",
+    ),
+    "a score that is not a number": (
+        {"eval/predictions.csv": GOOD_PREDICTIONS.replace("\n5,a,a,0.9", "\n5,a,a,nan")},
+        [],
+        "column 'score_a' holds values that are not finite numbers",
+    ),
+    "metrics.json holding a list": ({"metrics.json": "[1, 2]"}, [], "holds a list"),
+    "a gated metric that is nan": (
+        {"metrics.json": '{"accuracy": NaN, "n_test": 60}'},
+        [],
+        "metric accuracy is not a finite number",
+    ),
+    "a row-count mismatch": (
+        {"metrics.json": '{"accuracy": 1.0, "n_test": 61}'},
+        [],
+        "has 60 rows but metrics.json says n_test 61",
+    ),
+    "--confidence 1.5": ({}, ["--confidence", "1.5"], "--confidence 1.5"),
+    "--n-bootstrap 0": ({}, ["--n-bootstrap", "0"], "--n-bootstrap 0"),
+    "--tolerance nan": ({}, ["--tolerance", "accuracy=nan"], "accuracy=nan: a tolerance must be"),
+    "--tolerance negative": ({}, ["--tolerance", "accuracy=-1"], "a tolerance must be"),
+    "a broken params.yaml": ({"params.yaml": "gate: [\n"}, [], "not valid YAML"),
+    "a nan tolerance in the candidate's params": (
+        {"params.yaml": PARAMS.replace("0.02", ".nan")},
+        [],
+        "gate.tolerance: accuracy: a tolerance must be a finite number >= 0",
+    ),
+    "an unknown revision": ({}, ["--baseline", "no-such-branch"], "not a git revision"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_exit_2_with_one_line(gate_repo: Path, case: str) -> None:
+    files, args, words = BAD_INPUTS[case]
+    for name, text in files.items():
+        (gate_repo / name).write_text(text)
+    code, output = check_metrics(gate_repo, *args)
+    assert code == 2, output
+    assert output.startswith("error: ") and output.count("\n") == 1, output
+    assert words in output, output
+
+
+def test_a_nan_tolerance_in_the_baseline_is_exit_2(gate_repo: Path) -> None:
+    (gate_repo / "params.yaml").write_text(PARAMS.replace("0.02", ".nan"))
+    git(gate_repo, "commit", "-qam", "nan tolerance")
+    code, output = check_metrics(gate_repo, "--candidate", "HEAD")
+    assert code == 2 and "HEAD:params.yaml: gate.tolerance: accuracy" in output, output
+
+
+def test_a_missing_repo_folder_is_exit_2(tmp_path: Path) -> None:
+    code, output = check_metrics(tmp_path / "nowhere")
+    assert code == 2 and output.startswith("error: --repo") and "no such folder" in output

@@ -37,8 +37,10 @@ def test_gate_passes_a_rerun_and_fails_a_real_regression(gate_project: Path) -> 
     assert code == 0, output
     assert "PASS" in output
 
-    # a model that barely trained: a real regression, exit 1, with a table naming the metrics
-    set_params(project, lr=1e-7)
+    # a candidate that barely trained and loosens its own tolerances to let that through: the
+    # gate reads the baseline's gate: section, so it is a real regression, exit 1, with a table
+    loosened = {"gate.tolerance.accuracy": 1.0, "gate.tolerance.f1_macro": 1.0}
+    set_params(project, lr=1e-7, **loosened)
     dvc(project, "repro")
     worse = json.loads((project / "metrics.json").read_text())
     assert baseline["accuracy"] > 0.7, baseline
@@ -47,9 +49,14 @@ def test_gate_passes_a_rerun_and_fails_a_real_regression(gate_project: Path) -> 
     assert code == 1, output
     table = (project / "gate.md").read_text()
     assert "| accuracy |" in table and "| f1_macro |" in table and "**regression**" in table
+    assert "the candidate's gate: section differs and is NOT used" in table
+    # the same, committed: a pull request's head judged against its base
+    commit(project, "candidate: lr 1e-7, tolerances 1.0")
+    code, output = gate(project, "--baseline", "HEAD~1", "--candidate", "HEAD")
+    assert code == 1 and "**regression**" in output, output
 
     # unusable input: a revision without metrics, a revision that does not exist
-    code, output = gate(project, "--baseline", "HEAD~1")
+    code, output = gate(project, "--baseline", "HEAD~2")
     assert code == 2 and "has no metrics.json" in output
     code, output = gate(project, "--baseline", "no-such-branch")
     assert code == 2 and "not a git revision" in output

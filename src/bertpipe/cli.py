@@ -302,14 +302,16 @@ def check_metrics(
         list[str] | None,
         typer.Option(
             help="METRIC=DROP, the largest tolerated drop; repeatable. Overrides and "
-            "extends the gate.tolerance section of params.yaml."
+            "extends the baseline's gate.tolerance."
         ),
     ] = None,
     confidence: Annotated[
-        float | None, typer.Option(help="Bootstrap confidence; default gate.confidence.")
+        float | None,
+        typer.Option(help="Bootstrap confidence; default: the baseline's gate.confidence."),
     ] = None,
     n_bootstrap: Annotated[
-        int | None, typer.Option(help="Bootstrap resamples; default gate.n_bootstrap.")
+        int | None,
+        typer.Option(help="Bootstrap resamples; default: the baseline's gate.n_bootstrap."),
     ] = None,
     md: Annotated[
         Path | None, typer.Option(help="Also write the markdown table here, for a CI comment.")
@@ -320,38 +322,42 @@ def check_metrics(
     predictions_file: Annotated[
         str, typer.Option(help="Per-example predictions in each revision.")
     ] = "eval/predictions.csv",
-    params_file: Annotated[Path, typer.Option(help="Where the gate: section is.")] = Path(
-        "params.yaml"
-    ),
+    params_file: Annotated[
+        Path, typer.Option(help="Params file in each revision; the baseline's gate: section rules.")
+    ] = Path("params.yaml"),
     repo: Annotated[Path, typer.Option(help="The git repository.")] = Path("."),
 ) -> None:
     """Fail (exit 1) when a metric dropped beyond its tolerance and the drop is real.
 
+    The decision uses a paired bootstrap over the per-example test predictions.
+    Tolerances, confidence and resamples come from the BASELINE revision's
+    params file (gate:), never the candidate's; the options override them.
+
     \b
-    The decision uses a paired bootstrap over the per-example test predictions. Exit codes:
-    0 no regression, 1 regression, 2 unusable input (a revision without metrics, missing files).
+    Exit codes: 0 no regression, 1 regression, 2 unusable input
+    (a revision without metrics, a broken or missing file, a bad option).
     """
     from bertpipe import gate
 
     try:
         overrides = dict(_parse_tolerance(item) for item in tolerance or [])
-        tolerances, settings = gate.tolerances_from(repo / params_file, overrides)
-        sides = [
-            gate.load_side(rev, repo, metrics_file, predictions_file, str(params_file))
-            for rev in (baseline, candidate)
-        ]
-        result = gate.decide(
-            sides[0],
-            sides[1],
-            tolerances,
-            confidence if confidence is not None else settings.confidence,
-            n_bootstrap if n_bootstrap is not None else settings.n_bootstrap,
+        result = gate.check(
+            repo,
+            baseline,
+            candidate,
+            overrides,
+            confidence,
+            n_bootstrap,
+            metrics_file,
+            predictions_file,
+            params_file.as_posix(),
         )
-    except gate.UnusableInput as error:
-        _fail(error, gate.EXIT_UNUSABLE)
-        return
     except UserError as error:
         _fail(error, gate.EXIT_UNUSABLE)
+        return
+    except Exception as error:
+        # exit 1 means "regression" to CI: a crash must read as "could not decide" instead
+        _fail(UserError(f"the gate could not decide: {type(error).__name__}: {error}"), 2)
         return
     table = result.markdown(baseline, candidate)
     typer.echo(table)
@@ -369,9 +375,11 @@ def check_metrics(
 def _parse_tolerance(item: str) -> tuple[str, float]:
     name, _, value = item.partition("=")
     try:
-        return name.strip(), float(value)
+        if name.strip():
+            return name.strip(), float(value)
     except ValueError:
-        raise UserError(f"--tolerance: expected METRIC=NUMBER, got '{item}'") from None
+        pass
+    raise UserError(f"--tolerance: expected METRIC=NUMBER, got '{item}'")
 
 
 @app.command("params")

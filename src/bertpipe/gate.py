@@ -9,31 +9,25 @@ alone.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import pandas as pd
+import yaml
 
 from bertpipe.errors import UserError
-from bertpipe.metrics import LOWER_IS_BETTER, compute_metrics
-from bertpipe.params import parse_params, safe_load_yaml
-from bertpipe.predictions import (
-    label_names_of,
-    parse_predictions,
-    predicted_classes,
-    same_test_set,
-    targets_and_scores,
-)
+from bertpipe.metrics import LOWER_IS_BETTER, METRICS_BY_TASK, compute_metrics
+from bertpipe.params import GateParams, parse_params, safe_load_yaml
+from bertpipe.predictions import Predictions, read_predictions, same_test_set
 
 WORKSPACE = "workspace"
 EXIT_OK, EXIT_REGRESSION, EXIT_UNUSABLE = 0, 1, 2
 
 
 class UnusableInput(UserError):
-    """The gate cannot decide: a revision without metrics, a missing file (exit 2)."""
+    """The gate cannot decide: a revision without metrics, a broken file (exit 2)."""
 
 
 @dataclass
@@ -42,8 +36,17 @@ class RunArtifacts:
 
     label: str
     metrics: dict[str, float]
-    predictions: pd.DataFrame | None
+    predictions: Predictions | None
     task: str
+
+
+@dataclass
+class RevisionParams:
+    """What the gate reads from one revision's params.yaml."""
+
+    task: str
+    threshold: float  # train.threshold: the multilabel decision threshold of that run
+    gate: GateParams | None  # None: the file has no gate: section
 
 
 def _read_text(revision: str, path: str, repo: Path) -> str | None:
@@ -54,6 +57,16 @@ def _read_text(revision: str, path: str, repo: Path) -> str | None:
         ["git", "show", f"{revision}:{path}"], cwd=repo, capture_output=True, text=True
     )
     return result.stdout if result.returncode == 0 else None
+
+
+def check_repo(repo: Path) -> None:
+    if not repo.is_dir():
+        raise UnusableInput(f"--repo {repo}: no such folder")
+    result = subprocess.run(
+        ["git", "rev-parse", "--git-dir"], cwd=repo, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise UnusableInput(f"--repo {repo}: not a git repository")
 
 
 def _check_revision(revision: str, repo: Path) -> None:
@@ -69,24 +82,149 @@ def _check_revision(revision: str, repo: Path) -> None:
         raise UnusableInput(f"'{revision}' is not a git revision of {repo}")
 
 
+def read_revision_params(revision: str, repo: Path, params_path: str) -> RevisionParams:
+    """The task, threshold and gate: section of `revision`'s params file (defaults if absent).
+
+    Only these keys are checked, with the current schema: a revision's other keys may come from
+    an older or newer bertpipe, and they do not change what the gate reads.
+    """
+    _check_revision(revision, repo)
+    source = f"{revision}:{params_path}"
+    text = _read_text(revision, params_path, repo)
+    try:
+        raw = safe_load_yaml(text) if text is not None else {}
+    except yaml.YAMLError:
+        raise UnusableInput(f"{source}: not valid YAML; fix the file") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UnusableInput(f"{source}: expected a mapping of keys to values at the top level")
+    train = raw.get("train")
+    relevant: dict = {key: raw[key] for key in ("task", "gate") if raw.get(key) is not None}
+    if isinstance(train, dict) and "threshold" in train:
+        relevant["train"] = {"threshold": train["threshold"]}
+    params = parse_params(relevant, source)
+    gate = params.gate if "gate" in relevant else None
+    return RevisionParams(params.task, params.train.threshold, gate)
+
+
+def settings_from(
+    baseline: RevisionParams,
+    candidate: RevisionParams,
+    baseline_label: str,
+    tolerance_overrides: dict[str, float],
+    confidence: float | None,
+    n_bootstrap: int | None,
+) -> tuple[GateParams, list[str]]:
+    """The gate's settings: the baseline's gate: section, then the command line's overrides.
+
+    The candidate's section is never used: a pull request must not set the rules it is judged
+    by. When it differs, the report says so, so that a reviewer sees the attempt.
+    """
+    notes = []
+    if baseline.gate is None:
+        settings = GateParams()
+        notes.append(f"{baseline_label} has no gate: section in its params: the defaults are used")
+    else:
+        settings = baseline.gate
+    candidate_gate = candidate.gate or GateParams()
+    if candidate_gate != settings:
+        notes.append(
+            f"the candidate's gate: section differs and is NOT used: {_describe(candidate_gate)}"
+        )
+    for name, value in tolerance_overrides.items():
+        if not math.isfinite(value) or value < 0:
+            raise UnusableInput(
+                f"--tolerance {name}={value}: a tolerance must be a finite number >= 0"
+            )
+    if confidence is not None and not 0.5 < confidence < 1:
+        raise UnusableInput(f"--confidence {confidence}: give a number above 0.5 and below 1")
+    if n_bootstrap is not None and n_bootstrap < 100:
+        raise UnusableInput(f"--n-bootstrap {n_bootstrap}: give at least 100 resamples")
+    settings = GateParams(
+        tolerance={**settings.tolerance, **tolerance_overrides},
+        confidence=settings.confidence if confidence is None else confidence,
+        n_bootstrap=settings.n_bootstrap if n_bootstrap is None else n_bootstrap,
+    )
+    overridden = tolerance_overrides or confidence is not None or n_bootstrap is not None
+    origin = f"{baseline_label}'s params" + (" and the command line" if overridden else "")
+    notes.append(f"settings used: {_describe(settings)} (from {origin})")
+    return settings, notes
+
+
+def _describe(settings: GateParams) -> str:
+    tolerances = ", ".join(f"{name} {value:g}" for name, value in settings.tolerance.items())
+    return (
+        f"tolerance {{{tolerances}}}, confidence {settings.confidence:g}, "
+        f"n_bootstrap {settings.n_bootstrap}"
+    )
+
+
 def load_side(
-    revision: str, repo: Path, metrics_path: str, predictions_path: str, params_path: str
+    revision: str, repo: Path, metrics_path: str, predictions_path: str, params: RevisionParams
 ) -> RunArtifacts:
     _check_revision(revision, repo)
+    source = f"{revision}:{metrics_path}"
     text = _read_text(revision, metrics_path, repo)
     if text is None:
         raise UnusableInput(f"{revision} has no {metrics_path}; run the pipeline and commit it")
     try:
-        metrics = {k: float(v) for k, v in json.loads(text).items() if isinstance(v, int | float)}
+        loaded = json.loads(text)
     except json.JSONDecodeError:
-        raise UnusableInput(f"{revision}:{metrics_path} is not valid JSON") from None
+        raise UnusableInput(f"{source} is not valid JSON") from None
+    if not isinstance(loaded, dict):
+        raise UnusableInput(
+            f"{source} holds a {type(loaded).__name__}, not an object of metric: value; "
+            "rerun the evaluate stage"
+        )
+    metrics = {
+        name: float(value)
+        for name, value in loaded.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
     csv = _read_text(revision, predictions_path, repo)
-    predictions = parse_predictions(csv) if csv else None
-    params_text = _read_text(revision, params_path, repo)
-    task = "multiclass"
-    if params_text is not None:
-        task = str((safe_load_yaml(params_text) or {}).get("task", task))
-    return RunArtifacts(revision, metrics, predictions, task)
+    predictions = None
+    if csv is not None:
+        predictions = read_predictions(
+            csv, params.task, f"{revision}:{predictions_path}", params.threshold
+        )
+        n_test = metrics.get("n_test")
+        if n_test is not None and n_test != len(predictions.frame):
+            raise UnusableInput(
+                f"{revision}:{predictions_path} has {len(predictions.frame)} rows but "
+                f"{metrics_path} says n_test {n_test:g}; rerun the evaluate stage"
+            )
+    return RunArtifacts(revision, metrics, predictions, params.task)
+
+
+def check(
+    repo: Path,
+    baseline: str,
+    candidate: str,
+    tolerance_overrides: dict[str, float],
+    confidence: float | None,
+    n_bootstrap: int | None,
+    metrics_path: str,
+    predictions_path: str,
+    params_path: str,
+) -> GateResult:
+    """The whole gate: settings from the baseline, both sides read and checked, the decision."""
+    check_repo(repo)
+    baseline_params = read_revision_params(baseline, repo, params_path)
+    candidate_params = read_revision_params(candidate, repo, params_path)
+    settings, notes = settings_from(
+        baseline_params,
+        candidate_params,
+        baseline,
+        tolerance_overrides,
+        confidence,
+        n_bootstrap,
+    )
+    old = load_side(baseline, repo, metrics_path, predictions_path, baseline_params)
+    new = load_side(candidate, repo, metrics_path, predictions_path, candidate_params)
+    result = decide(old, new, settings.tolerance, settings.confidence, settings.n_bootstrap)
+    result.notes[:0] = notes
+    return result
 
 
 # --- paired bootstrap ---------------------------------------------------------------------------
@@ -121,38 +259,68 @@ def classification_metrics(targets: np.ndarray, predicted: np.ndarray, k: int) -
     }
 
 
+def multilabel_metrics(targets: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """compute_metrics' multilabel metrics from (n, labels) 0/1 arrays, without scikit-learn's
+    per-call overhead. Same definitions: macro averages over every label, zero_division=0."""
+    true_positive = (targets & predicted).sum(axis=0).astype(float)
+    true_count = targets.sum(axis=0).astype(float)
+    predicted_count = predicted.sum(axis=0).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted_count > 0, true_positive / predicted_count, 0.0)
+        recall = np.where(true_count > 0, true_positive / true_count, 0.0)
+        both = true_count + predicted_count
+        f1 = np.where(both > 0, 2 * true_positive / both, 0.0)
+    micro_denominator = true_count.sum() + predicted_count.sum()
+    return {
+        "f1_micro": 2 * true_positive.sum() / micro_denominator if micro_denominator else 0.0,
+        "f1_macro": f1.mean(),
+        "f1_weighted": (f1 * true_count).sum() / true_count.sum() if true_count.sum() else 0.0,
+        "precision_macro": precision.mean(),
+        "recall_macro": recall.mean(),
+        "subset_accuracy": (targets == predicted).all(axis=1).mean(),
+        "hamming_loss": (targets != predicted).mean(),
+    }
+
+
 def paired_bootstrap(
-    old: pd.DataFrame,
-    new: pd.DataFrame,
+    old: Predictions,
+    new: Predictions,
     task: str,
     metrics: list[str],
     n_resamples: int = 2000,
     seed: int = 0,
-    threshold: float = 0.5,
 ) -> dict[str, np.ndarray]:
-    """Per metric, the (n_resamples,) differences new - old over the same resampled examples."""
-    names = label_names_of(old)
-    if label_names_of(new) != names:
-        raise UnusableInput("the two runs have different label sets; they cannot be compared")
-    targets, old_scores = targets_and_scores(old, task, names)
-    _, new_scores = targets_and_scores(new, task, names)
-    fast = task in ("binary", "multiclass") and set(metrics) <= FAST_CLASSIFICATION
-    old_predicted = new_predicted = None
-    if fast:  # the stored predictions, not an argmax of rounded scores that might break a tie
-        old_predicted = predicted_classes(old, names)
-        new_predicted = predicted_classes(new, names)
+    """Per metric, the (n_resamples,) differences new - old over the same resampled examples.
 
-    def score(sample: np.ndarray, scores: np.ndarray, predicted: np.ndarray | None) -> dict:
-        if predicted is not None:
-            return classification_metrics(targets[sample], predicted[sample], len(names))
-        return compute_metrics(targets[sample], scores[sample], task, threshold)
+    Each side is re-scored with its own recorded threshold, as its metrics.json was.
+    """
+    targets, old_scores = old.targets_and_scores(task)
+    _, new_scores = new.targets_and_scores(task)
+    old_predicted = new_predicted = None
+    if task in ("binary", "multiclass") and set(metrics) <= FAST_CLASSIFICATION:
+        # the stored predictions, not an argmax of rounded scores that might break a tie
+        old_predicted = old.predicted_classes()
+        new_predicted = new.predicted_classes()
+    elif task == "multilabel":
+        old_predicted = (old_scores >= old.threshold).astype(np.int64)
+        new_predicted = (new_scores >= new.threshold).astype(np.int64)
+    k = len(old.label_names)
+
+    def score(
+        sample: np.ndarray, scores: np.ndarray, predicted: np.ndarray | None, threshold: float
+    ) -> dict[str, float]:
+        if predicted is None:
+            return compute_metrics(targets[sample], scores[sample], task, threshold)
+        if task == "multilabel":
+            return multilabel_metrics(targets[sample], predicted[sample])
+        return classification_metrics(targets[sample], predicted[sample], k)
 
     rng = np.random.default_rng(seed)
     differences = {metric: np.empty(n_resamples) for metric in metrics}
     for draw in range(n_resamples):
         sample = rng.integers(0, len(targets), len(targets))
-        before = score(sample, old_scores, old_predicted)
-        after = score(sample, new_scores, new_predicted)
+        before = score(sample, old_scores, old_predicted, old.threshold)
+        after = score(sample, new_scores, new_predicted, new.threshold)
         for metric in metrics:
             differences[metric][draw] = after[metric] - before[metric]
     return differences
@@ -167,8 +335,14 @@ class MetricVerdict:
     old: float
     new: float
     tolerance: float
-    interval: tuple[float, float] | None  # bootstrap interval of new - old, when paired
+    # one-sided bootstrap bound of new - old at the gate's confidence, when paired: an upper
+    # bound for a metric where higher is better, a lower bound where lower is better
+    bound: float | None
     regressed: bool
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.metric in LOWER_IS_BETTER
 
     @property
     def change(self) -> float:
@@ -177,7 +351,32 @@ class MetricVerdict:
     @property
     def drop(self) -> float:
         """How much worse the candidate is (positive = worse), whichever way the metric points."""
-        return self.old - self.new if self.metric not in LOWER_IS_BETTER else self.new - self.old
+        return self.new - self.old if self.lower_is_better else self.old - self.new
+
+    @property
+    def beyond_tolerance(self) -> bool:
+        return self.drop > self.tolerance + 1e-12
+
+    @property
+    def surely_worse(self) -> bool | None:
+        """Whether the bound lies on the worse side of 0; None without a bootstrap."""
+        if self.bound is None:
+            return None
+        return self.bound > 0 if self.lower_is_better else self.bound < 0
+
+    def bound_text(self) -> str:
+        if self.bound is None:
+            return "n/a"
+        return f"{'≥' if self.lower_is_better else '≤'} {self.bound:+.4f}"
+
+    def verdict_text(self) -> str:
+        if self.regressed:
+            return "**regression**"
+        if self.beyond_tolerance:
+            return "ok: the drop may be noise"
+        if self.surely_worse:
+            return "ok: worse, within tolerance"
+        return "ok"
 
 
 @dataclass
@@ -196,19 +395,22 @@ class GateResult:
         lines = [
             f"### Metrics gate: {candidate} vs {baseline}",
             "",
-            f"| metric | old | new | change | {level} interval | tolerance | verdict |",
+            f"| metric | old | new | change | {level} one-sided bound of the change "
+            "| tolerance | verdict |",
             "| --- | ---: | ---: | ---: | --- | ---: | --- |",
         ]
         for v in self.verdicts:
-            interval = (
-                "n/a" if v.interval is None else f"[{v.interval[0]:+.4f}, {v.interval[1]:+.4f}]"
-            )
-            verdict = "**regression**" if v.regressed else "ok"
             lines.append(
-                f"| {v.metric} | {v.old:.4f} | {v.new:.4f} | {v.change:+.4f} | {interval} "
-                f"| {v.tolerance:.4f} | {verdict} |"
+                f"| {v.metric} | {v.old:.4f} | {v.new:.4f} | {v.change:+.4f} | {v.bound_text()} "
+                f"| {v.tolerance:.4f} | {v.verdict_text()} |"
             )
         lines.append("")
+        if self.paired:
+            lines.append(
+                f"- bound: with {level} confidence the change is at most (≤) this, or at least "
+                "(≥) for a metric where lower is better; a regression is a drop beyond the "
+                "tolerance whose bound lies on the worse side of 0"
+            )
         lines.extend(f"- {note}" for note in self.notes)
         summary = "FAIL: a metric regressed" if self.regressed else "PASS: no metric regressed"
         lines.append(f"\n**{summary}**")
@@ -232,23 +434,30 @@ def decide(
         raise UnusableInput("no gated metric is in both metrics files; check gate.tolerance")
     if baseline.task != candidate.task:
         raise UnusableInput(f"the task changed ({baseline.task} -> {candidate.task})")
+    for side in (baseline, candidate):
+        broken = [m for m in metrics if not math.isfinite(side.metrics[m])]
+        if broken:
+            raise UnusableInput(f"{side.label}: metric {broken[0]} is not a finite number")
 
     differences: dict[str, np.ndarray] | None = None
     if baseline.predictions is None or candidate.predictions is None:
         notes.append("per-example predictions missing on one side: tolerance alone decides")
-    elif not same_test_set(baseline.predictions, candidate.predictions):
+    elif not same_test_set(baseline.predictions, candidate.predictions, baseline.task):
         notes.append("the test sets differ (the data changed): no pairing, tolerance alone decides")
     else:
+        rescored = [m for m in metrics if m in METRICS_BY_TASK[baseline.task]]
         differences = paired_bootstrap(
-            baseline.predictions, candidate.predictions, baseline.task, metrics, n_resamples, seed
+            baseline.predictions, candidate.predictions, baseline.task, rescored, n_resamples, seed
         )
         notes.append(
-            f"paired bootstrap over {len(baseline.predictions)} test examples, "
+            f"paired bootstrap over {len(baseline.predictions.frame)} test examples, "
             f"{n_resamples} resamples"
         )
+        unscored = [m for m in metrics if m not in differences]
+        if unscored:
+            notes.append(f"not re-scored per example, tolerance alone: {', '.join(unscored)}")
 
     verdicts = []
-    tail = (1 - confidence) / 2
     for metric in metrics:
         verdict = MetricVerdict(
             metric,
@@ -258,26 +467,13 @@ def decide(
             None,
             False,
         )
-        beyond_tolerance = verdict.drop > tolerances[metric] + 1e-12
-        if differences is None:
-            verdict.regressed = beyond_tolerance
+        if differences is not None and metric in differences:
+            # the decision and the printed bound are the same number: the change is at most
+            # (higher is better) or at least (lower is better) `bound` with `confidence`
+            quantile = 1 - confidence if verdict.lower_is_better else confidence
+            verdict.bound = float(np.quantile(differences[metric], quantile))
+            verdict.regressed = verdict.beyond_tolerance and bool(verdict.surely_worse)
         else:
-            diffs = differences[metric]
-            verdict.interval = (
-                float(np.quantile(diffs, tail)),
-                float(np.quantile(diffs, 1 - tail)),
-            )
-            # one-sided: the drop is real when at least `confidence` of the resamples got worse
-            worse = diffs > 0 if metric in LOWER_IS_BETTER else diffs < 0
-            verdict.regressed = beyond_tolerance and float(np.mean(worse)) >= confidence
+            verdict.regressed = verdict.beyond_tolerance
         verdicts.append(verdict)
     return GateResult(verdicts, differences is not None, notes, confidence)
-
-
-def tolerances_from(params_path: Path, overrides: dict[str, float]) -> tuple[dict[str, float], Any]:
-    gate = (
-        parse_params(safe_load_yaml(params_path.read_text()), str(params_path)).gate
-        if (params_path.is_file())
-        else parse_params({}).gate
-    )
-    return {**gate.tolerance, **overrides}, gate

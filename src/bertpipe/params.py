@@ -7,12 +7,20 @@ the rest are grouped by the stage that reads them.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from bertpipe.errors import UserError
 
@@ -107,6 +115,15 @@ class GateParams(_Strict):
     )
     confidence: float = Field(0.95, gt=0.5, lt=1)
     n_bootstrap: int = Field(2000, ge=100)
+
+    @field_validator("tolerance")
+    @classmethod
+    def _check_tolerances(cls, tolerance: dict[str, float]) -> dict[str, float]:
+        # a nan compares false with every drop, so it would let any fall pass
+        bad = [name for name, value in tolerance.items() if not math.isfinite(value) or value < 0]
+        if bad:
+            raise ValueError(f"{', '.join(bad)}: a tolerance must be a finite number >= 0")
+        return tolerance
 
 
 class Params(_Strict):

@@ -2,29 +2,40 @@
 
 One row per test example, in the order of the test split:
 - `row_id`: the example's row in the cleaned table;
-- `gold` and `predicted`: label names (`|`-joined for multilabel), or numbers for regression;
+- `gold` and `predicted`: label names (joined with `label_separator` for multilabel), or numbers
+  for regression;
+- multilabel only: `threshold`, the score at or above which a label was predicted, and
+  `label_separator`, the string that joins the names in `gold` and `predicted` (the same value
+  on every row, so that the file stays one plain CSV that any tool reads);
 - `score_<label>`: one column per label, rounded to 6 decimals (none for regression).
 
-The evaluate stage writes it; the metrics gate (`bertpipe gate`) re-scores two revisions from it.
+The evaluate stage writes it; the metrics gate (`bertpipe check-metrics`) re-scores two
+revisions from it. Files written before `threshold` and `label_separator` were recorded are still
+read: their separator was always `|`, and their threshold was that revision's `train.threshold`.
 """
 
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from bertpipe.errors import UserError
 from bertpipe.files import atomic_path
 
 SCORE_PREFIX = "score_"
+# what files written before the separator was recorded joined multilabel names with
+LEGACY_LABEL_SEPARATOR = "|"
+REQUIRED_COLUMNS = ("row_id", "gold", "predicted")
 
 
-def _joined_names(row: np.ndarray, label_names: Sequence[str]) -> str:
-    return "|".join(label_names[i] for i in np.flatnonzero(row))
+def _joined_names(row: np.ndarray, label_names: Sequence[str], separator: str) -> str:
+    return separator.join(label_names[i] for i in np.flatnonzero(row))
 
 
 def _frame(
@@ -34,6 +45,8 @@ def _frame(
     scores: np.ndarray,
     task: str,
     label_names: Sequence[str],
+    threshold: float,
+    label_separator: str,
 ) -> pd.DataFrame:
     """The file's rows from encoded targets, predictions and (n, labels) scores."""
     frame = pd.DataFrame({"row_id": row_ids})
@@ -42,8 +55,10 @@ def _frame(
         frame["predicted"] = predicted.astype(np.float64)
         return frame
     if task == "multilabel":
-        frame["gold"] = [_joined_names(row, label_names) for row in targets]
-        frame["predicted"] = [_joined_names(row, label_names) for row in predicted]
+        frame["gold"] = [_joined_names(row, label_names, label_separator) for row in targets]
+        frame["predicted"] = [_joined_names(row, label_names, label_separator) for row in predicted]
+        frame["threshold"] = threshold
+        frame["label_separator"] = label_separator
     else:
         frame["gold"] = [label_names[i] for i in targets]
         frame["predicted"] = [label_names[i] for i in predicted]
@@ -60,53 +75,125 @@ def write_predictions(
     scores: np.ndarray,
     task: str,
     label_names: Sequence[str],
+    threshold: float,
+    label_separator: str,
 ) -> None:
-    frame = _frame(row_ids, targets, predicted, scores, task, label_names)
+    frame = _frame(
+        row_ids, targets, predicted, scores, task, label_names, threshold, label_separator
+    )
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
 
 
-def parse_predictions(text: str) -> pd.DataFrame:
-    """The file's text as a frame; label names stay strings ("NA" is a label, not missing)."""
-    return pd.read_csv(io.StringIO(text), keep_default_na=False)
+@dataclass
+class Predictions:
+    """A checked predictions file: its rows, label names, threshold and label separator."""
+
+    frame: pd.DataFrame
+    label_names: list[str]
+    threshold: float
+    label_separator: str
+
+    def targets_and_scores(self, task: str) -> tuple[np.ndarray, np.ndarray]:
+        """(targets, scores) as compute_metrics takes them, rebuilt from the file."""
+        if task == "regression":
+            return self.frame["gold"].to_numpy(float), self.frame["predicted"].to_numpy(float)
+        scores = self.frame[[f"{SCORE_PREFIX}{name}" for name in self.label_names]].to_numpy(float)
+        if task == "multilabel":
+            return self._label_sets("gold"), scores
+        index = {name: i for i, name in enumerate(self.label_names)}
+        return self.frame["gold"].map(index).to_numpy(np.int64), scores
+
+    def predicted_classes(self) -> np.ndarray:
+        """(n,) int64: the stored single-label predictions as class indices into label_names."""
+        index = {name: i for i, name in enumerate(self.label_names)}
+        return self.frame["predicted"].map(index).to_numpy(np.int64)
+
+    def _label_sets(self, column: str) -> np.ndarray:
+        """(n, labels) 0/1 from a column of joined label names."""
+        index = {name: i for i, name in enumerate(self.label_names)}
+        sets = np.zeros((len(self.frame), len(self.label_names)), dtype=np.int64)
+        for row, cell in enumerate(self.frame[column]):
+            for name in filter(None, cell.split(self.label_separator)):
+                sets[row, index[name]] = 1
+        return sets
 
 
-def label_names_of(predictions: pd.DataFrame) -> list[str]:
-    return [
-        column.removeprefix(SCORE_PREFIX)
-        for column in predictions.columns
-        if column.startswith(SCORE_PREFIX)
-    ]
+def _constant(frame: pd.DataFrame, column: str, source: str) -> object:
+    values = frame[column].unique()
+    if len(values) != 1:
+        raise UserError(f"{source}: column '{column}' must hold one value on every row")
+    return values[0]
 
 
-def targets_and_scores(predictions: pd.DataFrame, task: str, names: list[str]) -> tuple[Any, Any]:
-    """(targets, scores) as compute_metrics takes them, rebuilt from the file."""
+def _check_labels(
+    frame: pd.DataFrame, column: str, names: list[str], separator: str | None, source: str
+) -> None:
+    known = set(names)
+    for position, cell in enumerate(frame[column]):
+        parts = filter(None, cell.split(separator)) if separator is not None else [cell]
+        unknown = [part for part in parts if part not in known]
+        if unknown:
+            raise UserError(
+                f"{source}: row {position + 2}: {column} label '{unknown[0]}' has no score_ "
+                f"column (labels: {', '.join(names)}); rerun the evaluate stage"
+            )
+
+
+def read_predictions(text: str, task: str, source: str, legacy_threshold: float) -> Predictions:
+    """Parse and check the file's text; `legacy_threshold` serves files that predate `threshold`.
+
+    Every problem is a UserError naming `source`: a file the gate cannot trust is never scored.
+    """
+    try:
+        # label names stay strings: "NA" is a label, not missing
+        frame = pd.read_csv(io.StringIO(text), keep_default_na=False, dtype=str)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise UserError(f"{source}: not a readable CSV ({' '.join(str(exc).split())})") from None
+    missing = [column for column in REQUIRED_COLUMNS if column not in frame.columns]
+    if missing:
+        raise UserError(
+            f"{source}: missing column(s) {', '.join(missing)}; rerun the evaluate stage"
+        )
+    if frame.columns.duplicated().any():
+        raise UserError(f"{source}: duplicated column names; rerun the evaluate stage")
+    if frame.empty:
+        raise UserError(f"{source}: no rows; rerun the evaluate stage")
+    numeric = ["row_id"]
+    names = [c.removeprefix(SCORE_PREFIX) for c in frame.columns if c.startswith(SCORE_PREFIX)]
     if task == "regression":
-        return predictions["gold"].to_numpy(float), predictions["predicted"].to_numpy(float)
-    index = {name: i for i, name in enumerate(names)}
-    score_columns = [f"{SCORE_PREFIX}{name}" for name in names]
+        numeric += ["gold", "predicted"]
+    elif not names:
+        raise UserError(f"{source}: no score_<label> columns for task {task}")
+    numeric += [f"{SCORE_PREFIX}{name}" for name in names]
+    for column in numeric:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        if not np.isfinite(values.to_numpy(float)).all():
+            raise UserError(f"{source}: column '{column}' holds values that are not finite numbers")
+    separator, threshold = LEGACY_LABEL_SEPARATOR, legacy_threshold
     if task == "multilabel":
-        targets = np.zeros((len(predictions), len(names)), dtype=np.int64)
-        for row, cell in enumerate(predictions["gold"]):
-            for name in filter(None, str(cell).split("|")):
-                targets[row, index[name]] = 1
-        return targets, predictions[score_columns].to_numpy(float)
-    return (
-        predictions["gold"].astype(str).map(index).to_numpy(np.int64),
-        predictions[score_columns].to_numpy(float),
-    )
+        if "label_separator" in frame.columns:
+            separator = str(_constant(frame, "label_separator", source))
+        if "threshold" in frame.columns:
+            try:
+                threshold = float(str(_constant(frame, "threshold", source)))
+            except ValueError:
+                threshold = math.nan
+            if not 0 < threshold < 1:
+                raise UserError(f"{source}: threshold must be a number between 0 and 1")
+    if task != "regression":
+        joined_by = separator if task == "multilabel" else None
+        _check_labels(frame, "gold", names, joined_by, source)
+        _check_labels(frame, "predicted", names, joined_by, source)
+    return Predictions(frame, names, threshold, separator)
 
 
-def predicted_classes(predictions: pd.DataFrame, names: list[str]) -> np.ndarray:
-    """(n,) int64: the stored single-label predictions as class indices into `names`."""
-    index = {name: i for i, name in enumerate(names)}
-    return predictions["predicted"].astype(str).map(index).to_numpy(np.int64)
-
-
-def same_test_set(old: pd.DataFrame, new: pd.DataFrame) -> bool:
+def same_test_set(old: Predictions, new: Predictions, task: str) -> bool:
     """The same examples with the same gold labels, in the same order: the two can be paired."""
-    return (
-        len(old) == len(new)
-        and list(old["row_id"]) == list(new["row_id"])
-        and list(old["gold"].astype(str)) == list(new["gold"].astype(str))
-    )
+    if len(old.frame) != len(new.frame) or old.label_names != new.label_names:
+        return False
+    if list(old.frame["row_id"].astype(int)) != list(new.frame["row_id"].astype(int)):
+        return False
+    old_targets, _ = old.targets_and_scores(task)
+    new_targets, _ = new.targets_and_scores(task)
+    return bool(np.array_equal(old_targets, new_targets))
