@@ -14,7 +14,7 @@ from helpers import clean_frame
 from bertpipe.errors import UserError
 from bertpipe.files import atomic_path, read_json, sha256_file, write_json
 from bertpipe.params import CleanParams, DataParams
-from bertpipe.tables import SUPPORTED_EXTENSIONS, read_table, table_format
+from bertpipe.tables import SUPPORTED_EXTENSIONS, UsedColumns, read_table, table_format
 
 ROWS = [("chest pain on exertion", "cardiology"), ("cough and wheeze", "pulmonology")]
 
@@ -29,7 +29,7 @@ def write_text(folder: Path, name: str, text: str, encoding: str = "utf-8") -> P
     return write_bytes(folder, name, text.encode(encoding))
 
 
-def read_error(path: Path, **options: str) -> str:
+def read_error(path: Path, **options: object) -> str:
     with pytest.raises(UserError) as caught:
         read_table(path, **options)
     return str(caught.value)
@@ -173,7 +173,7 @@ def test_random_bytes_as_parquet(tmp_path: Path) -> None:
 
 def test_invalid_json_line(tmp_path: Path) -> None:
     path = write_text(tmp_path, "notes.jsonl", '{"text": "a", "label": "b"}\nnot json at all\n')
-    assert "not valid JSON lines" in read_error(path)
+    assert "line 2 is not valid JSON" in read_error(path)
 
 
 def test_unknown_encoding_names_the_key(tmp_path: Path) -> None:
@@ -183,15 +183,20 @@ def test_unknown_encoding_names_the_key(tmp_path: Path) -> None:
     assert "no-such-codec" in message
 
 
-def test_semicolon_file_then_clean_lists_the_one_column(tmp_path: Path) -> None:
+def test_semicolon_file_is_named_by_its_delimiter(tmp_path: Path) -> None:
     path = write_text(tmp_path, "notes.csv", "text;label\nchest pain;cardiology\ncough;pulm\n")
-    frame = read_table(path).frame  # reads fine: one column with ';' inside
-    assert list(frame.columns) == ["text;label"]
+    message = read_error(path)
+    assert "the header is ';'-separated" in message
+    assert "save it comma-separated" in message
+
+
+def test_one_column_frame_then_clean_lists_the_one_column() -> None:
+    frame = pd.DataFrame({"text;label": ["chest pain;cardiology", "cough;pulm"]})
     with pytest.raises(UserError) as caught:
-        clean_frame(frame, DataParams(), CleanParams(), "multiclass", source=str(path))
+        clean_frame(frame, DataParams(), CleanParams(), "multiclass", source="notes.csv")
     message = str(caught.value)
-    assert "missing column(s) text, label" in message
-    assert "the file has: text;label" in message
+    assert "missing column(s) 'text', 'label'" in message
+    assert "the file has: 'text;label'" in message
     assert "';'" in message  # the hint about another delimiter
 
 
@@ -254,9 +259,14 @@ def test_encoding_error_offset_is_the_file_offset(tmp_path: Path) -> None:
     assert f"line 1002, offset {offset})" in message
 
 
+USED = UsedColumns(("text",), "label")
+
+
 def test_duplicate_first_column_behind_a_byte_order_mark(tmp_path: Path) -> None:
     path = write_text(tmp_path, "d.csv", "\ufefftext,label,text\na,b,c\n")
-    assert "duplicate column names ['text']" in read_error(path)
+    assert "duplicate column names 'text'" in read_error(path)
+    message = read_error(path, columns=USED)
+    assert "the column 'text' named by data.text_column appears 2 times" in message
 
 
 @pytest.mark.parametrize(
@@ -264,8 +274,10 @@ def test_duplicate_first_column_behind_a_byte_order_mark(tmp_path: Path) -> None
 )
 def test_duplicate_column_names(tmp_path: Path, name: str, header: str) -> None:
     row = "a,b,c\n" if name.endswith(".csv") else "a\tb\tc\n"
-    message = read_error(write_text(tmp_path, name, header + row))
-    assert "duplicate column names ['text']" in message
+    path = write_text(tmp_path, name, header + row)
+    # without params every column is kept, so any repeated name is a clash
+    assert "duplicate column names 'text'" in read_error(path)
+    assert "'text' named by data.text_column appears 2 times" in read_error(path, columns=USED)
 
 
 # --- atomic writes -------------------------------------------------------------------------------
