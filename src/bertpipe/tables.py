@@ -437,8 +437,7 @@ class TableChunks:
                     {
                         name: self._parquet_column(batch.column(index), name, rows)
                         for index, name in enumerate(selected)
-                    },
-                    index=pd.RangeIndex(rows, rows + batch.num_rows),
+                    }
                 )
                 rows += batch.num_rows
         except (pa.ArrowException, OSError) as exc:
