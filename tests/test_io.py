@@ -12,7 +12,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import keyword_notes
 from helpers import clean_frame
+from pipeline_helpers import dvc, init_repo, set_params
 
 from bertpipe.errors import UserError
 from bertpipe.files import atomic_path, read_json, sha256_file, write_json
@@ -481,3 +483,37 @@ def test_sha256_file(tmp_path: Path) -> None:
     expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert sha256_file(path) == expected
     assert sha256_file(path, chunk_size=1) == expected
+
+
+@pytest.mark.slow  # the real `dvc repro` on the tiny BERT
+def test_repro_on_a_spreadsheet_export_with_blank_trailing_header_cells(
+    project_copy: Path, tiny_bert: Path
+) -> None:
+    """A spreadsheet export: `label,text,,,`, a byte-order mark and CRLF line ends."""
+    notes = keyword_notes(rows=200, seed=4, noise=0.0)
+    lines = ["label,text,,,"] + [
+        f'{label},"{text}",,,' for text, label in notes[["text", "label"]].to_numpy()
+    ]
+    (project_copy / "data" / "export.csv").write_bytes(
+        ("\ufeff" + "\r\n".join(lines) + "\r\n").encode()
+    )
+    set_params(
+        project_copy,
+        model=str(tiny_bert),
+        epochs=1,
+        max_length=32,
+        **{
+            "data.path": "data/export.csv",
+            "data.carry_columns": [],
+            "split.group_column": None,
+            "train.patience": None,
+        },
+    )
+    init_repo(project_copy)
+    result = dvc(project_copy, "repro")
+    assert "ignoring unused columns with blank or repeated names (column 3, 4, 5)" in (
+        result.stdout + result.stderr
+    )
+    report = json.loads((project_copy / "data/clean/report.json").read_text())
+    assert report["rows_in"] == 200
+    assert (project_copy / "metrics.json").is_file()
