@@ -275,9 +275,10 @@ USED = UsedColumns(("text",), "label")
 
 def test_duplicate_first_column_behind_a_byte_order_mark(tmp_path: Path) -> None:
     path = write_text(tmp_path, "d.csv", "\ufefftext,label,text\na,b,c\n")
-    assert "duplicate column names 'text'" in read_error(path)
+    assert "duplicate column names ['text']; rename them" in read_error(path)
     message = read_error(path, columns=USED)
-    assert "the column 'text' named by data.text_column appears 2 times" in message
+    assert "duplicate column names ['text']: the column 'text' named by data.text_column" in message
+    assert "appears 2 times" in message
 
 
 @pytest.mark.parametrize(
@@ -287,7 +288,7 @@ def test_duplicate_column_names(tmp_path: Path, name: str, header: str) -> None:
     row = "a,b,c\n" if name.endswith(".csv") else "a\tb\tc\n"
     path = write_text(tmp_path, name, header + row)
     # without params every column is kept, so any repeated name is a clash
-    assert "duplicate column names 'text'" in read_error(path)
+    assert "duplicate column names ['text']" in read_error(path)
     assert "'text' named by data.text_column appears 2 times" in read_error(path, columns=USED)
 
 
@@ -352,7 +353,7 @@ def test_nul_byte_is_refused_wherever_it_comes(tmp_path: Path, offset: int) -> N
     body = ("text,label\n" + "a note,x\n" * 2000).encode()
     path = write_bytes(tmp_path, "notes.csv", body[:offset] + b"\x00" + body[offset:])
     line = body[:offset].count(b"\n") + 1
-    assert f"line {line} holds a NUL byte" in read_error(path)
+    assert f"it holds NUL bytes (the first at line {line})" in read_error(path)
 
 
 @pytest.mark.parametrize("on_bad_lines", ["error", "skip", "warn"])

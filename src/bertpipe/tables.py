@@ -165,9 +165,9 @@ def _check_not_binary(path: Path, fmt: str, encoding: str) -> None:
                 if nul >= 0:
                     line += block.count(b"\n", 0, nul)
                     raise UserError(
-                        f"{path}: not valid {encoding} text: line {line} holds a NUL byte, so it "
-                        "is a binary file (or UTF-16 text); export the data as CSV, or set "
-                        "data.encoding: utf-16 if it is UTF-16"
+                        f"{path}: not valid {encoding} text: it holds NUL bytes (the first at line "
+                        f"{line}), so it is a binary file (or UTF-16 text); export the data as "
+                        "CSV, or set data.encoding: utf-16 if it is UTF-16"
                     )
                 line += block.count(b"\n")
     except (OSError, EOFError, zlib.error) as exc:
@@ -224,7 +224,9 @@ def _positions(
     repeated = sorted({name for name in names if names.count(name) > 1})
     if used is None:
         if repeated:
-            raise UserError(f"{path}: duplicate column names {shown_names(repeated)}; rename them")
+            raise UserError(
+                f"{path}: duplicate column names {repeated[:_SHOWN_NAMES]}; rename them"
+            )
         return list(range(len(names)))
     keys = used.by_column()
     check_columns(names, keys, path)
@@ -232,8 +234,9 @@ def _positions(
     if clashes:
         column = clashes[0]
         raise UserError(
-            f"{path}: the column {shown(column)} named by {keys[column]} appears "
-            f"{names.count(column)} times in the header; rename the other copies"
+            f"{path}: duplicate column names {clashes[:_SHOWN_NAMES]}: the column "
+            f"{shown(column)} named by {keys[column]} appears {names.count(column)} times; "
+            "rename them"
         )
     odd = [
         f"{index + 1}" + (f" ({shown(name)})" if name.strip() else "")
