@@ -234,8 +234,8 @@ def test_every_reader_gives_the_same_clean_table_for_any_chunk_size(
         assert first_frame["visit"].dropna().tolist()[:2] == [1, 2]
         assert first_frame["ward"].tolist()[:2] == ["0", "W1"]
         assert first_warnings == [
-            f"{path}: column(s) 'ward' mix value types (numbers, text, "
-            "lists...); they are read as text"
+            f"{path}: column(s) 'ward' hold lists, objects or mixed value "
+            "types (numbers and text...); they are read as text"
         ]
 
 

@@ -403,7 +403,7 @@ def test_all_missing_labels_are_blamed_on_the_label_column(tmp_path: Path) -> No
     assert "every row's label in column 'label' is missing" in message
 
 
-def test_carried_column_arrow_cannot_store_is_named(tmp_path: Path) -> None:
+def test_carried_column_parquet_cannot_store_is_named(tmp_path: Path) -> None:
     frame = frame_of(["x", "y"], ["a", "b"], ward=[1, "W2"])
     message = clean_chunks_error(tmp_path, frame, DataParams(carry_columns=["ward"]))
-    assert "carried column 'ward' holds values of mixed types" in message
+    assert "carried column 'ward' holds values Parquet cannot store in one type" in message

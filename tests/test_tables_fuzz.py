@@ -132,3 +132,9 @@ def test_json_lines_tables_read_the_same_in_any_chunk_size(file: tuple[bytes, st
             frames.append(pd.concat(chunks).to_dict("list"))
         assert frames[1] == frames[0]
         assert frames[2] == frames[0]
+
+
+def test_found_by_fuzzing_an_empty_object_in_a_carried_column_is_read_as_text() -> None:
+    # Arrow made an empty struct of it, which Parquet cannot write: a traceback in clean
+    data = b'{"text": "a note", "label": "x", "note_id": {}}\n{"text": "b", "label": "y"}\n'
+    assert outcome(data, "notes.jsonl", None, "error", "multiclass") == "read"

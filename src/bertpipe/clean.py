@@ -237,9 +237,8 @@ def _clean_chunks(
             dropped.update(chunk.dropped)
             text_keys.append(chunk.text_keys)
             label_keys.append(chunk.label_keys)
-            table = _arrow_table(chunk.frame, source)
             part = Path(scratch) / f"{number:06d}.parquet"
-            pq.write_table(table, part)
+            table = _write_part(chunk.frame, part, source)
             parts.append((part, len(chunk.frame)))
             schemas.append(table.schema)
 
@@ -276,19 +275,30 @@ def _clean_chunks(
     return make_report(rows_in, rows_out, dict(dropped))
 
 
-def _arrow_table(frame: pd.DataFrame, source: str) -> pa.Table:
+def _write_part(frame: pd.DataFrame, part: Path, source: str) -> pa.Table:
+    """Write one cleaned chunk; a carried column Arrow cannot store is named."""
     try:
-        return pa.Table.from_pandas(frame, preserve_index=False)
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        pq.write_table(table, part)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        column = next(
+            (name for name in frame.columns if not _storable(frame[name])), frame.columns[-1]
+        )
+        raise UserError(
+            f"{source}: carried column {shown(column)} holds values Parquet cannot store in one "
+            f"type ({str(exc)[:80]}); make the column one type, or stop carrying it"
+        ) from None
+    return table
+
+
+def _storable(values: pd.Series) -> bool:
+    try:
+        pq.write_table(
+            pa.table({"column": pa.array(values, from_pandas=True)}), pa.BufferOutputStream()
+        )
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        for column in frame.columns:
-            try:
-                pa.array(frame[column], from_pandas=True)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-                raise UserError(
-                    f"{source}: carried column {shown(column)} holds values of mixed types "
-                    f"({str(exc)[:80]}); make the column one type, or stop carrying it"
-                ) from None
-        raise
+        return False
+    return True
 
 
 def _explain_no_rows(dropped: dict[str, int], data: DataParams) -> None:

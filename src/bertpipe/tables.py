@@ -257,7 +257,7 @@ def _json_kind(value: Any) -> str | None:
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, int):
-        return "integer"
+        return "integer" if -(2**63) <= value < 2**63 else "big integer"
     if isinstance(value, float):
         return "float"
     if isinstance(value, str):
@@ -535,22 +535,29 @@ class TableChunks:
             if role is not None:
                 for kind in refused & found.keys():
                     self._refuse(name, found[kind], f"a JSON {kind}")
+            found_kinds = set(found)
             if role == "text":
                 plan[name] = "string"  # numbers in a text column are text
-            elif len(found) <= 1:
-                plan[name] = next(iter(found), "empty")
-            elif set(found) == {"integer", "float"}:
-                plan[name] = "float"  # JSON has one number type: 1 and 1.5 are both floats
-            elif role == "label" and set(found) <= {"list", "string"}:
+            elif role == "label" and "list" in found_kinds and found_kinds <= {"list", "string"}:
                 plan[name] = "list"  # multi-label: JSON lists and 'a|b' strings
+            elif not found_kinds:
+                plan[name] = "empty"
+            elif found_kinds <= {"integer"}:
+                plan[name] = "integer"
+            elif found_kinds <= {"integer", "float"}:
+                plan[name] = "float"  # JSON has one number type: 1 and 1.5 are both floats
+            elif found_kinds in ({"string"}, {"boolean"}):
+                plan[name] = found_kinds.pop()
             else:
+                # mixed types, lists, objects or integers beyond 64 bits: Arrow could store
+                # them only with a type that depends on the rows of each chunk
                 plan[name] = "string"
                 mixed.append(name)
         warning = ""
         if mixed:
             warning = (
-                f"{self.path}: column(s) {shown_names(mixed)} mix value types (numbers, text, "
-                "lists...); they are read as text"
+                f"{self.path}: column(s) {shown_names(mixed)} hold lists, objects or mixed "
+                "value types (numbers and text...); they are read as text"
             )
         return plan, warning
 
