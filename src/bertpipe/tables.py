@@ -111,13 +111,13 @@ def _suffix(path: Path) -> str:
 def table_format(path: Path) -> str:
     fmt = SUPPORTED_EXTENSIONS.get(_suffix(path))
     if fmt is None:
-        supported = ", ".join(sorted(SUPPORTED_EXTENSIONS))
+        supported = ", ".join(sorted(e for e in SUPPORTED_EXTENSIONS if not e.endswith(".gz")))
         hint = ""
         if path.suffix.lower() in _SPREADSHEET_EXTENSIONS:
             hint = " (a spreadsheet: save it as CSV)"
         raise UserError(
             f"{path}: unsupported file type '{path.suffix or '(none)'}'{hint}; "
-            f"use one of {supported}"
+            f"use one of {supported} (text tables also gzipped: .csv.gz, .tsv.gz, .jsonl.gz)"
         )
     return fmt
 
