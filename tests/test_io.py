@@ -431,6 +431,14 @@ def test_parquet_integer_labels_with_gaps_stay_integers(tmp_path: Path) -> None:
         assert pd.concat(list(chunks))["label"].tolist() == [0, None, 1]
 
 
+@pytest.mark.parametrize("mode", ["error", "skip", "warn"])
+def test_a_note_longer_than_the_csv_field_limit_is_read(tmp_path: Path, mode: str) -> None:
+    path = write_text(tmp_path, "notes.csv", "text,label\n" + "a" * 200_000 + ",x\nb,y\n")
+    result = read_table(path, on_bad_lines=mode)
+    assert result.frame["text"].str.len().tolist() == [200_000, 1]
+    assert result.bad_lines == 0
+
+
 # --- atomic writes -------------------------------------------------------------------------------
 
 

@@ -62,7 +62,8 @@ def _parse_labels(labels: pd.Series, task: str, separator: str, column: str) -> 
             number = parse_number(value)
             if number is None:
                 raise UserError(
-                    f"row {row_number + 1}: label {value!r} in column '{column}' is not a number; "
+                    f"row {row_number + 1}: label {shown(value)} in column '{column}' is not a "
+                    "number; "
                     "regression needs numeric labels: fix that cell, or set task: multiclass "
                     "if the labels are classes"
                 )

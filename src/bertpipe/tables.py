@@ -390,6 +390,9 @@ class TableChunks:
         else:
             # Only the python engine accepts a callable, which is what lets us count the rows.
             options.update(on_bad_lines=count_bad, engine="python")
+            # That engine uses the csv module, whose default field limit (128 KiB) made a long
+            # note a "bad line", skipped; the C engine has no such limit.
+            csv.field_size_limit(2**31 - 1)
         rows = 0
         try:
             if self.chunk_rows is None:
