@@ -63,9 +63,8 @@ def _parse_labels(labels: pd.Series, task: str, separator: str, column: str) -> 
             if number is None:
                 raise UserError(
                     f"row {row_number + 1}: label {shown(value)} in column '{column}' is not a "
-                    "number; "
-                    "regression needs numeric labels: fix that cell, or set task: multiclass "
-                    "if the labels are classes"
+                    "number; regression needs numeric labels: fix that cell, or set task: "
+                    "multiclass if the labels are classes"
                 )
             parsed.append(number)
         else:
