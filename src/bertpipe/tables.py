@@ -171,6 +171,8 @@ def _check_not_binary(path: Path, fmt: str, encoding: str) -> None:
                     )
                 line += block.count(b"\n")
     except (OSError, EOFError, zlib.error) as exc:
+        if not _is_gzipped(path):
+            raise
         raise UserError(f"{path}: not a readable gzip file ({exc}); compress it again") from None
 
 
