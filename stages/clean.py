@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bertpipe.clean import clean_chunks
+from bertpipe.clean import clean_chunks, used_columns
 from bertpipe.errors import run_main
 from bertpipe.files import sha256_file, write_json
 from bertpipe.params import load_params
@@ -22,11 +22,15 @@ def main() -> None:
 
     params = load_params(args.params)
     data = params.data
-    chunks = TableChunks(data.path, data.encoding, data.on_bad_lines, data.chunk_rows)
     group = (params.split.group_column,) if params.split.group_column else ()
+    chunks = TableChunks(
+        data.path, data.encoding, data.on_bad_lines, data.chunk_rows, used_columns(data, group)
+    )
     report = clean_chunks(
         chunks, Path(args.output), data, params.clean, params.task, data.path, group
     )
+    for warning in chunks.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if chunks.bad_lines and data.on_bad_lines == "warn":
         print(f"warning: {data.path}: skipped {chunks.bad_lines} malformed row(s)", file=sys.stderr)
 

@@ -12,9 +12,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, settings
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # no test may wait on a network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Property tests: a few dozen examples each under `make test`; HYPOTHESIS_PROFILE=fuzz (`make fuzz`)
+# runs thousands and keeps the failing examples in .hypothesis/ to replay them.
+_PROPERTY_SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
+settings.register_profile("fast", max_examples=40, database=None, **_PROPERTY_SETTINGS)
+settings.register_profile("fuzz", max_examples=3000, **_PROPERTY_SETTINGS)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "raw" / "notes.csv"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ import pytest
 from helpers import clean_frame, split_frame
 from pipeline_helpers import run_stage, set_params
 
-from bertpipe.clean import clean_chunks
+from bertpipe.clean import clean_chunks, used_columns
 from bertpipe.errors import UserError
 from bertpipe.params import CleanParams, DataParams, SplitParams
 from bertpipe.split import SPLIT_NAMES, split_parquet
@@ -160,3 +162,89 @@ def test_chunked_stages_write_what_unchunked_stages_write(
             pd.testing.assert_frame_equal(chunked[key], value)
         else:
             assert chunked[key] == value, key
+
+
+def typed_notes(rows: int = 40) -> list[dict[str, object]]:
+    """Integer labels with missing ones, a carried column mixing numbers and text, and a carried
+    integer column with gaps: what once came out typed by chunk."""
+    records: list[dict[str, object]] = []
+    for index in range(rows):
+        records.append(
+            {
+                "text": f"note {index} with findings of class {index % 2}",
+                "label": index % 2 if index % 9 != 4 else None,
+                "visit": index if index % 5 else None,
+                "ward": f"W{index}" if index % 3 else index,
+            }
+        )
+    return records
+
+
+def write_table(folder: Path, name: str, records: list[dict[str, object]]) -> Path:
+    path = folder / name
+    frame = pd.DataFrame.from_records(records)
+    frame["label"] = frame["label"].astype("Int64")
+    frame["visit"] = frame["visit"].astype("Int64")
+    if name.startswith("notes.parquet"):
+        # Parquet holds one type a column: the mixed column is text there
+        frame["ward"] = frame["ward"].astype(str)
+        frame.to_parquet(path, index=False)
+    elif ".jsonl" in name:
+        lines = "".join(json.dumps(record) + "\n" for record in records)
+        path.write_bytes(gzip.compress(lines.encode()) if name.endswith(".gz") else lines.encode())
+    else:
+        frame.to_csv(path, index=False, sep="\t" if ".tsv" in name else ",")
+    return path
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "notes.csv",
+        "notes.csv.gz",
+        "notes.tsv",
+        "notes.tsv.gz",
+        "notes.jsonl",
+        "notes.jsonl.gz",
+        "notes.parquet",
+    ],
+)
+def test_every_reader_gives_the_same_clean_table_for_any_chunk_size(
+    tmp_path: Path, name: str
+) -> None:
+    path = write_table(tmp_path, name, typed_notes())
+    data = DataParams(path=str(path), carry_columns=["visit", "ward"])
+    columns = used_columns(data)
+    results = []
+    for chunk_rows in (None, 1, 7):
+        output = tmp_path / f"clean-{chunk_rows}" / "notes.parquet"
+        chunks = TableChunks(path, chunk_rows=chunk_rows, columns=columns)
+        report = clean_chunks(chunks, output, data, CleanParams(), "multiclass")
+        results.append((report, pd.read_parquet(output), chunks.warnings))
+    first_report, first_frame, first_warnings = results[0]
+    for report, frame, warnings in results[1:]:
+        assert report == first_report
+        pd.testing.assert_frame_equal(frame, first_frame)
+        assert warnings == first_warnings
+    # integer labels with gaps are still the two classes 0 and 1, never 0.0 or 1.0
+    assert sorted(first_frame["label"].unique()) == ["0", "1"]
+    assert first_report["dropped"]["missing_label"] == 4
+    if name.startswith("notes.jsonl"):
+        # JSON keeps types: integers with gaps stay integers; the mixed column is text, and said
+        assert first_frame["visit"].dropna().tolist()[:2] == [1, 2]
+        assert first_frame["ward"].tolist()[:2] == ["0", "W1"]
+        assert first_warnings == [
+            f"{path}: column(s) 'ward' hold lists, objects or mixed value "
+            "types (numbers and text...); they are read as text"
+        ]
+
+
+@pytest.mark.parametrize("name", ["notes.csv", "notes.jsonl", "notes.parquet"])
+def test_table_chunks_can_be_iterated_again(tmp_path: Path, name: str) -> None:
+    path = write_table(tmp_path, name, typed_notes())
+    chunks = TableChunks(path, chunk_rows=6, columns=used_columns(DataParams(path=str(path))))
+    first = pd.concat(list(chunks))
+    assert chunks.rows == 40
+    second = pd.concat(list(chunks))
+    assert chunks.rows == 40
+    pd.testing.assert_frame_equal(second, first)

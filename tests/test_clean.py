@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 from helpers import clean_frame
 
+from bertpipe.clean import clean_chunks
 from bertpipe.errors import UserError
 from bertpipe.params import CleanParams, DataParams
 from bertpipe.text import mask_phi, normalize_text
@@ -230,15 +232,15 @@ def test_carried_column_from_a_non_default_index() -> None:
 
 def test_missing_column_lists_the_existing_columns() -> None:
     message = clean_error(pd.DataFrame({"body": ["x"], "category": ["a"]}))
-    assert message.startswith("notes.csv: missing column(s) text, label")
-    assert "the file has: body, category" in message
+    assert message.startswith("notes.csv: missing column(s) 'text', 'label'")
+    assert "the file has: 'body', 'category'" in message
     assert "one column only" not in message
 
 
 def test_missing_carry_column_is_named() -> None:
     frame = frame_of(["x", "y"], ["a", "b"])
     message = clean_error(frame, data=DataParams(carry_columns=["patient_id"]))
-    assert "missing column(s) patient_id" in message
+    assert "missing column(s) 'patient_id'" in message
 
 
 def test_single_class_is_an_error() -> None:
@@ -367,3 +369,43 @@ def test_carried_column_cannot_shadow_written_columns(column: str) -> None:
     data = DataParams(text_column="note", label_column="y", carry_columns=[column])
     with pytest.raises(UserError, match="carry_columns"):
         clean_frame(frame, data, CleanParams(), "multiclass")
+
+
+@pytest.mark.parametrize("label", [["a", "b"], {"name": "cardiology"}])
+def test_list_or_object_labels_are_refused_outside_multilabel(label: Any) -> None:
+    message = clean_error(frame_of(["x", "y"], ["a", label]))
+    assert message.startswith(f"row 2: label {str(label)!r} in column 'label' is a ")
+    assert "a list only with task: multilabel" in message
+
+
+def test_object_labels_are_refused_in_multilabel() -> None:
+    message = clean_error(frame_of(["x", "y"], [["a"], {"name": "b"}]), task="multilabel")
+    assert "row 2: label" in message
+
+
+def clean_chunks_error(tmp_path: Path, frame: pd.DataFrame, data: DataParams) -> str:
+    output = tmp_path / "clean" / "notes.parquet"
+    with pytest.raises(UserError) as caught:
+        clean_chunks([frame], output, data, CleanParams(), "multiclass", "notes.csv")
+    assert not output.parent.exists()  # no partial output
+    return str(caught.value)
+
+
+def test_all_blank_texts_are_blamed_on_the_text_column(tmp_path: Path) -> None:
+    message = clean_chunks_error(
+        tmp_path, frame_of(["", "  ", None], ["a", "b", "a"]), DataParams()
+    )
+    assert "every text in column(s) 'text' is empty" in message
+    assert "data.text_column" in message
+    assert "label_column" not in message
+
+
+def test_all_missing_labels_are_blamed_on_the_label_column(tmp_path: Path) -> None:
+    message = clean_chunks_error(tmp_path, frame_of(["x", "y"], [None, ""]), DataParams())
+    assert "every row's label in column 'label' is missing" in message
+
+
+def test_carried_column_parquet_cannot_store_is_named(tmp_path: Path) -> None:
+    frame = frame_of(["x", "y"], ["a", "b"], ward=[1, "W2"])
+    message = clean_chunks_error(tmp_path, frame, DataParams(carry_columns=["ward"]))
+    assert "carried column 'ward' holds values Parquet cannot store in one type" in message

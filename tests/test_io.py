@@ -3,18 +3,29 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import zipfile
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from conftest import keyword_notes
 from helpers import clean_frame
+from pipeline_helpers import dvc, init_repo, set_params
 
 from bertpipe.errors import UserError
 from bertpipe.files import atomic_path, read_json, sha256_file, write_json
 from bertpipe.params import CleanParams, DataParams
-from bertpipe.tables import SUPPORTED_EXTENSIONS, read_table, table_format
+from bertpipe.tables import (
+    SUPPORTED_EXTENSIONS,
+    TableChunks,
+    UsedColumns,
+    read_table,
+    table_format,
+)
 
 ROWS = [("chest pain on exertion", "cardiology"), ("cough and wheeze", "pulmonology")]
 
@@ -29,7 +40,7 @@ def write_text(folder: Path, name: str, text: str, encoding: str = "utf-8") -> P
     return write_bytes(folder, name, text.encode(encoding))
 
 
-def read_error(path: Path, **options: str) -> str:
+def read_error(path: Path, **options: object) -> str:
     with pytest.raises(UserError) as caught:
         read_table(path, **options)
     return str(caught.value)
@@ -173,7 +184,7 @@ def test_random_bytes_as_parquet(tmp_path: Path) -> None:
 
 def test_invalid_json_line(tmp_path: Path) -> None:
     path = write_text(tmp_path, "notes.jsonl", '{"text": "a", "label": "b"}\nnot json at all\n')
-    assert "not valid JSON lines" in read_error(path)
+    assert "line 2 is not valid JSON" in read_error(path)
 
 
 def test_unknown_encoding_names_the_key(tmp_path: Path) -> None:
@@ -183,15 +194,20 @@ def test_unknown_encoding_names_the_key(tmp_path: Path) -> None:
     assert "no-such-codec" in message
 
 
-def test_semicolon_file_then_clean_lists_the_one_column(tmp_path: Path) -> None:
+def test_semicolon_file_is_named_by_its_delimiter(tmp_path: Path) -> None:
     path = write_text(tmp_path, "notes.csv", "text;label\nchest pain;cardiology\ncough;pulm\n")
-    frame = read_table(path).frame  # reads fine: one column with ';' inside
-    assert list(frame.columns) == ["text;label"]
+    message = read_error(path)
+    assert "the header is ';'-separated" in message
+    assert "save it comma-separated" in message
+
+
+def test_one_column_frame_then_clean_lists_the_one_column() -> None:
+    frame = pd.DataFrame({"text;label": ["chest pain;cardiology", "cough;pulm"]})
     with pytest.raises(UserError) as caught:
-        clean_frame(frame, DataParams(), CleanParams(), "multiclass", source=str(path))
+        clean_frame(frame, DataParams(), CleanParams(), "multiclass", source="notes.csv")
     message = str(caught.value)
-    assert "missing column(s) text, label" in message
-    assert "the file has: text;label" in message
+    assert "missing column(s) 'text', 'label'" in message
+    assert "the file has: 'text;label'" in message
     assert "';'" in message  # the hint about another delimiter
 
 
@@ -254,9 +270,15 @@ def test_encoding_error_offset_is_the_file_offset(tmp_path: Path) -> None:
     assert f"line 1002, offset {offset})" in message
 
 
+USED = UsedColumns(("text",), "label")
+
+
 def test_duplicate_first_column_behind_a_byte_order_mark(tmp_path: Path) -> None:
     path = write_text(tmp_path, "d.csv", "\ufefftext,label,text\na,b,c\n")
-    assert "duplicate column names ['text']" in read_error(path)
+    assert "duplicate column names ['text']; rename them" in read_error(path)
+    message = read_error(path, columns=USED)
+    assert "duplicate column names ['text']: the column 'text' named by data.text_column" in message
+    assert "appears 2 times" in message
 
 
 @pytest.mark.parametrize(
@@ -264,8 +286,157 @@ def test_duplicate_first_column_behind_a_byte_order_mark(tmp_path: Path) -> None
 )
 def test_duplicate_column_names(tmp_path: Path, name: str, header: str) -> None:
     row = "a,b,c\n" if name.endswith(".csv") else "a\tb\tc\n"
-    message = read_error(write_text(tmp_path, name, header + row))
-    assert "duplicate column names ['text']" in message
+    path = write_text(tmp_path, name, header + row)
+    # without params every column is kept, so any repeated name is a clash
+    assert "duplicate column names ['text']" in read_error(path)
+    assert "'text' named by data.text_column appears 2 times" in read_error(path, columns=USED)
+
+
+# --- tables as people export them ------------------------------------------------------------
+
+
+def test_unused_blank_named_columns_are_ignored_with_one_warning(tmp_path: Path) -> None:
+    path = write_text(tmp_path, "notes.csv", "label,text,,,\r\na,one,,,\r\nb,two,,x,\r\n")
+    chunks = TableChunks(path, columns=USED)
+    frame = pd.concat(list(chunks))
+    assert list(frame.columns) == ["text", "label"]
+    assert frame["text"].tolist() == ["one", "two"]
+    assert chunks.warnings == [
+        f"{path}: ignoring unused columns with blank or repeated names (column 3, 4, 5)"
+    ]
+
+
+def test_unused_repeated_columns_are_ignored_and_named(tmp_path: Path) -> None:
+    path = write_text(tmp_path, "notes.tsv", "text\tlabel\tnote\tnote\na\tb\t1\t2\n")
+    chunks = TableChunks(path, columns=USED)
+    assert pd.concat(list(chunks))["label"].tolist() == ["b"]
+    assert "column 3 ('note'), 4 ('note')" in chunks.warnings[0]
+
+
+def test_parquet_with_repeated_column_names(tmp_path: Path) -> None:
+    path = tmp_path / "notes.parquet"
+    arrays = [pa.array(["a", "b"]), pa.array(["x", "y"]), pa.array([1, 2]), pa.array([3, 4])]
+    pq.write_table(pa.Table.from_arrays(arrays, names=["text", "label", "n", "n"]), path)
+    chunks = TableChunks(path, chunk_rows=1, columns=USED)
+    assert pd.concat(list(chunks))["text"].tolist() == ["a", "b"]
+    assert "column 3 ('n'), 4 ('n')" in chunks.warnings[0]
+    pq.write_table(pa.Table.from_arrays(arrays, names=["text", "label", "label", "n"]), path)
+    assert "'label' named by data.label_column appears 2 times" in read_error(path, columns=USED)
+
+
+@pytest.mark.parametrize("name", ["notes.csv.gz", "notes.tsv.gz", "notes.jsonl.gz"])
+def test_gzipped_tables_by_extension(tmp_path: Path, name: str) -> None:
+    if ".jsonl" in name:
+        text = "".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in ROWS)
+    else:
+        delimiter = "\t" if ".tsv" in name else ","
+        text = "".join(f"{t}{delimiter}{lab}\r\n" for t, lab in [("text", "label"), *ROWS])
+    path = write_bytes(tmp_path, name, gzip.compress(("\ufeff" + text).encode()))
+    frame = read_table(path, columns=USED).frame
+    assert frame[["text", "label"]].to_numpy().tolist() == [list(row) for row in ROWS]
+
+
+def test_not_gzip_named_gz(tmp_path: Path) -> None:
+    assert "not a gzip file" in read_error(write_text(tmp_path, "notes.csv.gz", "text,label\n"))
+    broken = write_bytes(tmp_path, "broken.csv.gz", gzip.compress(b"text,label\na,b\n" * 99)[:40])
+    assert "not a readable gzip file" in read_error(broken)
+
+
+def test_header_with_spaces_suggests_the_stripped_name(tmp_path: Path) -> None:
+    message = read_error(write_text(tmp_path, "notes.csv", "text, label\na,b\n"), columns=USED)
+    assert "missing column(s) 'label'; the file has: 'text', ' label'" in message
+    assert "set data.label_column: ' label'" in message
+
+
+@pytest.mark.parametrize("offset", [10, 9000])
+def test_nul_byte_is_refused_wherever_it_comes(tmp_path: Path, offset: int) -> None:
+    body = ("text,label\n" + "a note,x\n" * 2000).encode()
+    path = write_bytes(tmp_path, "notes.csv", body[:offset] + b"\x00" + body[offset:])
+    line = body[:offset].count(b"\n") + 1
+    assert f"it holds NUL bytes (the first at line {line})" in read_error(path)
+
+
+@pytest.mark.parametrize("on_bad_lines", ["error", "skip", "warn"])
+def test_tsv_named_csv_is_sniffed(tmp_path: Path, on_bad_lines: str) -> None:
+    path = write_text(tmp_path, "notes.csv", "text\tlabel\na, b\tx\nc\ty\n")
+    message = read_error(path, on_bad_lines=on_bad_lines, columns=USED)
+    assert "the header is tab-separated" in message
+    assert "rename it to .tsv" in message
+
+
+def test_invalid_json_is_located_by_line_number(tmp_path: Path) -> None:
+    lines = '{"text": "a", "label": "b"}\n\n{"text": "c", "label": "d"}\n{"text": "e",\n'
+    message = read_error(write_text(tmp_path, "notes.jsonl", lines))
+    assert "line 4 is not valid JSON" in message
+    assert "line 1 is a JSON list" in read_error(write_text(tmp_path, "l.jsonl", "[1, 2]\n"))
+
+
+@pytest.mark.parametrize(
+    ("value", "found"), [({"body": "x"}, "a JSON object"), (["x"], "a JSON list")]
+)
+def test_json_text_that_is_not_text_is_refused(tmp_path: Path, value: object, found: str) -> None:
+    records = [{"text": "fine", "label": "a"}, {"text": value, "label": "b"}]
+    path = write_text(tmp_path, "notes.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    message = read_error(path, columns=USED)
+    assert f"row 2: column 'text' (data.text_column) holds {found}, not text" in message
+
+
+def test_json_object_label_is_refused(tmp_path: Path) -> None:
+    records = [{"text": "a", "label": "x"}, {"text": "b", "label": {"name": "cardiology"}}]
+    path = write_text(tmp_path, "notes.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    assert "row 2: column 'label' (data.label_column) holds a JSON object" in read_error(
+        path, columns=USED
+    )
+
+
+def test_json_numbers_in_a_text_column_are_text(tmp_path: Path) -> None:
+    records = [{"text": 12, "label": "x"}, {"text": "b", "label": "y"}]
+    path = write_text(tmp_path, "notes.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    assert read_table(path, columns=USED).frame["text"].tolist() == ["12", "b"]
+
+
+def test_parquet_binary_text_is_decoded_or_refused_with_its_row(tmp_path: Path) -> None:
+    path = tmp_path / "notes.parquet"
+    texts = pa.array([b"caf\xc3\xa9\xc2\xa0noted", None], type=pa.binary())
+    pq.write_table(pa.table({"text": texts, "label": ["a", "b"]}), path)
+    assert read_table(path, columns=USED).frame["text"].tolist()[0] == "caf\u00e9\u00a0noted"
+    pq.write_table(pa.table({"text": [b"ok", b"caf\xe9"], "label": ["a", "b"]}), path)
+    assert "row 2: column 'text' holds bytes that are not UTF-8" in read_error(path, columns=USED)
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "found"),
+    [
+        ("text", [["a"], ["b"]], "list<element: string>"),
+        ("text", [{"body": "a"}, {"body": "b"}], "struct<body: string>"),
+        ("label", [None, {"name": "x"}], "struct<name: string>"),
+    ],
+)
+def test_parquet_nested_text_or_label_is_refused(
+    tmp_path: Path, column: str, values: list[object], found: str
+) -> None:
+    path = tmp_path / "notes.parquet"
+    table = {"text": ["a", "b"], "label": ["x", "y"], column: values}
+    pq.write_table(pa.table(table), path)
+    row = 2 if values[0] is None else 1
+    assert f"row {row}: column '{column}'" in read_error(path, columns=USED)
+    assert found in read_error(path, columns=USED)
+
+
+def test_parquet_integer_labels_with_gaps_stay_integers(tmp_path: Path) -> None:
+    path = tmp_path / "notes.parquet"
+    pq.write_table(pa.table({"text": ["a", "b", "c"], "label": [0, None, 1]}), path)
+    for chunk_rows in (None, 1):
+        chunks = TableChunks(path, chunk_rows=chunk_rows, columns=USED)
+        assert pd.concat(list(chunks))["label"].tolist() == [0, None, 1]
+
+
+@pytest.mark.parametrize("mode", ["error", "skip", "warn"])
+def test_a_note_longer_than_the_csv_field_limit_is_read(tmp_path: Path, mode: str) -> None:
+    path = write_text(tmp_path, "notes.csv", "text,label\n" + "a" * 200_000 + ",x\nb,y\n")
+    result = read_table(path, on_bad_lines=mode)
+    assert result.frame["text"].str.len().tolist() == [200_000, 1]
+    assert result.bad_lines == 0
 
 
 # --- atomic writes -------------------------------------------------------------------------------
@@ -321,3 +492,37 @@ def test_sha256_file(tmp_path: Path) -> None:
     expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert sha256_file(path) == expected
     assert sha256_file(path, chunk_size=1) == expected
+
+
+@pytest.mark.slow  # the real `dvc repro` on the tiny BERT
+def test_repro_on_a_spreadsheet_export_with_blank_trailing_header_cells(
+    project_copy: Path, tiny_bert: Path
+) -> None:
+    """A spreadsheet export: `label,text,,,`, a byte-order mark and CRLF line ends."""
+    notes = keyword_notes(rows=200, seed=4, noise=0.0)
+    lines = ["label,text,,,"] + [
+        f'{label},"{text}",,,' for text, label in notes[["text", "label"]].to_numpy()
+    ]
+    (project_copy / "data" / "export.csv").write_bytes(
+        ("\ufeff" + "\r\n".join(lines) + "\r\n").encode()
+    )
+    set_params(
+        project_copy,
+        model=str(tiny_bert),
+        epochs=1,
+        max_length=32,
+        **{
+            "data.path": "data/export.csv",
+            "data.carry_columns": [],
+            "split.group_column": None,
+            "train.patience": None,
+        },
+    )
+    init_repo(project_copy)
+    result = dvc(project_copy, "repro")
+    assert "ignoring unused columns with blank or repeated names (column 3, 4, 5)" in (
+        result.stdout + result.stderr
+    )
+    report = json.loads((project_copy / "data/clean/report.json").read_text())
+    assert report["rows_in"] == 200
+    assert (project_copy / "metrics.json").is_file()

@@ -25,42 +25,16 @@ from bertpipe.labels import (
     sorted_label_names,
 )
 from bertpipe.params import CleanParams, DataParams
+from bertpipe.tables import UsedColumns, check_columns, shown
 from bertpipe.text import clean_text, normalize_text
 
 
-def _column_keys(data: DataParams, extra_columns: tuple[str, ...]) -> dict[str, str]:
-    """Each needed column, in order, and the params key that names it (for the error message).
-
-    The clean stage passes split.group_column as the one extra column.
-    """
-    roles = [
-        *((column, "data.text_column") for column in data.text_columns),
-        (data.label_column, "data.label_column"),
-        *((column, "data.carry_columns") for column in data.carry_columns),
-        *((column, "split.group_column") for column in extra_columns),
-    ]
-    keys: dict[str, str] = {}
-    for column, key in roles:
-        keys.setdefault(column, key)  # a column named twice is reported under its first role
-    return keys
-
-
-def _check_columns(frame: pd.DataFrame, needed: dict[str, str], path: str) -> None:
-    missing = [column for column in needed if column not in frame.columns]
-    if missing:
-        found = ", ".join(map(str, frame.columns))
-        if len(frame.columns) == 1:
-            # one column holding the delimiter: the fix is the file, not params.yaml
-            hint = (
-                " (one column only: is the file delimited by something else, like ';' or tabs?); "
-                "save it comma-separated, or tab-separated as .tsv"
-            )
-        else:
-            keys = ", ".join(dict.fromkeys(needed[column] for column in missing))
-            hint = f"; set {keys} in params.yaml to columns it has"
-        raise UserError(
-            f"{path}: missing column(s) {', '.join(missing)}; the file has: {found}{hint}"
-        )
+def used_columns(data: DataParams, extra_columns: tuple[str, ...] = ()) -> UsedColumns:
+    """The columns the clean stage reads; it passes split.group_column as the one extra column."""
+    other = {column: "data.carry_columns" for column in data.carry_columns}
+    for column in extra_columns:
+        other.setdefault(column, "split.group_column")
+    return UsedColumns(tuple(data.text_columns), data.label_column, other)
 
 
 def _clean_text_cell(value: Any, mask: bool) -> str:
@@ -70,6 +44,14 @@ def _clean_text_cell(value: Any, mask: bool) -> str:
 def _parse_labels(labels: pd.Series, task: str, separator: str, column: str) -> list[Any]:
     parsed: list[Any] = []
     for row_number, value in zip(labels.index, labels, strict=True):
+        if isinstance(value, dict) or (
+            task != "multilabel" and isinstance(value, (list, tuple, np.ndarray))
+        ):
+            raise UserError(
+                f"row {row_number + 1}: label {shown(value)} in column '{column}' is a "
+                f"{type(value).__name__}, not one {'label' if task != 'multilabel' else 'list'}; "
+                "write one label per cell (a list only with task: multilabel)"
+            )
         if is_missing(value):
             parsed.append(None)
         elif task == "multilabel":
@@ -80,9 +62,9 @@ def _parse_labels(labels: pd.Series, task: str, separator: str, column: str) -> 
             number = parse_number(value)
             if number is None:
                 raise UserError(
-                    f"row {row_number + 1}: label {value!r} in column '{column}' is not a number; "
-                    "regression needs numeric labels: fix that cell, or set task: multiclass "
-                    "if the labels are classes"
+                    f"row {row_number + 1}: label {shown(value)} in column '{column}' is not a "
+                    "number; regression needs numeric labels: fix that cell, or set task: "
+                    "multiclass if the labels are classes"
                 )
             parsed.append(number)
         else:
@@ -128,7 +110,7 @@ def clean_chunk(
     """Select, normalise and filter the rows of one chunk; the frame's index is the file's row."""
     text_columns = data.text_columns
     carry = _carried_columns(data, text_columns, extra_columns)
-    _check_columns(frame, _column_keys(data, extra_columns), source)
+    check_columns(list(frame.columns), used_columns(data, extra_columns).by_column(), source)
 
     texts = [
         frame[column].map(lambda value: _clean_text_cell(value, clean.mask_phi))
@@ -262,9 +244,8 @@ def _clean_chunks(
             dropped.update(chunk.dropped)
             text_keys.append(chunk.text_keys)
             label_keys.append(chunk.label_keys)
-            table = pa.Table.from_pandas(chunk.frame, preserve_index=False)
             part = Path(scratch) / f"{number:06d}.parquet"
-            pq.write_table(table, part)
+            table = _write_part(chunk.frame, part, source)
             parts.append((part, len(chunk.frame)))
             schemas.append(table.schema)
 
@@ -295,5 +276,48 @@ def _clean_chunks(
             finally:
                 if writer is not None:
                     writer.close()
+            if rows_out == 0:
+                _explain_no_rows(dict(dropped), data)
             check_label_count(sorted(names), task, data.label_column)
     return make_report(rows_in, rows_out, dict(dropped))
+
+
+def _write_part(frame: pd.DataFrame, part: Path, source: str) -> pa.Table:
+    """Write one cleaned chunk; a carried column Arrow cannot store is named."""
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        pq.write_table(table, part)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        column = next(
+            (name for name in frame.columns if not _storable(frame[name])), frame.columns[-1]
+        )
+        raise UserError(
+            f"{source}: carried column {shown(column)} holds values Parquet cannot store in one "
+            f"type ({str(exc)[:80]}); make the column one type, or stop carrying it"
+        ) from None
+    return table
+
+
+def _storable(values: pd.Series) -> bool:
+    try:
+        pq.write_table(
+            pa.table({"column": pa.array(values, from_pandas=True)}), pa.BufferOutputStream()
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return False
+    return True
+
+
+def _explain_no_rows(dropped: dict[str, int], data: DataParams) -> None:
+    """No row was kept: blame what dropped most of them, not the label column by default."""
+    texts = dropped.get("empty_text", 0) + dropped.get("too_short", 0)
+    if texts and texts >= dropped.get("missing_label", 0):
+        raise UserError(
+            f"every text in column(s) {', '.join(map(shown, data.text_columns))} is empty or "
+            "shorter than clean.min_chars; check data.text_column"
+        )
+    if dropped.get("missing_label", 0):
+        raise UserError(
+            f"every row's label in column {shown(data.label_column)} is missing; "
+            "check data.label_column"
+        )

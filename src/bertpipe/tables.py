@@ -1,4 +1,5 @@
-"""Reading the user's table (CSV, TSV, JSONL or Parquet), whole or in chunks.
+"""Reading the user's table (CSV, TSV, JSONL or Parquet, the text ones also gzipped), whole or in
+chunks, with each column's type decided once for the whole file.
 
 Every problem with the file is a UserError that says what to do about it.
 """
@@ -7,10 +8,14 @@ from __future__ import annotations
 
 import codecs
 import csv
-from collections.abc import Iterator
-from dataclasses import dataclass
+import gzip
+import io
+import json
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal, NoReturn
 
 import pandas as pd
 import pyarrow as pa
@@ -26,6 +31,11 @@ SUPPORTED_EXTENSIONS = {
     ".ndjson": "jsonl",
     ".parquet": "parquet",
     ".pq": "parquet",
+    ".csv.gz": "csv",
+    ".tsv.gz": "tsv",
+    ".tab.gz": "tsv",
+    ".jsonl.gz": "jsonl",
+    ".ndjson.gz": "jsonl",
 }
 
 # Magic bytes of files people point at by mistake, so the error can say what the file is.
@@ -35,6 +45,11 @@ _BINARY_SIGNATURES = {
     b"%PDF": "a PDF",
     b"\x1f\x8b": "a gzip archive",
 }
+_GZIP_MAGIC = b"\x1f\x8b"
+# Quoted names and values in messages are cut to this many characters, so that one line stays
+# readable whatever the file holds.
+_SHOWN_CHARS = 40
+_SHOWN_NAMES = 12
 
 
 @dataclass(frozen=True)
@@ -43,24 +58,80 @@ class ReadResult:
     bad_lines: int  # rows skipped by on_bad_lines: skip | warn
 
 
+@dataclass(frozen=True)
+class UsedColumns:
+    """The columns the params name, by role; every other column of the file is ignored."""
+
+    text: tuple[str, ...]
+    label: str
+    # each other column bertpipe keeps (carried, group), with the params key that names it
+    other: Mapping[str, str] = field(default_factory=dict)
+
+    def by_column(self) -> dict[str, str]:
+        """Each used column, in order, and the params key that names it (for messages)."""
+        roles = [
+            *((column, "data.text_column") for column in self.text),
+            (self.label, "data.label_column"),
+            *self.other.items(),
+        ]
+        keys: dict[str, str] = {}
+        for column, key in roles:
+            keys.setdefault(column, key)  # a column named twice is reported under its first role
+        return keys
+
+
 # What to do about a file without rows: an interrupted export, or data.path names the wrong file.
 _NO_ROWS_HINT = "export the data again, or point data.path at the right file"
 # Spreadsheet extensions get a hint: "unsupported" alone does not tell the user what to do.
 _SPREADSHEET_EXTENSIONS = {".xlsx", ".xlsm", ".xls", ".ods", ".numbers"}
 
 
+def shown(value: object) -> str:
+    """A value quoted for a message, cut to a readable length."""
+    text = str(value)
+    if len(text) > _SHOWN_CHARS:
+        text = text[: _SHOWN_CHARS - 3] + "..."
+    return repr(text)
+
+
+def shown_names(names: Sequence[object]) -> str:
+    listed = ", ".join(shown(name) for name in names[:_SHOWN_NAMES])
+    more = len(names) - _SHOWN_NAMES
+    return listed + (f" and {more} more" if more > 0 else "")
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    for extension in sorted(SUPPORTED_EXTENSIONS, key=len, reverse=True):
+        if name.endswith(extension):
+            return extension
+    return path.suffix.lower()
+
+
 def table_format(path: Path) -> str:
-    fmt = SUPPORTED_EXTENSIONS.get(path.suffix.lower())
+    fmt = SUPPORTED_EXTENSIONS.get(_suffix(path))
     if fmt is None:
-        supported = ", ".join(sorted(SUPPORTED_EXTENSIONS))
+        supported = ", ".join(sorted(e for e in SUPPORTED_EXTENSIONS if not e.endswith(".gz")))
         hint = ""
         if path.suffix.lower() in _SPREADSHEET_EXTENSIONS:
             hint = " (a spreadsheet: save it as CSV)"
         raise UserError(
             f"{path}: unsupported file type '{path.suffix or '(none)'}'{hint}; "
-            f"use one of {supported}"
+            f"use one of {supported} (text tables also gzipped: .csv.gz, .tsv.gz, .jsonl.gz)"
         )
     return fmt
+
+
+def _is_gzipped(path: Path) -> bool:
+    return path.name.lower().endswith(".gz")
+
+
+def _open_bytes(path: Path) -> IO[bytes]:
+    return gzip.open(path, "rb") if _is_gzipped(path) else path.open("rb")
+
+
+def _open_text(path: Path, encoding: str) -> IO[str]:
+    return io.TextIOWrapper(_open_bytes(path), encoding=encoding, newline="")
 
 
 def _is_wide_encoding(encoding: str) -> bool:
@@ -68,25 +139,41 @@ def _is_wide_encoding(encoding: str) -> bool:
 
 
 def _check_not_binary(path: Path, fmt: str, encoding: str) -> None:
+    """Refuse binary files, wherever their first NUL byte is, before any row is read."""
     if fmt == "parquet":
         return
-    head = _read_head(path, 4096)
-    for signature, what in _BINARY_SIGNATURES.items():
-        if head.startswith(signature):
-            raise UserError(f"{path}: this is {what}, not a {fmt} text table; export it as CSV")
+    if _is_gzipped(path):
+        with path.open("rb") as handle:
+            if handle.read(2) != _GZIP_MAGIC:
+                raise UserError(f"{path}: not a gzip file, although named .gz; rename it")
     # UTF-8 and 8-bit text never holds NUL bytes; without this check random bytes were reported
     # as an encoding problem, whose advice (set data.encoding: latin-1) only reads garbage.
     # UTF-16/32 text is full of them, so it is exempt once data.encoding says so.
-    if b"\x00" in head and not _is_wide_encoding(encoding):
-        raise UserError(
-            f"{path}: not valid {encoding} text: it holds NUL bytes, so it is a binary file "
-            "(or UTF-16 text); export the data as CSV, or set data.encoding: utf-16 if it is UTF-16"
-        )
-
-
-def _read_head(path: Path, size: int) -> bytes:
-    with path.open("rb") as handle:
-        return handle.read(size)
+    wide = _is_wide_encoding(encoding)
+    line, first = 1, True
+    try:
+        with _open_bytes(path) as handle:
+            while block := handle.read(1 << 20):
+                if first:
+                    for signature, what in _BINARY_SIGNATURES.items():
+                        if block.startswith(signature):
+                            raise UserError(
+                                f"{path}: this is {what}, not a {fmt} text table; export it as CSV"
+                            )
+                    first = False
+                nul = -1 if wide else block.find(b"\x00")
+                if nul >= 0:
+                    line += block.count(b"\n", 0, nul)
+                    raise UserError(
+                        f"{path}: not valid {encoding} text: it holds NUL bytes (the first at line "
+                        f"{line}), so it is a binary file (or UTF-16 text); export the data as "
+                        "CSV, or set data.encoding: utf-16 if it is UTF-16"
+                    )
+                line += block.count(b"\n")
+    except (OSError, EOFError, zlib.error) as exc:
+        if not _is_gzipped(path):
+            raise
+        raise UserError(f"{path}: not a readable gzip file ({exc}); compress it again") from None
 
 
 def _python_encoding(encoding: str) -> str:
@@ -95,8 +182,89 @@ def _python_encoding(encoding: str) -> str:
 
 
 def _header(path: Path, delimiter: str, encoding: str) -> list[str]:
-    with path.open(encoding=encoding, newline="") as handle:
+    with _open_text(path, encoding) as handle:
         return next(csv.reader(handle, delimiter=delimiter), [])
+
+
+def check_columns(names: Sequence[object], needed: Mapping[str, str], path: object) -> None:
+    """Refuse a table that lacks a column the params name; suggest a near match of the name."""
+    missing = [column for column in needed if column not in names]
+    if not missing:
+        return
+    hint = ""
+    stripped = {str(name).strip(): name for name in names}
+    near = [(column, stripped[column]) for column in missing if column in stripped]
+    if near:
+        column, name = near[0]
+        hint = (
+            f"; {shown(name)} has spaces around its name: remove them from the header, "
+            f"or set {needed[column]}: {shown(name)}"
+        )
+    elif len(names) == 1:
+        # one column holding the delimiter: the fix is the file, not params.yaml
+        hint = (
+            " (one column only: is the file delimited by something else, like ';' or tabs?); "
+            "save it comma-separated, or tab-separated as .tsv"
+        )
+    else:
+        keys = ", ".join(dict.fromkeys(needed[column] for column in missing))
+        hint = f"; set {keys} in params.yaml to columns it has"
+    raise UserError(
+        f"{path}: missing column(s) {shown_names(missing)}; the file has: {shown_names(names)}"
+        f"{hint}"
+    )
+
+
+def _positions(
+    names: Sequence[str], used: UsedColumns | None, path: Path, warnings: list[str]
+) -> list[int]:
+    """The position of each used column in the header (all columns when `used` is None).
+
+    Columns the params do not use may be blank-named or repeated: they are ignored with one
+    warning. A used name that appears twice is an error, as bertpipe cannot tell which to use.
+    """
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if used is None:
+        if repeated:
+            raise UserError(
+                f"{path}: duplicate column names {repeated[:_SHOWN_NAMES]}; rename them"
+            )
+        return list(range(len(names)))
+    keys = used.by_column()
+    check_columns(names, keys, path)
+    clashes = [name for name in repeated if name in keys]
+    if clashes:
+        column = clashes[0]
+        raise UserError(
+            f"{path}: duplicate column names {clashes[:_SHOWN_NAMES]}: the column "
+            f"{shown(column)} named by {keys[column]} appears {names.count(column)} times; "
+            "rename them"
+        )
+    odd = [
+        f"{index + 1}" + (f" ({shown(name)})" if name.strip() else "")
+        for index, name in enumerate(names)
+        if (not name.strip() or name in repeated) and name not in keys
+    ]
+    if odd:
+        warnings.append(
+            f"{path}: ignoring unused columns with blank or repeated names (column "
+            f"{', '.join(odd[:_SHOWN_NAMES])}{' ...' if len(odd) > _SHOWN_NAMES else ''})"
+        )
+    return [names.index(column) for column in keys]
+
+
+def _json_kind(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer" if -(2**63) <= value < 2**63 else "big integer"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    return "list" if isinstance(value, list) else "object"
 
 
 class TableChunks:
@@ -104,8 +272,12 @@ class TableChunks:
 
     Memory stays bounded by the chunk, whatever the file's size; `chunk_rows=None` reads the file
     whole (one chunk). The index counts rows from the start of the file in every chunk, so error
-    messages name the file's row. `bad_lines` is final once the iterator is exhausted. Every
-    problem is a UserError, raised where it is met, which may be in a later chunk.
+    messages name the file's row. With `columns`, only those columns are read, in that order,
+    and the types of the text and label columns are checked; without, every column is read.
+    Each column's type is decided once for the whole file, so the chunks do not depend on
+    `chunk_rows`. The table can be iterated again; `bad_lines`, `rows` and `warnings` describe
+    the last complete pass. Every problem is a UserError, raised where it is met, which may be
+    in a later chunk.
     """
 
     def __init__(
@@ -114,6 +286,7 @@ class TableChunks:
         encoding: str = "utf-8",
         on_bad_lines: Literal["error", "skip", "warn"] = "error",
         chunk_rows: int | None = None,
+        columns: UsedColumns | None = None,
     ) -> None:
         path = Path(path)
         if not path.exists():
@@ -123,17 +296,27 @@ class TableChunks:
         self.format = table_format(path)
         if path.stat().st_size == 0:
             raise UserError(f"{path}: the file is empty; {_NO_ROWS_HINT}")
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise UserError(f"data.encoding: unknown encoding '{encoding}'") from None
         _check_not_binary(path, self.format, encoding)
         self.path = path
         self.encoding = encoding
         self.on_bad_lines = on_bad_lines
         self.chunk_rows = chunk_rows
+        self.columns = columns
         self.bad_lines = 0
         self.rows = 0
+        self.warnings: list[str] = []
+        # JSONL: each column's type, decided on the first pass, and the warning it gave
+        self._json_plan: tuple[dict[str, str], str] | None = None
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
         path, encoding = self.path, self.encoding
         py_encoding = _python_encoding(encoding)
+        self.bad_lines = self.rows = 0
+        self.warnings = []
         try:
             for chunk in self._chunks(py_encoding):
                 chunk.index = pd.RangeIndex(self.rows, self.rows + len(chunk))
@@ -145,45 +328,51 @@ class TableChunks:
                 f"{path}: not valid {encoding} text ({_locate_decode_error(path, py_encoding)}); "
                 "set data.encoding in params.yaml to the file's encoding, e.g. latin-1"
             ) from None
-        except LookupError:
-            raise UserError(f"data.encoding: unknown encoding '{encoding}'") from None
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise UserError(
+                f"{path}: not a readable gzip file ({exc}); compress it again"
+            ) from None
         if self.rows == 0:
             has_header = self.format in {"csv", "tsv"}
             what = "a header but no rows" if has_header else "no rows"
             raise UserError(f"{path}: the file has {what}; {_NO_ROWS_HINT}")
 
     def _chunks(self, encoding: str) -> Iterator[pd.DataFrame]:
-        path = self.path
         if self.format == "parquet":
-            try:
-                if self.chunk_rows is None:
-                    yield pq.read_table(path).to_pandas()
-                    return
-                for batch in pq.ParquetFile(path).iter_batches(batch_size=self.chunk_rows):
-                    yield batch.to_pandas()
-            except (pa.ArrowInvalid, OSError) as exc:
-                raise UserError(f"{path}: not a readable Parquet file ({exc})") from None
+            yield from self._parquet()
+        elif self.format == "jsonl":
+            yield from self._jsonl(encoding)
+        else:
+            delimiter = "," if self.format == "csv" else "\t"
+            header = _header(self.path, delimiter, encoding)
+            self._check_delimiter(header, delimiter)
+            positions = _positions(header, self.columns, self.path, self.warnings)
+            for chunk in self._delimited(delimiter, encoding):
+                chunk = chunk.iloc[:, positions]
+                chunk.columns = [header[position] for position in positions]
+                yield chunk
+
+    # --- CSV and TSV ------------------------------------------------------------------------
+
+    def _check_delimiter(self, header: list[str], delimiter: str) -> None:
+        """A header that is one field holding another delimiter: say which, before any row."""
+        if len(header) != 1 or (self.columns is not None and header[0] in self.columns.by_column()):
             return
-        if self.format == "jsonl":
-            try:
-                if self.chunk_rows is None:
-                    yield pd.read_json(path, lines=True, encoding=encoding, dtype=False)
-                    return
-                with pd.read_json(
-                    path, lines=True, encoding=encoding, dtype=False, chunksize=self.chunk_rows
-                ) as reader:
-                    yield from reader
-            except UnicodeDecodeError:
-                raise  # a ValueError too, but it is about the encoding, handled by the caller
-            except ValueError as exc:
-                raise UserError(f"{path}: not valid JSON lines ({exc})") from None
+        others = {"\t": "tab", ",": "comma", ";": "';'", "|": "'|'"}
+        found = [name for mark, name in others.items() if mark != delimiter and mark in header[0]]
+        if not found:
             return
-        delimiter = "," if self.format == "csv" else "\t"
-        header = _header(path, delimiter, encoding)
-        duplicated = sorted({name for name in header if header.count(name) > 1})
-        if duplicated:
-            raise UserError(f"{path}: duplicate column names {duplicated}; rename them")
-        yield from self._delimited(delimiter, encoding)
+        fix = (
+            "rename it to .tsv"
+            if found[0] == "tab"
+            else f"name it .csv{'.gz' if _is_gzipped(self.path) else ''}"
+            if found[0] == "comma"
+            else "save it comma-separated"
+        )
+        raise UserError(
+            f"{self.path}: the header is {found[0]}-separated, but the file is read as "
+            f"{self.format.upper()} by its extension; {fix}"
+        )
 
     def _delimited(self, delimiter: str, encoding: str) -> Iterator[pd.DataFrame]:
         def count_bad(_fields: list[str]) -> None:
@@ -196,52 +385,253 @@ class TableChunks:
             "keep_default_na": False,
             "na_values": [""],
             "chunksize": self.chunk_rows,
+            "compression": "gzip" if _is_gzipped(self.path) else None,
         }
         if self.on_bad_lines == "error":
             options["on_bad_lines"] = "error"
         else:
             # Only the python engine accepts a callable, which is what lets us count the rows.
             options.update(on_bad_lines=count_bad, engine="python")
+            # That engine uses the csv module, whose default field limit (128 KiB) made a long
+            # note a "bad line", skipped; the C engine has no such limit.
+            csv.field_size_limit(2**31 - 1)
+        rows = 0
         try:
             if self.chunk_rows is None:
-                yield self._check_fields(pd.read_csv(self.path, **options), delimiter)
+                yield self._check_fields(pd.read_csv(self.path, **options), delimiter, rows)
                 return
             with pd.read_csv(self.path, **options) as reader:
                 for chunk in reader:
-                    yield self._check_fields(chunk, delimiter)
+                    yield self._check_fields(chunk, delimiter, rows)
+                    rows += len(chunk)
         except pd.errors.EmptyDataError:
             raise UserError(
                 f"{self.path}: the file has no header and no rows; {_NO_ROWS_HINT}"
             ) from None
-        except pd.errors.ParserError as exc:
-            detail = str(exc).strip().splitlines()[-1]
+        except (pd.errors.ParserError, csv.Error) as exc:
+            detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             raise UserError(
-                f"{self.path}: malformed row ({detail}); quote texts that contain the delimiter, "
-                "or set data.on_bad_lines to skip or warn"
+                f"{self.path}: malformed row ({detail[:120]}); quote texts that contain the "
+                "delimiter, or set data.on_bad_lines to skip or warn"
             ) from None
 
-    def _check_fields(self, chunk: pd.DataFrame, delimiter: str) -> pd.DataFrame:
+    def _check_fields(self, chunk: pd.DataFrame, delimiter: str, rows: int) -> pd.DataFrame:
         # When the first data row has more fields than the header, pandas silently takes the
         # extra leading fields as the row index and shifts every column: a text with one
         # unquoted comma in every row would train on the wrong column. Its own index is then
-        # not the row count (self.rows: the rows of the chunks before this one).
-        if not chunk.index.equals(pd.RangeIndex(self.rows, self.rows + len(chunk))):
-            shown = {",": "','", "\t": "tab"}.get(delimiter, repr(delimiter))
+        # not the row count (`rows`: the rows of the chunks before this one).
+        if not chunk.index.equals(pd.RangeIndex(rows, rows + len(chunk))):
+            shown_delimiter = {",": "','", "\t": "tab"}.get(delimiter, repr(delimiter))
             raise UserError(
                 f"{self.path}: the rows have more fields than the header's {len(chunk.columns)} "
-                f"columns (a {shown} inside an unquoted text?); quote texts that contain the "
-                "delimiter"
+                f"columns (a {shown_delimiter} inside an unquoted text?); quote texts that contain "
+                "the delimiter"
             )
         return chunk
+
+    # --- Parquet ----------------------------------------------------------------------------
+
+    def _parquet(self) -> Iterator[pd.DataFrame]:
+        path = self.path
+        try:
+            parquet = pq.ParquetFile(path)
+            names = list(parquet.schema_arrow.names)
+            positions = _positions(names, self.columns, path, self.warnings)
+            selected = [names[position] for position in positions]
+            batch_size = self.chunk_rows or max(parquet.metadata.num_rows, 1)
+            rows = 0
+            for batch in parquet.iter_batches(batch_size=batch_size, columns=selected):
+                yield pd.DataFrame(
+                    {
+                        name: self._parquet_column(batch.column(index), name, rows)
+                        for index, name in enumerate(selected)
+                    }
+                )
+                rows += batch.num_rows
+        except (pa.ArrowException, OSError) as exc:
+            raise UserError(f"{path}: not a readable Parquet file ({str(exc)[:120]})") from None
+
+    def _parquet_column(self, array: pa.Array, name: str, first_row: int) -> pd.Series:
+        kind = array.type
+        if pa.types.is_dictionary(kind):
+            array, kind = array.dictionary_decode(), kind.value_type
+        role = self._role(name)
+        if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+            if role is None:
+                return pd.Series(array.to_pylist(), dtype=object)
+            return pd.Series(
+                [self._decoded(value, name, first_row + row) for row, value in enumerate(array)],
+                dtype=object,
+            )
+        nested = pa.types.is_nested(kind)
+        refused = (role == "text" and nested) or (
+            role == "label" and nested and not _is_list_type(kind)
+        )
+        if refused:
+            row = next((row for row, valid in enumerate(array.is_valid()) if valid.as_py()), 0)
+            self._refuse(name, first_row + row, str(kind))
+        if nested:
+            return pd.Series(array.to_pylist(), dtype=object)
+        # integers with nulls stay integers (None for missing), never floats
+        return pd.Series(array.to_pandas(integer_object_nulls=True)).astype(object)
+
+    def _decoded(self, value: pa.Scalar, name: str, row: int) -> str | None:
+        raw = value.as_py()
+        if raw is None:
+            return None
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UserError(
+                f"{self.path}: row {row + 1}: column {shown(name)} holds bytes that are not "
+                "UTF-8 text; store the column as UTF-8 strings"
+            ) from None
+
+    # --- JSON lines -------------------------------------------------------------------------
+
+    def _json_lines(self, encoding: str) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(line number, object) for every non-blank line."""
+        with _open_text(self.path, encoding) as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise UserError(
+                        f"{self.path}: line {number} is not valid JSON ({exc.msg} at column "
+                        f"{exc.colno}); fix that line, or export the data again"
+                    ) from None
+                except RecursionError:
+                    raise UserError(
+                        f"{self.path}: line {number} is nested too deeply to read"
+                    ) from None
+                if not isinstance(record, dict):
+                    raise UserError(
+                        f"{self.path}: line {number} is a JSON {_json_kind(record) or 'null'}, "
+                        'not an object; write one {"column": value, ...} object per line'
+                    )
+                yield number, record
+
+    def _plan_json(self, encoding: str) -> tuple[dict[str, str], str]:
+        """One pass over the file: each column's type, decided once for every chunk."""
+        kinds: dict[str, dict[str, int]] = {}  # column -> kind -> first row with it
+        wanted = None if self.columns is None else set(self.columns.by_column())
+        rows = 0
+        for _, record in self._json_lines(encoding):
+            for name, value in record.items():
+                if wanted is not None and name not in wanted:
+                    continue
+                column_kinds = kinds.setdefault(name, {})
+                kind = _json_kind(value)
+                if kind is not None and kind not in column_kinds:
+                    column_kinds[kind] = rows
+            rows += 1
+        names = list(kinds)
+        if self.columns is not None and rows:
+            check_columns(names, self.columns.by_column(), self.path)
+            names = list(self.columns.by_column())
+        plan: dict[str, str] = {}
+        mixed: list[str] = []
+        for name in names:
+            found = kinds.get(name, {})
+            role = self._role(name)
+            refused = {"list", "object"} if role == "text" else {"object"}
+            if role is not None:
+                for kind in refused & found.keys():
+                    self._refuse(name, found[kind], f"a JSON {kind}")
+            found_kinds = set(found)
+            if role == "text":
+                plan[name] = "string"  # numbers in a text column are text
+            elif role == "label" and "list" in found_kinds and found_kinds <= {"list", "string"}:
+                plan[name] = "list"  # multi-label: JSON lists and 'a|b' strings
+            elif not found_kinds:
+                plan[name] = "empty"
+            elif found_kinds <= {"integer"}:
+                plan[name] = "integer"
+            elif found_kinds <= {"integer", "float"}:
+                plan[name] = "float"  # JSON has one number type: 1 and 1.5 are both floats
+            elif found_kinds in ({"string"}, {"boolean"}):
+                plan[name] = found_kinds.pop()
+            else:
+                # mixed types, lists, objects or integers beyond 64 bits: Arrow could store
+                # them only with a type that depends on the rows of each chunk
+                plan[name] = "string"
+                mixed.append(name)
+        warning = ""
+        if mixed:
+            warning = (
+                f"{self.path}: column(s) {shown_names(mixed)} hold lists, objects or mixed "
+                "value types (numbers and text...); they are read as text"
+            )
+        return plan, warning
+
+    def _jsonl(self, encoding: str) -> Iterator[pd.DataFrame]:
+        if self._json_plan is None:
+            self._json_plan = self._plan_json(encoding)
+        plan, warning = self._json_plan
+        if warning:
+            self.warnings.append(warning)
+        chunk_rows = self.chunk_rows or 0
+        batch: list[dict[str, Any]] = []
+        for _, record in self._json_lines(encoding):
+            batch.append(record)
+            if len(batch) == chunk_rows:
+                yield self._json_frame(batch, plan)
+                batch = []
+        if batch:
+            yield self._json_frame(batch, plan)
+
+    def _json_frame(self, records: list[dict[str, Any]], plan: dict[str, str]) -> pd.DataFrame:
+        columns = {}
+        for name, kind in plan.items():
+            values = [record.get(name) for record in records]
+            if kind == "string":
+                values = [_as_text(value) for value in values]
+            elif kind == "float":
+                values = [None if value is None else float(value) for value in values]
+            columns[name] = pd.Series(values, dtype=object)
+        return pd.DataFrame(columns)
+
+    # --- shared -----------------------------------------------------------------------------
+
+    def _role(self, name: str) -> str | None:
+        if self.columns is None:
+            return None
+        if name in self.columns.text:
+            return "text"
+        return "label" if name == self.columns.label else None
+
+    def _refuse(self, name: str, row: int, found: str) -> NoReturn:
+        key = "data.text_column" if self._role(name) == "text" else "data.label_column"
+        raise UserError(
+            f"{self.path}: row {row + 1}: column {shown(name)} ({key}) holds {found}, not "
+            f"{'text' if key == 'data.text_column' else 'a label'}; write the value as text, "
+            "or point the key at another column"
+        )
+
+
+def _is_list_type(kind: pa.DataType) -> bool:
+    return pa.types.is_list(kind) or pa.types.is_large_list(kind)
+
+
+def _as_text(value: Any) -> str | None:
+    """A JSON value of a mixed-type column as the text the file holds."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, float) and value != value:  # NaN: JSON's missing number
+        return None
+    return json.dumps(value, ensure_ascii=False)
 
 
 def read_table(
     path: str | Path,
     encoding: str = "utf-8",
     on_bad_lines: Literal["error", "skip", "warn"] = "error",
+    columns: UsedColumns | None = None,
 ) -> ReadResult:
     """Read CSV, TSV, JSONL or Parquet by extension, whole, with errors a user can act on."""
-    chunks = TableChunks(path, encoding, on_bad_lines)
+    chunks = TableChunks(path, encoding, on_bad_lines, columns=columns)
     frames = list(chunks)
     frame = frames[0] if len(frames) == 1 else pd.concat(frames)
     return ReadResult(frame.reset_index(drop=True), chunks.bad_lines)
@@ -254,7 +644,7 @@ def _locate_decode_error(path: Path, encoding: str, chunk_size: int = 1 << 20) -
     """
     decoder = codecs.getincrementaldecoder(encoding)()
     offset, line = 0, 1
-    with path.open("rb") as handle:
+    with _open_bytes(path) as handle:
         while chunk := handle.read(chunk_size):
             try:
                 decoder.decode(chunk)
