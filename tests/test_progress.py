@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ class Terminal(io.StringIO):
         return True
 
 
-def slow_items(count: int, seconds_each: float):
+def slow_items(count: int, seconds_each: float) -> Iterator[int]:
     for item in range(count):
         time.sleep(seconds_each)
         yield item
