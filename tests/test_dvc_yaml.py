@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -161,3 +162,16 @@ def test_training_curves_read_files_that_every_task_logs() -> None:
         "dvclive/plots/metrics/val_loss.tsv",
         "dvclive/plots/metrics",
     }
+
+
+def test_no_logged_value_shares_a_name_with_a_param(tmp_path: Path) -> None:
+    # a shared name makes `dvc exp show` prefix both columns with their file names
+    from bertpipe.params import Params
+    from bertpipe.tracking import LiveLogger
+
+    logger = LiveLogger(tmp_path / "dvclive")
+    logger({"epoch": 1, "train_loss": 0.5, "lr": 1e-4, "val_loss": 0.4, "val_f1_macro": 0.7})
+    logger.close()
+    logged = json.loads((tmp_path / "dvclive" / "metrics.json").read_text())
+    assert logged["learning_rate"] == 1e-4
+    assert not set(logged) & set(Params.model_fields), logged
