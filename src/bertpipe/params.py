@@ -182,7 +182,7 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{key}: {message} (got {error['input']!r})"
 
 
-# what `early_stopping_metric: auto` means for each task (every metric is higher-is-better but mse)
+# what `train.early_stopping_metric: auto` means for each task
 AUTO_EARLY_STOPPING_METRIC: dict[str, str] = {
     "binary": "f1_macro",
     "multiclass": "f1_macro",
