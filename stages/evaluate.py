@@ -6,9 +6,9 @@ import argparse
 from pathlib import Path
 
 from bertpipe.errors import run_main
-from bertpipe.evaluation import evaluate_model
+from bertpipe.evaluation import evaluate_model, plot_rows
 from bertpipe.files import atomic_path, read_json, write_json
-from bertpipe.metrics import confusion_rows, curve_rows, per_label_report
+from bertpipe.metrics import per_label_report
 from bertpipe.model import load_trained
 from bertpipe.params import load_params
 from bertpipe.predictions import write_predictions
@@ -39,6 +39,7 @@ def main() -> None:
         params.evaluate.batch_size,
         params.train.threshold,
         params.train.precision,
+        progress=True,
     )
 
     write_predictions(
@@ -54,13 +55,8 @@ def main() -> None:
     )
     with atomic_path(args.plots_dir, replace_folder=True) as tmp:
         tmp.mkdir()
-        if params.task in ("binary", "multiclass"):
-            rows = confusion_rows(test.labels, evaluation.predicted, label_names)
-            write_json(tmp / "confusion.json", rows)
-        if params.task != "regression":
-            roc, precision_recall = curve_rows(test.labels, evaluation.scores, params.task)
-            write_json(tmp / "roc.json", roc)
-            write_json(tmp / "precision_recall.json", precision_recall)
+        for name, rows in plot_rows(test.labels, evaluation, params.task, label_names).items():
+            write_json(tmp / name, rows)
     if params.task != "regression":
         report = per_label_report(test.labels, evaluation.predicted, label_names, params.task)
     else:

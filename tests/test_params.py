@@ -11,7 +11,13 @@ import yaml
 from pydantic import BaseModel
 
 from bertpipe.errors import UserError
-from bertpipe.params import Params, load_params, parse_params, safe_load_yaml
+from bertpipe.params import (
+    Params,
+    load_params,
+    parse_params,
+    resolve_task_defaults,
+    safe_load_yaml,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -185,3 +191,34 @@ def test_a_default_changed_in_one_place_is_caught() -> None:
     assert _departures_without_a_reason(text, only_in_schema) == [
         "lr: 0.0001 (schema default 5e-05)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("task", "metric"),
+    [
+        ("binary", "f1_macro"),
+        ("multiclass", "f1_macro"),
+        ("multilabel", "f1_macro"),
+        ("regression", "mse"),
+    ],
+)
+def test_auto_early_stopping_metric_follows_the_task(
+    tmp_path: Path, task: str, metric: str
+) -> None:
+    # `dvc exp run -S task=regression` alone must not leave a classification metric behind
+    assert Params().train.early_stopping_metric == "auto"
+    path = tmp_path / "params.yaml"
+    path.write_text(f"task: {task}\ntrain:\n  early_stopping_metric: auto\n")
+    resolved = load_params(path)
+    assert resolved.train.early_stopping_metric == metric
+    assert resolve_task_defaults(resolved) == resolved
+    # the rest of train is untouched
+    assert resolved.train.model_dump(
+        exclude={"early_stopping_metric"}
+    ) == Params().train.model_dump(exclude={"early_stopping_metric"})
+
+
+def test_a_chosen_early_stopping_metric_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("task: regression\ntrain:\n  early_stopping_metric: r2\n")
+    assert load_params(path).train.early_stopping_metric == "r2"

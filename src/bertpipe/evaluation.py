@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from bertpipe.inference import default_device, predict_logits, resolve_precision
-from bertpipe.metrics import compute_metrics, predict_from_scores, scores_from_logits
+from bertpipe.metrics import (
+    compute_metrics,
+    confusion_rows,
+    curve_rows,
+    predict_from_scores,
+    scores_from_logits,
+)
 from bertpipe.tokens import TokenizedSplit
 
 
@@ -27,11 +35,20 @@ def evaluate_model(
     batch_size: int = 64,
     threshold: float = 0.5,
     precision: str = "auto",
+    progress: bool = False,
 ) -> Evaluation:
+    """Metrics, scores and predictions of `model` on `split`; `progress` reports the batches on
+    stderr (bertpipe.progress: a bar on a terminal, a line now and then in a log)."""
     device = default_device()
     model.to(device)
     logits = predict_logits(
-        model, split, batch_size, pad_token_id, resolve_precision(precision, device), device
+        model,
+        split,
+        batch_size,
+        pad_token_id,
+        resolve_precision(precision, device),
+        device,
+        progress=progress,
     )
     scores = scores_from_logits(logits, task)
     return Evaluation(
@@ -39,3 +56,30 @@ def evaluate_model(
         scores=scores,
         predicted=predict_from_scores(scores, task, threshold),
     )
+
+
+def plot_rows(
+    targets: np.ndarray, evaluation: Evaluation, task: str, label_names: Sequence[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """The data of every plot that dvc.yaml declares, by file name. A plot the task has no data
+    for gets [] (the confusion matrix for multilabel, the curves for regression, the scatter
+    for classification): `dvc plots show` leaves an empty plot out without a warning, where a
+    missing file would fail to load."""
+    rows: dict[str, list[dict[str, Any]]] = {
+        "confusion.json": [],
+        "roc.json": [],
+        "precision_recall.json": [],
+        "actual_vs_predicted.json": [],
+    }
+    if task in ("binary", "multiclass"):
+        rows["confusion.json"] = confusion_rows(targets, evaluation.predicted, label_names)
+    if task == "regression":
+        rows["actual_vs_predicted.json"] = [
+            {"actual": round(float(actual), 5), "predicted": round(float(guess), 5)}
+            for actual, guess in zip(targets, evaluation.predicted, strict=True)
+        ]
+    else:
+        rows["roc.json"], rows["precision_recall.json"] = curve_rows(
+            targets, evaluation.scores, task
+        )
+    return rows

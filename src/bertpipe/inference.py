@@ -13,6 +13,7 @@ import torch
 
 from bertpipe.batching import pad_batch, sorted_batches
 from bertpipe.errors import UserError
+from bertpipe.progress import progress_bar
 from bertpipe.tokens import TokenizedSplit
 
 
@@ -76,10 +77,8 @@ def predict_logits(
     model.eval()
     batches = _batches(split, batch_size, pad_token_id, device)
     if progress:
-        from tqdm.auto import tqdm
-
         total = -(-len(split) // batch_size)
-        batches = tqdm(batches, total=total, desc="predict", unit="batch", leave=False)
+        batches = progress_bar(batches, "predict", total=total, leave=False)
     with torch.no_grad(), autocast(device, mixed_precision):
         for indices, batch in batches:
             output = model(**batch)

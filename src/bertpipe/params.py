@@ -85,7 +85,8 @@ class TrainParams(_Strict):
     grad_accum_steps: int = Field(1, ge=1)
     max_grad_norm: float | None = Field(1.0, gt=0)
     class_weights: Literal["none", "balanced"] = "none"
-    early_stopping_metric: str = "f1_macro"
+    # a validation metric of the task, or "loss"; auto: resolve_task_defaults picks the task's
+    early_stopping_metric: str = "auto"
     # epochs without improvement before stopping; null never stops early
     patience: int | None = Field(2, ge=1)
     # multi-label decision threshold on the sigmoid scores
@@ -198,6 +199,28 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{key}: {message} (got {error['input']!r})"
 
 
+# what `train.early_stopping_metric: auto` means for each task
+AUTO_EARLY_STOPPING_METRIC: dict[str, str] = {
+    "binary": "f1_macro",
+    "multiclass": "f1_macro",
+    "multilabel": "f1_macro",
+    "regression": "mse",
+}
+
+
+def resolve_task_defaults(params: Params) -> Params:
+    """`params` with every `auto` setting replaced by the task's value: the one place that
+    decides them, so that `-S task=...` alone switches the task and the trained model's
+    training_params.json records what was used. Resolving twice changes nothing."""
+    train = params.train
+    if train.early_stopping_metric != "auto":
+        return params
+    metric = AUTO_EARLY_STOPPING_METRIC[params.task]
+    return params.model_copy(
+        update={"train": train.model_copy(update={"early_stopping_metric": metric})}
+    )
+
+
 def parse_params(raw: Any, source: str = "params.yaml") -> Params:
     """Validate a loaded mapping; every problem names its key, all on one line."""
     if raw is None:
@@ -212,6 +235,7 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
+    """The params a stage runs with: `path` validated, its `auto` settings resolved for the task."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such params file; run from the project root")
@@ -221,4 +245,4 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise UserError(f"{path}: not valid YAML{where}") from None
-    return parse_params(raw, source=str(path))
+    return resolve_task_defaults(parse_params(raw, source=str(path)))

@@ -5,9 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+# a logged value whose name is also a param gets a column named after its file in `dvc exp show`
+# (`dvclive/metrics.json:lr`), and so does the param (`params.yaml:lr`): renamed, both stay short
+RENAMED = {"lr": "learning_rate"}
+
 
 class LiveLogger:
-    """Logs each epoch's record (train loss, lr, validation metrics) as dvclive step = epoch."""
+    """Logs each epoch's record (train loss, learning rate, validation metrics) as dvclive
+    step = epoch."""
 
     def __init__(self, directory: str | Path) -> None:
         from dvclive import Live
@@ -19,7 +24,7 @@ class LiveLogger:
         self.live.step = int(record["epoch"])
         for name, value in record.items():
             if name != "epoch":
-                self.live.log_metric(name, value)
+                self.live.log_metric(RENAMED.get(name, name), value)
         self.live.make_summary()
 
     def close(self) -> None:

@@ -32,7 +32,8 @@ from bertpipe.errors import UserError
 from bertpipe.files import sha256_file
 from bertpipe.inference import predict_logits, resolve_precision
 from bertpipe.metrics import METRICS_BY_TASK, compute_metrics, is_better, scores_from_logits
-from bertpipe.params import Params
+from bertpipe.params import Params, resolve_task_defaults
+from bertpipe.progress import progress_bar
 from bertpipe.tokens import TokenizedSplit, split_files
 
 
@@ -329,6 +330,7 @@ def fit(
     on_epoch_end: EpochCallback | None = None,
 ) -> FitResult:
     """Train `model` in place; on return it holds the best epoch's weights (early stopping)."""
+    params = resolve_task_defaults(params)
     check_params(params)
     settings = params.train
     accelerator = accelerator or make_accelerator(settings.precision)
@@ -364,9 +366,7 @@ def fit(
         loss_sum, loss_count = 0.0, 0
         batches = loader
         if progress and accelerator.is_local_main_process:
-            from tqdm.auto import tqdm
-
-            batches = tqdm(loader, desc=f"epoch {epoch}/{params.epochs}", unit="batch")
+            batches = progress_bar(loader, f"epoch {epoch}/{params.epochs}", total=len(loader))
         for batch_index, batch in enumerate(batches):
             last_of_step = (batch_index + 1) % settings.grad_accum_steps == 0 or (
                 batch_index + 1 == len(loader)
