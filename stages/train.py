@@ -89,6 +89,7 @@ def main() -> None:
         "best_metric": result.best_metric,
         "stopped_early": result.stopped_early,
         "resumed_from_epoch": result.resumed_from_epoch,
+        "resumed_from_step": result.resumed_from_step,
         "world_size": result.world_size,
         "mixed_precision": result.mixed_precision,
         "device": str(accelerator.device),
