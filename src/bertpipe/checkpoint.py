@@ -139,7 +139,9 @@ def save_checkpoint(
         }
         torch.save(extra, tmp / "optimizer.pt")
         (tmp / "state.json").write_text(json.dumps(state.summary(), indent=2), encoding="utf-8")
-    for old in step_folders(folder)[:-KEEP]:
+    # the older checkpoints, and temporary folders a kill left behind
+    hidden = [path for path in folder.iterdir() if path.name.startswith(".") and path.is_dir()]
+    for old in [*step_folders(folder)[:-KEEP], *hidden]:
         shutil.rmtree(old, ignore_errors=True)
     return target
 
