@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import torch
-from test_training import config, new_model, splits, weights  # noqa: F401 (splits: a fixture)
+from test_training import config, make_splits, new_model, weights
 
 from bertpipe import checkpoint, training
 from bertpipe.checkpoint import step_folders
 from bertpipe.errors import UserError
 from bertpipe.params import parse_params
+from bertpipe.tokens import TokenizedSplit
 from bertpipe.training import FitResult, fit
+
+
+@pytest.fixture(scope="module")
+def splits(tiny_bert: Path, sample_frame: pd.DataFrame) -> tuple[TokenizedSplit, TokenizedSplit]:
+    return make_splits(tiny_bert, sample_frame)
 
 
 class Crash(Exception):
@@ -48,9 +56,7 @@ def run(tiny_bert: Path, splits: tuple, settings: Any, folder: Path | None) -> t
 def assert_same_run(expected: tuple, resumed: tuple) -> None:
     (expected_model, expected_result), (model, result) = expected, resumed
     assert result.history == expected_result.history  # train_loss and val_loss included
-    for (name, a), b in zip(
-        weights(expected_model).items(), weights(model).values(), strict=True
-    ):
+    for (name, a), b in zip(weights(expected_model).items(), weights(model).values(), strict=True):
         assert torch.equal(a, b), name
 
 
@@ -165,7 +171,7 @@ def test_temporary_folders_a_kill_left_are_cleared_on_a_fresh_start(
 
 @pytest.mark.parametrize("every", [0, -5])
 def test_checkpoint_every_steps_below_one_is_refused(every: int) -> None:
-    with pytest.raises(UserError, match="train.checkpoint_every_steps"):
+    with pytest.raises(UserError, match=r"train\.checkpoint_every_steps"):
         parse_params({"train": {"checkpoint_every_steps": every}})
 
 
@@ -177,3 +183,48 @@ def test_checkpoint_every_steps_null_means_epoch_ends_only(
         run(tiny_bert, splits, config(**{**MID_EPOCH, "checkpoint_every_steps": None}), tmp_path)
     state = json.loads((written[0] / "state.json").read_text())
     assert (state["epoch"], state["batches_done"], state["global_step"]) == (1, 0, 8)
+
+
+def test_a_reader_sees_the_old_model_or_the_new_never_a_mix(
+    tiny_bert: Path, tmp_path: Path
+) -> None:
+    from transformers import AutoTokenizer
+
+    from bertpipe.artifacts import save_model_folder
+    from bertpipe.predict import Predictor
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    model = new_model(tiny_bert)
+    folder = tmp_path / "models" / "model"
+
+    def write(generation: int) -> None:
+        # generation k: classifier bias k in the weights, and labels "k-i" in a second file
+        with torch.no_grad():
+            model.classifier.bias.fill_(generation)
+        names = [f"{generation}-{i}" for i in range(5)]
+        save_model_folder(folder, model, tokenizer, {"label_names": names}, "# card\n")
+
+    write(0)
+    stop = threading.Event()
+    generations = [0]
+
+    def swap_repeatedly() -> None:
+        while not stop.is_set():
+            generations.append(generations[-1] + 1)
+            write(generations[-1])
+
+    writer = threading.Thread(target=swap_repeatedly)
+    writer.start()
+    seen = set()
+    try:
+        for _ in range(25):
+            predictor = Predictor.load(folder)  # never a missing folder, never a mix
+            generation = int(predictor.model.classifier.bias[0])
+            assert predictor.label_names[0] == f"{generation}-0"
+            seen.add(generation)
+    finally:
+        stop.set()
+        writer.join()
+    assert len(seen) > 1, "the writer never swapped while the reader loaded"
+    assert folder.is_dir() and not folder.is_symlink()  # a real folder: a DVC output
+    assert [path.name for path in folder.parent.iterdir()] == ["model"]  # nothing left over

@@ -24,6 +24,13 @@ from bertpipe.training import balanced_weights, fit, task_loss
 
 @pytest.fixture(scope="module")
 def splits(tiny_bert: Path, sample_frame: pd.DataFrame) -> tuple[TokenizedSplit, TokenizedSplit]:
+    return make_splits(tiny_bert, sample_frame)
+
+
+def make_splits(
+    tiny_bert: Path, sample_frame: pd.DataFrame
+) -> tuple[TokenizedSplit, TokenizedSplit]:
+    """64 train and 32 val examples of the bundled sample, tokenized for the tiny BERT."""
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
     frame = sample_frame.dropna(subset=["text"]).head(96)
     names = sorted_label_names(frame["label"], "multiclass")
