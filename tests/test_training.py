@@ -350,3 +350,16 @@ def test_validate_gives_the_val_loss_and_every_metric_of_the_task(
     assert set(record) == {"val_loss", *(f"val_{name}" for name in METRICS_BY_TASK["multiclass"])}
     assert record["val_loss"] > 0
     assert 0 <= record["val_accuracy"] <= 1
+
+
+def test_val_loss_is_weighted_by_the_class_weights_like_train_loss(
+    tiny_bert: Path, splits: tuple
+) -> None:
+    train, val = splits
+    settings = config(class_weights="balanced")
+    model = new_model(tiny_bert)
+    result = fit(model, train, val, settings, 0, progress=False)
+    weight = balanced_weights(train.labels, "multiclass", 5)
+    weighted = training.validate(model, val, settings, 0, "no", weight)
+    assert result.history[0]["val_loss"] == weighted["val_loss"]
+    assert weighted["val_loss"] != training.validate(model, val, settings, 0, "no")["val_loss"]
