@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--tokens-dir", required=True, help="output of the tokenize stage")
     parser.add_argument("--clean-report", required=True, help="output of the clean stage")
     parser.add_argument("--output-dir", required=True, help="the trained model folder")
-    parser.add_argument("--checkpoint-dir", required=True, help="epoch checkpoints, for resuming")
+    parser.add_argument("--checkpoint-dir", required=True, help="checkpoints, for resuming")
     parser.add_argument("--live-dir", required=True, help="dvclive logs")
     parser.add_argument(
         "--stats",
@@ -89,6 +89,7 @@ def main() -> None:
         "best_metric": result.best_metric,
         "stopped_early": result.stopped_early,
         "resumed_from_epoch": result.resumed_from_epoch,
+        "resumed_from_step": result.resumed_from_step,
         "world_size": result.world_size,
         "mixed_precision": result.mixed_precision,
         "device": str(accelerator.device),

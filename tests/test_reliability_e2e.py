@@ -1,4 +1,5 @@
-"""Reproducibility on real `dvc repro` runs: identical reruns, resume after SIGKILL, no network."""
+"""Reliability of real `dvc repro` runs: identical reruns, no network, resume after a SIGKILL
+inside an epoch, and a second `dvc repro` in the same workspace refused."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import commit, dvc, env, set_params, tiny_project
+from conftest import keyword_notes
+from pipeline_helpers import dvc, env, tiny_project
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +56,10 @@ def test_runs_offline_and_a_forced_rerun_is_byte_identical(project: Path, tmp_pa
     blocker.mkdir()
     (blocker / "sitecustomize.py").write_text(BLOCKER)
     log = tmp_path / "network.log"
-    offline = {**env(), "PYTHONPATH": str(blocker), "BERTPIPE_NET_LOG": str(log)}
+    # the blocker first, then the existing path (which may point the stages at a source tree)
+    base = env()
+    python_path = os.pathsep.join(filter(None, [str(blocker), base.get("PYTHONPATH")]))
+    offline = {**base, "PYTHONPATH": python_path, "BERTPIPE_NET_LOG": str(log)}
     dvc_bin = str(Path(sys.executable).parent / "dvc")
     subprocess.run([dvc_bin, "config", "core.check_update", "false"], cwd=project, env=offline)
     result = subprocess.run(
@@ -87,41 +92,70 @@ def lock_entries(project: Path, text: str | None = None) -> dict[str, object]:
     }
 
 
-def test_sigkill_during_training_is_resumed_by_the_next_repro(project: Path) -> None:
-    set_params(project, epochs=16)
-    commit(project, "16 epochs")
-    state = project / "models/checkpoints/last/state.json"
+def newest_checkpoint(project: Path) -> dict[str, int]:
+    """state.json of the newest checkpoint, or {} (none yet, or pruned while being read)."""
+    try:
+        folders = sorted((project / "models/checkpoints").glob("step-*"))
+        return json.loads((folders[-1] / "state.json").read_text()) if folders else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def test_sigkill_inside_the_only_epoch_is_resumed_by_the_next_repro(
+    project_copy: Path, tmp_path: Path, tiny_bert: Path
+) -> None:
+    # one long epoch: 1200 notes, batches of 2 (about 420 steps), a checkpoint every 5 steps
+    data = tmp_path / "notes.csv"
+    keyword_notes(rows=1200).to_csv(data, index=False)
+    project = tiny_project(
+        project_copy,
+        data,
+        tiny_bert,
+        epochs=1,
+        lr=3e-3,
+        batch_size=2,
+        **{"train.checkpoint_every_steps": 5},
+    )
+    dvc_bin = str(Path(sys.executable).parent / "dvc")
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dvc"), "repro"],
+        [dvc_bin, "repro"],
         cwd=project,
         env=env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+    refused = None
     killed_at = None
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
-        try:
-            epoch = json.loads(state.read_text())["epoch"]
-        except (OSError, ValueError, KeyError):
-            epoch = 0
-        if epoch >= 2:
-            os.killpg(process.pid, signal.SIGKILL)  # dvc and the train stage, mid-run
-            killed_at = epoch
+        state = newest_checkpoint(project)
+        if refused is None and state:
+            # the first repro is training: a second one in the same workspace must be refused
+            refused = subprocess.run(
+                [dvc_bin, "repro"], cwd=project, env=env(), capture_output=True, text=True
+            )
+        elif refused is not None and state.get("batches_done", 0) >= 10:
+            os.killpg(process.pid, signal.SIGKILL)  # dvc and the train stage, mid-epoch
+            killed_at = state["global_step"]
             break
         time.sleep(0.02)
     process.wait()
+    assert refused is not None and refused.returncode != 0
+    # DVC's own message: the running repro holds its outputs (.dvc/tmp/rwlock)
+    assert "is busy, it is being blocked by" in refused.stderr, refused.stderr[-2000:]
     assert killed_at is not None, "training finished before it could be killed"
     assert not (project / "models/model").exists()
 
     resumed = dvc(project, "repro")
-    assert "resuming from the checkpoint of epoch" in resumed.stdout + resumed.stderr
+    assert "resuming from the checkpoint at step" in resumed.stdout + resumed.stderr
     stats = json.loads((project / "models/training_stats.json").read_text())
-    assert stats["resumed_from_epoch"] >= killed_at
+    assert stats["resumed_from_epoch"] == 0  # inside the first epoch
+    assert stats["resumed_from_step"] >= killed_at
     after_resume = fingerprint(project)
+    assert [path.name for path in (project / "models/checkpoints").iterdir()] == ["status.json"]
 
     dvc(project, "repro", "-f")  # the checkpoint is complete: this trains from scratch
     stats = json.loads((project / "models/training_stats.json").read_text())
     assert stats["resumed_from_epoch"] is None
-    assert fingerprint(project) == after_resume
+    assert fingerprint(project) == after_resume  # the resumed run ended with the same bytes

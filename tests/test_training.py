@@ -13,6 +13,7 @@ from transformers import AutoTokenizer
 
 from bertpipe import training
 from bertpipe.batching import Collator
+from bertpipe.checkpoint import step_folders
 from bertpipe.labels import sorted_label_names
 from bertpipe.metrics import METRICS_BY_TASK
 from bertpipe.model import load_classifier
@@ -23,6 +24,13 @@ from bertpipe.training import balanced_weights, fit, task_loss
 
 @pytest.fixture(scope="module")
 def splits(tiny_bert: Path, sample_frame: pd.DataFrame) -> tuple[TokenizedSplit, TokenizedSplit]:
+    return make_splits(tiny_bert, sample_frame)
+
+
+def make_splits(
+    tiny_bert: Path, sample_frame: pd.DataFrame
+) -> tuple[TokenizedSplit, TokenizedSplit]:
+    """64 train and 32 val examples of the bundled sample, tokenized for the tiny BERT."""
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
     frame = sample_frame.dropna(subset=["text"]).head(96)
     names = sorted_label_names(frame["label"], "multiclass")
@@ -231,7 +239,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(
     ):
         assert torch.equal(a, b), name
     # a finished run leaves only the marker, and a later run starts from scratch
-    assert not (tmp_path / "last").exists()
+    assert step_folders(tmp_path) == []
     again = fit(
         new_model(tiny_bert, dropout=0.1),
         train,
@@ -342,3 +350,16 @@ def test_validate_gives_the_val_loss_and_every_metric_of_the_task(
     assert set(record) == {"val_loss", *(f"val_{name}" for name in METRICS_BY_TASK["multiclass"])}
     assert record["val_loss"] > 0
     assert 0 <= record["val_accuracy"] <= 1
+
+
+def test_val_loss_is_weighted_by_the_class_weights_like_train_loss(
+    tiny_bert: Path, splits: tuple
+) -> None:
+    train, val = splits
+    settings = config(class_weights="balanced")
+    model = new_model(tiny_bert)
+    result = fit(model, train, val, settings, 0, progress=False)
+    weight = balanced_weights(train.labels, "multiclass", 5)
+    weighted = training.validate(model, val, settings, 0, "no", weight)
+    assert result.history[0]["val_loss"] == weighted["val_loss"]
+    assert weighted["val_loss"] != training.validate(model, val, settings, 0, "no")["val_loss"]

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bertpipe.artifacts import read_training_params
+from bertpipe.artifacts import model_folder_lock, read_training_params
 from bertpipe.errors import UserError
 from bertpipe.inference import default_device, predict_logits, resolve_precision
 from bertpipe.metrics import predict_from_scores, scores_from_logits
@@ -50,8 +50,10 @@ class Predictor:
 
     @classmethod
     def load(cls, model_dir: str | Path) -> Predictor:
-        model, tokenizer = load_trained(model_dir)
-        trained = read_training_params(model_dir)
+        # under the read lock: a train stage replacing the folder meanwhile cannot mix two models
+        with model_folder_lock(model_dir):
+            model, tokenizer = load_trained(model_dir)
+            trained = read_training_params(model_dir)
         id2label = model.config.id2label
         task = trained.get("task") or (
             "multilabel"

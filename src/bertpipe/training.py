@@ -1,6 +1,7 @@
 """The training loop: Accelerate for devices and precision, length-grouped batches, AdamW with
 linear warmup and decay, gradient accumulation and clipping, early stopping on a validation metric,
-and a checkpoint at the end of every epoch that a killed run resumes from."""
+and checkpoints (every `train.checkpoint_every_steps` optimizer steps and at the end of every
+epoch) that a killed run resumes from."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +29,14 @@ from torch.utils.data import DataLoader
 from transformers import get_linear_schedule_with_warmup
 
 from bertpipe.batching import Collator, IndexDataset, LengthGroupedBatchSampler
-from bertpipe.checkpoint import Checkpoint, load_checkpoint, mark_complete, save_checkpoint
+from bertpipe.checkpoint import (
+    Checkpoint,
+    SavedCheckpoint,
+    clear_checkpoints,
+    load_checkpoint,
+    mark_complete,
+    save_checkpoint,
+)
 from bertpipe.errors import UserError
 from bertpipe.files import sha256_file
 from bertpipe.inference import predict_logits, resolve_precision
@@ -44,6 +53,7 @@ class FitResult:
     best_metric: float | None
     stopped_early: bool
     resumed_from_epoch: int | None
+    resumed_from_step: int | None
     world_size: int
     mixed_precision: str
     stats: dict[str, float] = field(default_factory=dict)
@@ -225,13 +235,19 @@ def validate(
     params: Params,
     pad_token_id: int,
     mixed_precision: str,
+    weight: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """val_loss and every val_<metric> of the task for `model` (unwrapped from Accelerate)."""
+    """val_loss and every val_<metric> of the task for `model` (unwrapped from Accelerate).
+
+    val_loss is the training objective, with the same class `weight` as train_loss, so that
+    the two curves of one plot measure the same thing.
+    """
     val_logits = predict_logits(
         model, val, params.train.eval_batch_size, pad_token_id, mixed_precision
     )
     val_labels = torch.from_numpy(val.labels)
-    val_loss = float(task_loss(torch.from_numpy(val_logits), val_labels, params.task, None))
+    class_weight = None if weight is None else weight.cpu()
+    val_loss = float(task_loss(torch.from_numpy(val_logits), val_labels, params.task, class_weight))
     scores = scores_from_logits(val_logits, params.task)
     val_metrics = compute_metrics(val.labels, scores, params.task, params.train.threshold)
     return {
@@ -275,6 +291,14 @@ def _optimizer(
     )
 
 
+def _per_process(accelerator: Accelerator, value: float) -> list[float]:
+    """`value` of every process, in process order (float64: a Python float exactly)."""
+    gathered = accelerator.gather(
+        torch.tensor([value], dtype=torch.float64, device=accelerator.device)
+    )
+    return [float(item) for item in gathered.cpu()]
+
+
 def _mean_over_processes(accelerator: Accelerator, loss_sum: float, loss_count: int) -> float:
     """The mean train loss of an epoch: every process saw its own shard, so sum over them all."""
     totals = accelerator.reduce(
@@ -290,16 +314,31 @@ def _resume(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
-) -> Checkpoint | None:
-    """The saved state of an interrupted run with this fingerprint, restored into the objects."""
+) -> SavedCheckpoint | None:
+    """The saved state of an interrupted run with this fingerprint, restored into the objects,
+    and a function that restores its RNG states (see `fit`)."""
     if checkpoint_dir is None:
         return None
-    saved = load_checkpoint(checkpoint_dir, fingerprint)
+
+    def warn(line: str) -> None:
+        if accelerator.is_main_process:
+            print(line, file=sys.stderr)
+
+    saved = load_checkpoint(checkpoint_dir, fingerprint, warn)
     if saved is None:
+        if accelerator.is_main_process:
+            # unusable: another run's, a finished run's, or damaged ones a kill left behind
+            clear_checkpoints(checkpoint_dir)
+        accelerator.wait_for_everyone()
         return None
     state = saved.restore(accelerator.unwrap_model(model), optimizer, scheduler)
-    accelerator.print(f"resuming from the checkpoint of epoch {state.epoch}")
-    return state
+    accelerator.print(
+        f"resuming from the checkpoint at step {state.global_step} "
+        f"(epoch {state.epoch + 1}, batch {state.batches_done})"
+        if state.batches_done
+        else f"resuming from the checkpoint of epoch {state.epoch}"
+    )
+    return saved
 
 
 def _track_best(
@@ -336,17 +375,25 @@ def fit(
     accelerator = accelerator or make_accelerator(settings.precision)
     seed_everything(params.seed)
     weight = _class_weight(model, train, params, accelerator.device)
-    loader, sampler = _train_loader(train, params, pad_token_id, accelerator.device)
+    unprepared_loader, sampler = _train_loader(train, params, pad_token_id, accelerator.device)
     optimizer = _optimizer(model, params, accelerator.device)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    total_steps = math.ceil(len(loader) / settings.grad_accum_steps) * params.epochs
+    model, optimizer, train_loader = accelerator.prepare(model, optimizer, unprepared_loader)
+    total_steps = math.ceil(len(train_loader) / settings.grad_accum_steps) * params.epochs
     scheduler = get_linear_schedule_with_warmup(
         optimizer, round(settings.warmup_ratio * total_steps), total_steps
     )
 
-    state = _resume(checkpoint_dir, fingerprint, accelerator, model, optimizer, scheduler)
-    resumed_from = None if state is None else state.epoch
-    state = state or Checkpoint(fingerprint=fingerprint)
+    saved = _resume(checkpoint_dir, fingerprint, accelerator, model, optimizer, scheduler)
+    state = Checkpoint(fingerprint=fingerprint) if saved is None else saved.state
+    resumed_from = None if saved is None else state.epoch
+    resumed_from_step = None if saved is None else state.global_step
+    # The RNG states as the next training batch saw them without a kill. At an epoch's end
+    # they are restored now: the next epoch's loader then draws its base seed from torch's RNG,
+    # as it did. Inside an epoch that draw was made before the checkpoint, so they are restored
+    # once the resumed epoch's first batch is loaded.
+    pending_rng = saved if saved is not None and state.batches_done else None
+    if saved is not None and pending_rng is None:
+        saved.restore_rng()
     if on_epoch_end is not None:
         for record in state.history:  # the resumed epochs, logged again
             on_epoch_end(record)
@@ -359,17 +406,28 @@ def fit(
             break
         # Accelerate's loader re-seeds its batch sampler with its own epoch counter, which
         # restarts at 0 on a resumed run: set both, so epoch k has the same batches either way.
-        loader.set_epoch(epoch)
+        train_loader.set_epoch(epoch)
         sampler.set_epoch(epoch)
         model.train()
         epoch_start = time.perf_counter()
-        loss_sum, loss_count = 0.0, 0
+        first_batch, loss_sum, loss_count = 0, 0.0, 0
+        loader = train_loader
+        if state.batches_done:  # resumed inside this epoch: skip the batches already trained
+            first_batch = state.batches_done
+            process = accelerator.process_index
+            loss_sum, loss_count = state.loss_sums[process], state.loss_counts[process]
+            # the sampler's order for this epoch, without collating the skipped batches
+            loader = accelerator.skip_first_batches(train_loader, first_batch)
+            state.batches_done, state.loss_sums, state.loss_counts = 0, [], []
         batches = loader
         if progress and accelerator.is_local_main_process:
             batches = progress_bar(loader, f"epoch {epoch}/{params.epochs}", total=len(loader))
-        for batch_index, batch in enumerate(batches):
+        for batch_index, batch in enumerate(batches, start=first_batch):
+            if pending_rng is not None:
+                pending_rng.restore_rng()
+                pending_rng = None
             last_of_step = (batch_index + 1) % settings.grad_accum_steps == 0 or (
-                batch_index + 1 == len(loader)
+                batch_index + 1 == len(train_loader)
             )
             loss = train_step(
                 model, batch, optimizer, scheduler, accelerator, params, weight, last_of_step
@@ -380,13 +438,30 @@ def fit(
             throughput.count(batch)
             if batches is not loader:
                 batches.set_postfix(loss=f"{loss_sum / loss_count:.4f}")
+            # inside the epoch, at an optimizer step's boundary: no gradients pending
+            if (
+                checkpoint_dir is not None
+                and settings.checkpoint_every_steps is not None
+                and last_of_step
+                and state.global_step % settings.checkpoint_every_steps == 0
+                and batch_index + 1 < len(train_loader)
+            ):
+                state.batches_done = batch_index + 1
+                state.loss_sums = _per_process(accelerator, loss_sum)
+                state.loss_counts = [int(n) for n in _per_process(accelerator, loss_count)]
+                if accelerator.is_main_process:
+                    save_checkpoint(
+                        checkpoint_dir, state, accelerator.unwrap_model(model), optimizer, scheduler
+                    )
+                accelerator.wait_for_everyone()
+                state.batches_done, state.loss_sums, state.loss_counts = 0, [], []
         throughput.seconds += time.perf_counter() - epoch_start
         unwrapped = accelerator.unwrap_model(model)
         record: dict[str, float] = {
             "epoch": epoch,
             "train_loss": _mean_over_processes(accelerator, loss_sum, loss_count),
             "lr": scheduler.get_last_lr()[0],
-            **validate(unwrapped, val, params, pad_token_id, accelerator.mixed_precision),
+            **validate(unwrapped, val, params, pad_token_id, accelerator.mixed_precision, weight),
         }
         current = record[f"val_{metric}"]
         state.history.append(record)
@@ -411,6 +486,7 @@ def fit(
         best_metric=state.best_metric,
         stopped_early=state.stopped_early,
         resumed_from_epoch=resumed_from,
+        resumed_from_step=resumed_from_step,
         world_size=accelerator.num_processes,
         mixed_precision=accelerator.mixed_precision,
         stats=throughput.stats(accelerator, time.perf_counter() - wall_start),
