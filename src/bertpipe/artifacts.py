@@ -65,7 +65,7 @@ def save_model_folder(
         # a rename cannot replace a non-empty folder: the old one is moved aside first, so
         # readers are kept out for the two renames
         with model_folder_lock(folder, exclusive=True):
-            replace_path(tmp, folder)
+            replace_path(tmp, folder, replace_folder=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
