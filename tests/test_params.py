@@ -273,9 +273,9 @@ def test_bertpipe_params_and_the_stages_agree(tmp_path: Path, name: str) -> None
         text=True,
     )
     # the split stage reads params first; its input does not exist, so valid params fail later
+    paths = ["--input", str(tmp_path / "absent.parquet"), "--output-dir", str(tmp_path / "out")]
     stage = subprocess.run(
-        [sys.executable, "-m", "stages.split", "--params", str(path)]
-        + ["--input", str(tmp_path / "absent.parquet"), "--output-dir", str(tmp_path / "out")],
+        [sys.executable, "-m", "stages.split", "--params", str(path), *paths],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -293,7 +293,7 @@ def test_a_missing_accelerate_config_is_refused_before_launching(tmp_path: Path)
     from bertpipe.launch import relaunch_command
 
     missing = str(tmp_path / "accelerate.yaml")
-    with pytest.raises(UserError, match="train.accelerate_config: no such file"):
+    with pytest.raises(UserError, match="accelerate_config: no such file"):
         relaunch_command("stages.train", [], 1, missing, cuda=False)
     Path(missing).write_text("num_processes: 2\n")
     assert relaunch_command("stages.train", [], 1, missing, cuda=False) is not None

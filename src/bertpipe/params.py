@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import difflib
 import re
-from pathlib import Path
 from collections.abc import Hashable
+from pathlib import Path
 from typing import Any, Literal
 
 import yaml
@@ -248,7 +248,7 @@ def parse_params_text(text: str, source: str = "params.yaml") -> Params:
         raise UserError(f"{source}: not valid YAML (nested too deeply)") from None
     if raw is None:
         # DVC refuses a params file without the keys dvc.yaml names, so `bertpipe params` does too
-        raise UserError(f"{source}: holds no params (an empty file?); write them in it, see the README")
+        raise UserError(f"{source}: holds no params (an empty file?); write them in it")
     return parse_params(raw, source=source)
 
 
