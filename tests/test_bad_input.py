@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import subprocess
+import sys
+import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from pipeline_helpers import run_stage, set_params
+from pipeline_helpers import dvc, env, init_repo, run_stage, set_params
 
 from bertpipe.tokens import read_split
 
@@ -552,3 +555,92 @@ def test_bad_input(case: Case, project_copy: Path, request: pytest.FixtureReques
         assert_no_output(project_copy, last_stage)
     if case.check is not None:
         case.check(project_copy, result)
+
+
+# --- through dvc repro, our line comes first -----------------------------------------------------
+
+
+@pytest.mark.slow  # a real `dvc repro` in a throwaway repository
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"seed": -1}, "error: params.yaml: seed: Input should be greater than or equal to 0"),
+        (
+            {"data.path": "data/raw/header.csv"},
+            "error: data/raw/header.csv: the file has a header but no rows",
+        ),
+    ],
+    ids=["bad-param", "header-only-data-file"],
+)
+def test_dvc_repro_shows_our_line_first(
+    project_copy: Path, params: dict[str, Any], expected: str
+) -> None:
+    (project_copy / "data" / "raw" / "header.csv").write_text("text,label\n")
+    set_params(project_copy, **params)
+    init_repo(project_copy)
+    result = dvc(project_copy, "repro", check=False)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    # DVC's own "ERROR: failed to reproduce ..." comes after ours
+    assert lines[0].startswith(expected), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# --- scratch space and temporary outputs of a killed stage ---------------------------------------
+
+
+def _wait_for(condition: Callable[[], bool], process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 120
+    while not condition():
+        assert process.poll() is None, "the stage ended before the scratch folder appeared"
+        assert time.monotonic() < deadline, "no scratch folder after 120 s"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow  # runs the clean stage on 200,000 rows and kills it mid-run
+def test_a_killed_clean_leaves_scratch_that_the_next_run_removes(project_copy: Path) -> None:
+    rows = 200_000
+    frame = pd.DataFrame(
+        {"text": [f"note {i} chest pain" for i in range(rows)], "label": ["a", "b"] * (rows // 2)}
+    )
+    frame.to_csv(project_copy / "data" / "big.csv", index=False)
+    set_params(
+        project_copy,
+        **{
+            "data.path": "data/big.csv",
+            "data.carry_columns": [],
+            "split.group_column": None,
+            "data.chunk_rows": 1000,
+        },
+    )
+    clean_dir = project_copy / "data" / "clean"
+    clean_dir.mkdir(parents=True)
+    cmd = [sys.executable, "-m", "stages.clean", "--output", "data/clean/notes.parquet"]
+    cmd += ["--report", "data/clean/report.json"]
+    stage = subprocess.Popen(cmd, cwd=project_copy, env=env(), stderr=subprocess.DEVNULL)
+    _wait_for(lambda: any(clean_dir.glob(".clean-*/*.parquet")), stage)
+    stage.send_signal(signal.SIGKILL)
+    stage.wait()
+    # a half-written report, as a writer killed inside atomic_path leaves it
+    killed_writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom bertpipe.files import atomic_path\n"
+            "with atomic_path(sys.argv[1]) as tmp:\n    tmp.write_text('{')\n    time.sleep(600)\n",
+            str(clean_dir / "report.json"),
+        ],
+        env=env(),
+    )
+    _wait_for(lambda: any(clean_dir.glob(".report.json.tmp-*/report.json")), killed_writer)
+    killed_writer.send_signal(signal.SIGKILL)
+    killed_writer.wait()
+
+    assert list(clean_dir.glob(".clean-*")), "the kill should leave the scratch folder"
+    assert list(clean_dir.glob(".report.json.tmp-*"))
+    assert not (clean_dir / "notes.parquet").exists()
+
+    result = run_stage(project_copy, "clean")
+    assert result.returncode == 0, result.stderr
+    assert sorted(path.name for path in clean_dir.iterdir()) == ["notes.parquet", "report.json"]
+    assert clean_report(project_copy)["rows_out"] == rows

@@ -27,6 +27,9 @@ from bertpipe.labels import (
 from bertpipe.params import CleanParams, DataParams
 from bertpipe.text import clean_text, normalize_text
 
+# the scratch folder beside the output that holds the cleaned chunks until they are joined
+SCRATCH_PREFIX = ".clean-"
+
 
 def _column_keys(data: DataParams, extra_columns: tuple[str, ...]) -> dict[str, str]:
     """Each needed column, in order, and the params key that names it (for the error message).
@@ -246,7 +249,7 @@ def _clean_chunks(
     text_keys: list[np.ndarray] = []
     label_keys: list[np.ndarray] = []
     rows_in = 0
-    with tempfile.TemporaryDirectory(prefix=".clean-", dir=output.parent) as scratch:
+    with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=output.parent) as scratch:
         parts: list[tuple[Path, int]] = []
         schemas: list[pa.Schema] = []
         for number, frame in enumerate(chunks):
