@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import settings
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # no test may wait on a network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -126,3 +127,9 @@ def keyword_csv(tmp_path: Path) -> Path:
     path = tmp_path / "keywords.csv"
     keyword_notes().to_csv(path, index=False)
     return path
+
+
+# Fuzz tests (Hypothesis): a short run in `make test`, a long one in `make fuzz`.
+settings.register_profile("default", max_examples=100, deadline=None)
+settings.register_profile("fuzz", max_examples=20_000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
