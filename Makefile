@@ -57,7 +57,7 @@ test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
 
 # The Hypothesis properties of tests/test_fuzz_*.py (every input gives a result or one
-# UserError) at 20,000 examples each instead of make test's 100; BENCHMARKS.md records a run.
+# UserError) at 2,000 examples each instead of make test's 100; BENCHMARKS.md records a run.
 fuzz: install
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -m "not slow" --hypothesis-show-statistics \
 		tests/test_fuzz_*.py

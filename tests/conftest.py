@@ -131,5 +131,5 @@ def keyword_csv(tmp_path: Path) -> Path:
 
 # Fuzz tests (Hypothesis): a short run in `make test`, a long one in `make fuzz`.
 settings.register_profile("default", max_examples=100, deadline=None)
-settings.register_profile("fuzz", max_examples=20_000, deadline=None)
+settings.register_profile("fuzz", max_examples=2_000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
