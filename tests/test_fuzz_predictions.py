@@ -28,6 +28,7 @@ COLUMNS = st.sampled_from([*FILE_COLUMNS, "score_NA", "score_", "extra"]) | st.t
 CELLS = (
     st.sampled_from(["a", "b", "NA", "", "a|b", "|", "a;b", "nan", "inf", "-1", "0.5", "1e400"])
     | st.integers(-5, 5).map(str)
+    | st.sampled_from(["0", "1", "2"])
     | st.floats(allow_nan=True, allow_infinity=True).map(repr)
     | st.text(max_size=6)
 )
@@ -35,7 +36,14 @@ CELLS = (
 
 @st.composite
 def csv_tables(draw: st.DrawFn) -> str:
-    header = draw(st.lists(COLUMNS, min_size=1, max_size=7))
+    # mostly the file's own columns, so that most tables get past the header checks
+    optional = st.sampled_from([*FILE_COLUMNS[3:], "score_NA"])
+    shaped = st.lists(optional, unique=True, max_size=4).map(
+        lambda extra: [*FILE_COLUMNS[:3], *extra]
+    )
+    header = draw(
+        shaped | shaped.flatmap(st.permutations) | st.lists(COLUMNS, min_size=1, max_size=7)
+    )
     widths = st.integers(max(0, len(header) - 1), len(header) + 1)  # a missing or extra field
     rows = draw(st.lists(widths.flatmap(lambda n: st.lists(CELLS, min_size=n, max_size=n))))
     out = io.StringIO()
