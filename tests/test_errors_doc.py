@@ -1,6 +1,6 @@
 """Every user-facing error is one short line, and docs/errors.md lists every one the code raises.
 
-The list and the code are matched by the message's words: each `raise UserError(...)` in src/
+The list and the code are matched by the message's words: each `UserError(...)` built in src/
 and stages/ (subclasses included) has literal text, and its longest literal run (the words
 between two `{...}` values) must be quoted in docs/errors.md.
 """
@@ -26,6 +26,7 @@ MIN_WORDS = 3
 COMPOSED = {
     "src/bertpipe/params.py::parse_params": "Input should be",
     "src/bertpipe/split.py::assign_splits": "cannot split",
+    "src/bertpipe/model.py::_load_failed": "model: cannot load",
 }
 
 
@@ -84,8 +85,8 @@ def raise_sites() -> list[RaiseSite]:
         for function in ast.walk(tree):
             if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
                 continue
-            for node in ast.walk(function):
-                call = node.exc if isinstance(node, ast.Raise) else None
+            # every UserError built: raised here, or returned for the caller to raise
+            for call in ast.walk(function):
                 if not (isinstance(call, ast.Call) and getattr(call.func, "id", None) in classes):
                     continue
                 runs = [
@@ -94,7 +95,7 @@ def raise_sites() -> list[RaiseSite]:
                 literal = max(runs, key=lambda run: (len(run.split()), len(run)), default="")
                 name = path.relative_to(REPO)
                 sites.append(
-                    RaiseSite(f"{name}:{node.lineno}", f"{name}::{function.name}", literal)
+                    RaiseSite(f"{name}:{call.lineno}", f"{name}::{function.name}", literal)
                 )
     # a raise inside a nested function is seen from both functions: keep the innermost
     return sorted({site.where: site for site in sites}.values(), key=lambda site: site.where)
