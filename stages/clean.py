@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from bertpipe.clean import clean_chunks, used_columns
+from bertpipe.clean import SCRATCH_PREFIX, clean_chunks, used_columns
 from bertpipe.errors import run_main
-from bertpipe.files import sha256_file, write_json
+from bertpipe.files import remove_leftovers, remove_scratch, sha256_file, write_json
 from bertpipe.params import load_params
 from bertpipe.tables import TableChunks
 
@@ -19,6 +19,9 @@ def main() -> None:
     parser.add_argument("--output", required=True, help="cleaned table (.parquet)")
     parser.add_argument("--report", required=True, help="cleaning report (.json)")
     args = parser.parse_args()
+    # what a run killed mid-way left: its scratch chunks and half-written outputs
+    remove_scratch(Path(args.output).parent, SCRATCH_PREFIX)
+    remove_leftovers(args.output, args.report)
 
     params = load_params(args.params)
     data = params.data

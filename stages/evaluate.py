@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bertpipe.errors import run_main
 from bertpipe.evaluation import evaluate_model, plot_rows
-from bertpipe.files import atomic_path, read_json, write_json
+from bertpipe.files import atomic_path, read_json, remove_leftovers, write_json
 from bertpipe.metrics import per_label_report
 from bertpipe.model import load_trained
 from bertpipe.params import load_params
@@ -25,6 +25,8 @@ def main() -> None:
     parser.add_argument("--plots-dir", required=True, help="folder for plot data")
     parser.add_argument("--per-label", required=True, help="per-label report (.json)")
     args = parser.parse_args()
+    # what a run killed mid-write left
+    remove_leftovers(args.metrics, args.predictions, args.plots_dir, args.per_label)
 
     params = load_params(args.params)
     model, tokenizer = load_trained(args.model_dir)

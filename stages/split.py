@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from bertpipe.errors import UserError, run_main
-from bertpipe.files import atomic_path
+from bertpipe.files import atomic_path, remove_leftovers
 from bertpipe.params import load_params
 from bertpipe.split import SPLIT_NAMES, split_parquet
 
@@ -18,6 +18,7 @@ def main() -> None:
     parser.add_argument("--input", required=True, help="cleaned table (.parquet)")
     parser.add_argument("--output-dir", required=True, help="folder for train/val/test.parquet")
     args = parser.parse_args()
+    remove_leftovers(args.output_dir)  # what a run killed mid-write left
 
     params = load_params(args.params)
     source = Path(args.input)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from bertpipe.errors import UserError, run_main
-from bertpipe.files import atomic_path, write_json
+from bertpipe.files import atomic_path, remove_leftovers, write_json
 from bertpipe.labels import sorted_label_names
 from bertpipe.model import load_tokenizer
 from bertpipe.params import load_params
@@ -22,6 +22,7 @@ def main() -> None:
     parser.add_argument("--input-dir", required=True, help="folder with train/val/test.parquet")
     parser.add_argument("--output-dir", required=True, help="folder for the tokenized splits")
     args = parser.parse_args()
+    remove_leftovers(args.output_dir)  # what a run killed mid-write left
 
     params = load_params(args.params)
     sources = {name: Path(args.input_dir) / f"{name}.parquet" for name in SPLIT_NAMES}

@@ -134,3 +134,5 @@ def keyword_csv(tmp_path: Path) -> Path:
     path = tmp_path / "keywords.csv"
     keyword_notes().to_csv(path, index=False)
     return path
+
+

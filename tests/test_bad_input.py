@@ -1,17 +1,24 @@
 """Bad input ends in one clear line on stderr, a non-zero exit, no traceback and no partial output.
 
 One test runs every case of CASES: it writes the case's files, sets its params, and runs the real
-stage scripts with the command lines `dvc.yaml` gives them, in a copy of the project.
-docs/errors.md lists the same cases with their messages; keep the two in step. To add a case,
-add a `Case` to the table: the files to write, the params, the stages to run, the words the one
-stderr line must hold and the exit code; `check` takes assertions a table cannot state.
+stage scripts with the command lines `dvc.yaml` gives them (or a `bertpipe` command), in a copy of
+the project. It checks that the last command changed no file but its own outputs, and left none
+of its temporary files. docs/errors.md lists the messages (tests/test_errors_doc.py checks that
+list against the code). To add a case, add a `Case` to the table: the files to write, the params,
+the stages to run, the words the one stderr line must hold and the exit code; `check` takes
+assertions a table cannot state. A case whose fix is on another branch carries `pending`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
+import shutil
+import signal
 import subprocess
+import sys
+import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,9 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
-from pipeline_helpers import run_stage, set_params
+from pipeline_helpers import dvc, env, init_repo, run_stage, set_params
 
+from bertpipe.errors import MAX_MESSAGE_CHARS
 from bertpipe.tokens import read_split
 
 # what each stage writes, as named in dvc.yaml (outs and metrics)
@@ -29,12 +39,14 @@ OUTPUTS = {
     "clean": ("data/clean",),
     "split": ("data/split",),
     "tokenize": ("data/tokens",),
+    "train": ("models/model", "models/training_stats.json", "models/checkpoints", "dvclive"),
 }
 SPLITS = ("train", "val", "test")
 NO_ROWS_HINT = "export the data again, or point data.path at the right file"
 TWO_CLASSES = "text,label\nchest pain on exertion,cardiology\nsevere headache,neurology\n"
-# a params value that the test replaces with the tiny BERT's folder
+# a params value or command argument that the test replaces with the tiny BERT's folder
 TINY_BERT = "<tiny_bert>"
+CLI = "bertpipe"  # a command's last step: a `bertpipe` command instead of a stage
 
 Content = str | bytes | Callable[[Path], None]
 Check = Callable[[Path, subprocess.CompletedProcess[str]], None]
@@ -61,20 +73,44 @@ class Case:
     exit_code: int = 1
     traceback: bool = False
     check: Check | None = None
+    # the whole params.yaml, for cases about the file itself
+    params_text: bytes | None = None
+    # with stages ending in CLI: the arguments of the `bertpipe` command run last
+    command: tuple[str, ...] = ()
+    # copy the tiny BERT to data/<name> before writing files (that may then break it)
+    model_copy: str | None = None
+    # the branch whose fix this case waits for: xfail(strict) until the lead merges it
+    pending: str | None = None
 
 
-def run_stages(
-    project: Path, names: tuple[str, ...], extra_env: dict[str, str] | None
-) -> subprocess.CompletedProcess[str]:
-    """Run stages in order; every stage but the last must succeed."""
-    *before, last = names
-    for name in before:
-        result = run_stage(project, name)
-        assert result.returncode == 0, f"{name}: {result.stderr}"
-    return run_stage(project, last, extra_env)
+def run_cli(project: Path, args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bertpipe.cli", *args],
+        cwd=project,
+        env=env(),
+        capture_output=True,
+        text=True,
+    )
+
+
+def snapshot(project: Path) -> dict[str, str]:
+    """Every file of the project (bytecode caches aside), by path, with its SHA-256."""
+    return {
+        str(path.relative_to(project)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(project.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+
+
+def changed_files(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    return sorted(
+        path for path in before.keys() | after.keys() if before.get(path) != after.get(path)
+    )
 
 
 def prepare(project: Path, case: Case, tiny_bert: Callable[[], Path]) -> None:
+    if case.model_copy is not None:
+        shutil.copytree(tiny_bert(), project / "data" / case.model_copy)
     for name, content in case.files.items():
         path = project / "data" / name
         if isinstance(content, str):
@@ -95,6 +131,8 @@ def prepare(project: Path, case: Case, tiny_bert: Callable[[], Path]) -> None:
         }
     if params:
         set_params(project, **params)
+    if case.params_text is not None:
+        (project / "params.yaml").write_bytes(case.params_text)
 
 
 def assert_no_output(project: Path, stage: str) -> None:
@@ -241,6 +279,430 @@ def long_text_truncated(project: Path, result: subprocess.CompletedProcess[str])
                 assert length == 32
     assert long_rows == 1
 
+
+# --- inputs for the cases of issue 16 -------------------------------------------------------------
+
+TABLES = "the tables branch"
+MODELS = "the models branch"
+GATE = "the gate branch"
+PREDICT = "the predict branch"
+CLEAN_ARGS = ("--output", "data/clean/notes.parquet")
+
+
+def parquet_writer(columns: dict[str, pa.Array]) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        pq.write_table(pa.table(columns), path)
+
+    return write
+
+
+def duplicate_column_parquet(path: Path) -> None:
+    table = pa.Table.from_arrays(
+        [pa.array(["chest pain", "headache"]), pa.array(["a", "b"]), pa.array(["x", "y"])],
+        names=["text", "label", "text"],
+    )
+    pq.write_table(table, path)
+
+
+def jsonl(*rows: dict[str, Any]) -> str:
+    return "".join(json.dumps(row) + "\n" for row in rows)
+
+
+INT_LABELS_WITH_A_NULL = jsonl(
+    *({"text": f"note {i} about the heart", "label": i % 2} for i in range(10)),
+    {"text": "a note without a label", "label": None},
+    *({"text": f"note {i} about the brain", "label": i % 2} for i in range(10, 20)),
+)
+
+
+def two_classes_only(project: Path, result: subprocess.CompletedProcess[str]) -> None:
+    # 0 and 1, whatever the chunk: never 0.0 and 1.0 next to them
+    assert sorted(set(cleaned(project)["label"].astype(str))) == ["0", "1"]
+
+
+def binary_text_decoded(project: Path, result: subprocess.CompletedProcess[str]) -> None:
+    assert cleaned(project)["text"].tolist() == ["chest\u00a0pain", "headache"]
+
+
+def good_params_text() -> str:
+    return (Path(__file__).resolve().parents[1] / "params.yaml").read_text()
+
+
+# a TSV named .csv is not a CSV with unquoted commas: the delimiter is to be sniffed and named
+TSV_ADVICE_THAT_MISLEADS = ("quote texts that contain the delimiter", "inside an unquoted text")
+
+
+def tsv(path: Path) -> None:
+    path.write_text("text\tlabel\nchest pain\ta\nheadache, dizzy\tb\ncough\tc\n")
+
+
+def nul_after_4kb(path: Path) -> None:
+    rows = "".join(f"note {i} about chest pain,a\nnote {i} about headache,b\n" for i in range(200))
+    path.write_bytes(("text,label\n" + rows).encode() + b"late,\x00b\n")
+
+
+def text_as_label(path: Path) -> None:
+    long = "long note " * 60
+    pd.DataFrame({"text": [f"{long} {i}" for i in range(20)]}).assign(label="a").to_csv(
+        path, index=False
+    )
+
+
+def corrupt_weights(path: Path) -> None:
+    path.write_bytes(random.Random(1).randbytes(2048))
+
+
+ISSUE_16_CASES = [
+    # --- params.yaml itself -----------------------------------------------------------------------
+    Case(
+        "params-seed-negative",
+        params={"seed": -1},
+        expect=("params.yaml: seed: Input should be greater than or equal to 0 (got -1)",),
+    ),
+    Case(
+        "params-seed-2-to-the-32",
+        params={"seed": 2**32},
+        expect=("params.yaml: seed: Input should be less than 4294967296",),
+    ),
+    Case(
+        "params-duplicate-key",
+        params_text=b"seed: 1\nseed: 2\n",
+        expect=("params.yaml: duplicate key 'seed' at line 2 (first given at line 1)",),
+    ),
+    Case(
+        "params-latin-1",
+        params_text="model: caf\u00e9\n".encode("latin-1"),
+        expect=("params.yaml: not valid UTF-8 (byte 0xe9 at offset 10, line 1)", "save the file"),
+    ),
+    Case(
+        "params-empty",
+        params_text=b"",
+        expect=("params.yaml: holds no params (an empty file?)",),
+    ),
+    Case(
+        "params-a-list",
+        params_text=b"- seed\n- lr\n",
+        expect=("params.yaml: expected a mapping of keys to values at the top level",),
+    ),
+    Case(
+        "params-not-yaml",
+        params_text=b"seed: [1,\nlr: 2\n",
+        expect=("params.yaml: not valid YAML at line",),
+    ),
+    Case(
+        "params-shown-by-bertpipe-params-the-same-way",
+        stages=(CLI,),
+        command=("params",),
+        params_text=b"seed: 1\nseed: 2\n",
+        expect=("params.yaml: duplicate key 'seed' at line 2 (first given at line 1)",),
+    ),
+    Case(
+        "params-unknown-encoding",
+        data="enc.csv",
+        files={"enc.csv": TWO_CLASSES},
+        params={"data.encoding": "utf-9"},
+        expect=("data.encoding: unknown encoding 'utf-9'",),
+    ),
+    Case(
+        "params-data-path-a-folder",
+        params={"data.path": "data/raw"},
+        expect=("data/raw: is a folder; data.path must name a file",),
+    ),
+    Case(
+        "params-carry-a-reserved-column",
+        data="carry.csv",
+        files={"carry.csv": "text,label,row_id\nchest pain,a,1\nheadache,b,2\n"},
+        params={"data.carry_columns": ["row_id"]},
+        expect=("data.carry_columns: row_id would clash with the columns bertpipe writes",),
+    ),
+    Case(
+        "params-group-column-not-in-the-file",
+        data="groups.csv",
+        files={"groups.csv": THREE_PATIENTS},
+        params={"split.group_column": "ward"},
+        expect=(
+            "data/groups.csv: missing column(s) ward",
+            "set split.group_column in params.yaml to columns it has",
+        ),
+    ),
+    Case(
+        "params-binary-task-with-three-classes",
+        data="three.csv",
+        files={"three.csv": "text,label\nchest pain,a\nheadache,b\ncough,c\n"},
+        params={"task": "binary"},
+        expect=("task is binary but column 'label' has 3 classes (a, b, c); set task: multiclass",),
+    ),
+    Case(
+        "params-accelerate-config-missing",
+        stages=("clean", "split", "tokenize", "train"),
+        params={"model": TINY_BERT, "max_length": 32, "train.accelerate_config": "acc.yaml"},
+        expect=("train.accelerate_config: no such file 'acc.yaml'",),
+    ),
+    Case(
+        "params-max-length-above-the-model-positions",
+        stages=("clean", "split", "tokenize"),
+        params={"model": TINY_BERT, "max_length": 1024},
+        expect=("max_length", "128"),
+        pending=MODELS,
+    ),
+    # --- one line, cut ----------------------------------------------------------------------------
+    # every text its own class: the split's message lists 20 long labels (once 6,048 characters)
+    Case(
+        "label-column-is-the-text-column",
+        stages=("clean", "split"),
+        data="texts.csv",
+        files={"texts.csv": text_as_label},
+        params={"data.label_column": "text"},
+        expect=("error: label(s) long note", "…", "add rows of them or remove them from the data"),
+    ),
+    # --- tables: types ----------------------------------------------------------------------------
+    Case(
+        "jsonl-int-labels-with-a-null-in-small-chunks",
+        data="ints.jsonl",
+        files={"ints.jsonl": INT_LABELS_WITH_A_NULL},
+        params={"data.chunk_rows": 4},
+        exit_code=0,
+        check=two_classes_only,
+        pending=TABLES,
+    ),
+    Case(
+        "jsonl-object-in-the-text-column",
+        data="objects.jsonl",
+        files={"objects.jsonl": jsonl({"text": {"body": "chest pain"}, "label": "a"})},
+        expect=("data/objects.jsonl", "'text'", "row 1"),
+        pending=TABLES,
+    ),
+    Case(
+        "jsonl-object-in-the-label-column",
+        data="objects.jsonl",
+        files={
+            "objects.jsonl": jsonl(
+                {"text": "chest pain", "label": {"name": "cardiology"}},
+                {"text": "headache", "label": "neurology"},
+            )
+        },
+        expect=("data/objects.jsonl", "'label'", "row 1"),
+        pending=TABLES,
+    ),
+    Case(
+        "parquet-list-text-column",
+        data="lists.parquet",
+        files={
+            "lists.parquet": parquet_writer(
+                {"text": pa.array([["chest", "pain"], ["headache"]]), "label": pa.array(["a", "b"])}
+            )
+        },
+        expect=("data/lists.parquet", "'text'", "row 1"),
+        pending=TABLES,
+    ),
+    Case(
+        "parquet-struct-label-column",
+        data="structs.parquet",
+        files={
+            "structs.parquet": parquet_writer(
+                {
+                    "text": pa.array(["chest pain", "headache"]),
+                    "label": pa.array([{"name": "a"}, {"name": "b"}]),
+                }
+            )
+        },
+        expect=("data/structs.parquet", "'label'", "row 1"),
+        pending=TABLES,
+    ),
+    Case(
+        "parquet-binary-text-utf8-is-decoded",
+        data="binary.parquet",
+        files={
+            "binary.parquet": parquet_writer(
+                {
+                    "text": pa.array(["chest\u00a0pain".encode(), b"headache"], pa.binary()),
+                    "label": pa.array(["a", "b"]),
+                }
+            )
+        },
+        exit_code=0,
+        check=binary_text_decoded,
+        pending=TABLES,
+    ),
+    Case(
+        "parquet-binary-text-not-utf8",
+        data="binary.parquet",
+        files={
+            "binary.parquet": parquet_writer(
+                {
+                    "text": pa.array([b"chest pain", b"caf\xe9"], pa.binary()),
+                    "label": pa.array(["a", "b"]),
+                }
+            )
+        },
+        expect=("data/binary.parquet", "'text'", "row 2"),
+        pending=TABLES,
+    ),
+    Case(
+        "parquet-duplicate-column-names",
+        data="dup.parquet",
+        files={"dup.parquet": duplicate_column_parquet},
+        expect=("data/dup.parquet", "duplicate column"),
+        pending=TABLES,
+    ),
+    Case(
+        "carried-column-mixing-ints-and-strings",
+        data="mixed.jsonl",
+        files={
+            "mixed.jsonl": jsonl(
+                {"text": "chest pain", "label": "a", "note_id": 1},
+                {"text": "headache", "label": "b", "note_id": "n-2"},
+            )
+        },
+        params={"data.carry_columns": ["note_id"]},
+        expect=("note_id",),
+        exit_code=0,
+        pending=TABLES,
+    ),
+    # --- tables: shapes and messages --------------------------------------------------------------
+    Case(
+        "tsv-named-csv-with-skip",
+        data="tabs.csv",
+        files={"tabs.csv": tsv},
+        params={"data.on_bad_lines": "skip"},
+        expect=("data/tabs.csv", ".tsv"),
+        absent=TSV_ADVICE_THAT_MISLEADS,
+        pending=TABLES,
+    ),
+    Case(
+        "tsv-named-csv",
+        data="tabs.csv",
+        files={"tabs.csv": tsv},
+        expect=("data/tabs.csv", ".tsv"),
+        absent=TSV_ADVICE_THAT_MISLEADS,
+        pending=TABLES,
+    ),
+    Case(
+        "header-with-a-space-after-the-comma",
+        data="spaced.csv",
+        files={"spaced.csv": "text, label\nchest pain,a\nheadache,b\n"},
+        expect=("data/spaced.csv", "' label'", "'label'"),
+        pending=TABLES,
+    ),
+    Case(
+        "header-ending-in-blank-cells",
+        data="blank.csv",
+        files={"blank.csv": "text,label,,\nchest pain,a,,\nheadache,b,,\n"},
+        expect=("data/blank.csv",),
+        absent=("duplicate column names ['']",),
+        pending=TABLES,
+    ),
+    Case(
+        "nul-byte-after-the-first-4-kb",
+        data="late.csv",
+        files={"late.csv": nul_after_4kb},
+        expect=("data/late.csv", "NUL"),
+        pending=TABLES,
+    ),
+    Case(
+        "invalid-json-line-located-by-line",
+        data="broken.jsonl",
+        files={"broken.jsonl": jsonl({"text": "a", "label": "x"}) + "{broken\n"},
+        expect=("data/broken.jsonl", "line 2"),
+        pending=TABLES,
+    ),
+    Case(
+        "random-bytes-named-parquet",
+        data="noise.parquet",
+        files={"noise.parquet": random.Random(2).randbytes(1024)},
+        expect=("data/noise.parquet", "not a readable Parquet file"),
+    ),
+    Case(
+        "all-texts-blank-are-not-blamed-on-the-label-column",
+        data="blank.csv",
+        files={"blank.csv": "text,label\n ,a\n\t,b\n"},
+        expect=("data/blank.csv", "text"),
+        absent=("data.label_column",),
+        pending=TABLES,
+    ),
+    # --- predict ----------------------------------------------------------------------------------
+    Case(
+        "predict-output-extension",
+        stages=(CLI,),
+        command=("predict", "chest pain", "--model", TINY_BERT, "--output", "out.txt"),
+        expect=("--output: use one of .csv, .jsonl, .parquet, not '.txt'",),
+    ),
+    Case(
+        "predict-texts-and-input",
+        stages=(CLI,),
+        command=("predict", "chest pain", "--input", "data/raw/notes.csv", "--model", TINY_BERT),
+        expect=("give texts as arguments or --input, not both",),
+    ),
+    Case(
+        "predict-input-without-the-text-column",
+        stages=(CLI,),
+        files={"cols.csv": "body,category\nhello,a\n"},
+        command=("predict", "--input", "data/cols.csv", "--model", TINY_BERT),
+        expect=("data/cols.csv: missing column(s) text", "pick one with --text-column"),
+    ),
+    Case(
+        "predict-model-folder-without-config",
+        stages=(CLI,),
+        command=("predict", "chest pain", "--model", "data"),
+        expect=("data: not a trained model folder (no config.json)",),
+    ),
+    Case(
+        "predict-input-random-bytes",
+        stages=(CLI,),
+        files={"noise.csv": random.Random(3).randbytes(4096)},
+        command=("predict", "--input", "data/noise.csv", "--model", TINY_BERT),
+        expect=("data/noise.csv", "NUL bytes"),
+    ),
+    Case(
+        "predict-corrupt-weights",
+        stages=(CLI,),
+        model_copy="bert",
+        files={"bert/model.safetensors": corrupt_weights},
+        command=("predict", "chest pain", "--model", "data/bert"),
+        expect=("data/bert", "model.safetensors"),
+        pending=MODELS,
+    ),
+    Case(
+        "predict-broken-training-params",
+        stages=(CLI,),
+        model_copy="bert",
+        files={"bert/training_params.json": "{"},
+        command=("predict", "chest pain", "--model", "data/bert"),
+        expect=("data/bert", "training_params.json"),
+        pending=MODELS,
+    ),
+    # --- check-metrics (exit 2: the gate cannot decide) -------------------------------------------
+    Case(
+        "check-metrics-bad-tolerance",
+        stages=(CLI,),
+        command=("check-metrics", "--tolerance", "f1"),
+        expect=("--tolerance: expected METRIC=NUMBER, got 'f1'",),
+        exit_code=2,
+    ),
+    Case(
+        "check-metrics-not-a-git-revision",
+        stages=(CLI,),
+        command=("check-metrics", "--baseline", "nope"),
+        expect=("'nope' is not a git revision",),
+        exit_code=2,
+    ),
+    Case(
+        "check-metrics-confidence-above-1",
+        stages=(CLI,),
+        command=("check-metrics", "--confidence", "1.5"),
+        expect=("confidence",),
+        exit_code=2,
+        pending=GATE,
+    ),
+    Case(
+        "check-metrics-zero-resamples",
+        stages=(CLI,),
+        command=("check-metrics", "--n-bootstrap", "0"),
+        expect=("n-bootstrap",),
+        exit_code=2,
+        pending=GATE,
+    ),
+]
 
 CASES = [
     # --- files -----------------------------------------------------------------------------------
@@ -517,16 +979,38 @@ CASES = [
     ),
     # --- debugging -------------------------------------------------------------------------------
     Case("debug-mode-shows-the-traceback", data="absent.csv", traceback=True),
+    *ISSUE_16_CASES,
 ]
 
 
-@pytest.mark.slow  # each case runs one to three stage scripts in subprocesses
-@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def _param(case: Case) -> Any:
+    marks = [pytest.mark.xfail(strict=True, reason=f"fixed by {case.pending}")] * bool(case.pending)
+    return pytest.param(case, id=case.id, marks=marks)
+
+
+def test_the_table_covers_at_least_60_cases() -> None:
+    assert len(CASES) >= 60
+    assert len({case.id for case in CASES}) == len(CASES), "two cases share an id"
+
+
+@pytest.mark.slow  # each case runs one to four stage scripts in subprocesses
+@pytest.mark.parametrize("case", [_param(case) for case in CASES])
 def test_bad_input(case: Case, project_copy: Path, request: pytest.FixtureRequest) -> None:
     prepare(project_copy, case, lambda: request.getfixturevalue("tiny_bert"))
     extra_env = {"BERTPIPE_DEBUG": "1"} if case.traceback else None
-    result = run_stages(project_copy, case.stages, extra_env)
-    last_stage = case.stages[-1]
+    *before, last_stage = case.stages
+    for name in before:
+        prior = run_stage(project_copy, name)
+        assert prior.returncode == 0, f"{name}: {prior.stderr}"
+    files_before = snapshot(project_copy)
+    if last_stage == CLI:
+        args = [
+            str(request.getfixturevalue("tiny_bert")) if a == TINY_BERT else a for a in case.command
+        ]
+        result = run_cli(project_copy, args)
+    else:
+        result = run_stage(project_copy, last_stage, extra_env)
+    changed = changed_files(files_before, snapshot(project_copy))
 
     if case.traceback:
         assert result.returncode != 0
@@ -539,6 +1023,7 @@ def test_bad_input(case: Case, project_copy: Path, request: pytest.FixtureReques
     lines = result.stderr.strip().splitlines()
     if case.expect:
         assert len(lines) == 1, result.stderr
+        assert len(lines[0]) <= len("error: ") + MAX_MESSAGE_CHARS, lines[0]
         kind = "error: " if case.exit_code else "warning: "
         assert lines[0].startswith(kind), lines[0]
         for fragment in case.expect:
@@ -548,7 +1033,100 @@ def test_bad_input(case: Case, project_copy: Path, request: pytest.FixtureReques
     else:
         assert case.exit_code == 0, "a failing case must name the words its error line holds"
         assert lines == [], result.stderr
-    if case.exit_code:
+    # a failing command changes nothing; a stage that succeeds writes only its own outputs
+    allowed = () if case.exit_code or last_stage == CLI else OUTPUTS[last_stage]
+    unexpected = [path for path in changed if not path.startswith(allowed)] if allowed else changed
+    assert not unexpected, f"files changed or left behind: {unexpected}"
+    if case.exit_code and last_stage != CLI:
         assert_no_output(project_copy, last_stage)
     if case.check is not None:
         case.check(project_copy, result)
+
+
+# --- through dvc repro, our line comes first -----------------------------------------------------
+
+
+@pytest.mark.slow  # a real `dvc repro` in a throwaway repository
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"seed": -1}, "error: params.yaml: seed: Input should be greater than or equal to 0"),
+        (
+            {"data.path": "data/raw/header.csv"},
+            "error: data/raw/header.csv: the file has a header but no rows",
+        ),
+    ],
+    ids=["bad-param", "header-only-data-file"],
+)
+def test_dvc_repro_shows_our_line_first(
+    project_copy: Path, params: dict[str, Any], expected: str
+) -> None:
+    (project_copy / "data" / "raw" / "header.csv").write_text("text,label\n")
+    set_params(project_copy, **params)
+    init_repo(project_copy)
+    result = dvc(project_copy, "repro", check=False)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    # DVC's own "ERROR: failed to reproduce ..." comes after ours
+    assert lines[0].startswith(expected), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# --- scratch space and temporary outputs of a killed stage ---------------------------------------
+
+
+def _wait_for(condition: Callable[[], bool], process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 120
+    while not condition():
+        assert process.poll() is None, "the stage ended before the scratch folder appeared"
+        assert time.monotonic() < deadline, "no scratch folder after 120 s"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow  # runs the clean stage on 200,000 rows and kills it mid-run
+def test_a_killed_clean_leaves_scratch_that_the_next_run_removes(project_copy: Path) -> None:
+    rows = 200_000
+    frame = pd.DataFrame(
+        {"text": [f"note {i} chest pain" for i in range(rows)], "label": ["a", "b"] * (rows // 2)}
+    )
+    frame.to_csv(project_copy / "data" / "big.csv", index=False)
+    set_params(
+        project_copy,
+        **{
+            "data.path": "data/big.csv",
+            "data.carry_columns": [],
+            "split.group_column": None,
+            "data.chunk_rows": 1000,
+        },
+    )
+    clean_dir = project_copy / "data" / "clean"
+    clean_dir.mkdir(parents=True)
+    cmd = [sys.executable, "-m", "stages.clean", "--output", "data/clean/notes.parquet"]
+    cmd += ["--report", "data/clean/report.json"]
+    stage = subprocess.Popen(cmd, cwd=project_copy, env=env(), stderr=subprocess.DEVNULL)
+    _wait_for(lambda: any(clean_dir.glob(".clean-*/*.parquet")), stage)
+    stage.send_signal(signal.SIGKILL)
+    stage.wait()
+    # a half-written report, as a writer killed inside atomic_path leaves it
+    killed_writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom bertpipe.files import atomic_path\n"
+            "with atomic_path(sys.argv[1]) as tmp:\n    tmp.write_text('{')\n    time.sleep(600)\n",
+            str(clean_dir / "report.json"),
+        ],
+        env=env(),
+    )
+    _wait_for(lambda: any(clean_dir.glob(".report.json.tmp-*/report.json")), killed_writer)
+    killed_writer.send_signal(signal.SIGKILL)
+    killed_writer.wait()
+
+    assert list(clean_dir.glob(".clean-*")), "the kill should leave the scratch folder"
+    assert list(clean_dir.glob(".report.json.tmp-*"))
+    assert not (clean_dir / "notes.parquet").exists()
+
+    result = run_stage(project_copy, "clean")
+    assert result.returncode == 0, result.stderr
+    assert sorted(path.name for path in clean_dir.iterdir()) == ["notes.parquet", "report.json"]
+    assert clean_report(project_copy)["rows_out"] == rows

@@ -12,7 +12,9 @@ from pipeline_helpers import dvc, read_json, set_params, tiny_project
 from bertpipe.launch import relaunch_command
 
 
-def test_relaunch_command_picks_the_launcher(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_relaunch_command_picks_the_launcher(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.delenv("RANK", raising=False)
     assert relaunch_command("stages.train", [], 1, None, cuda=False) is None
@@ -23,8 +25,10 @@ def test_relaunch_command_picks_the_launcher(monkeypatch: pytest.MonkeyPatch) ->
     gpu = relaunch_command("stages.train", [], 4, None, cuda=True)
     assert gpu is not None and "--multi_gpu" in gpu and "4" in gpu
     assert gpu[-2:] == ["--module", "stages.train"]
-    config = relaunch_command("stages.train", [], 8, "ds.yaml", cuda=True)
-    assert config is not None and "ds.yaml" in config
+    accelerate_config = tmp_path / "ds.yaml"  # the file must exist: it is checked first
+    accelerate_config.write_text("distributed_type: DEEPSPEED\n")
+    config = relaunch_command("stages.train", [], 8, str(accelerate_config), cuda=True)
+    assert config is not None and str(accelerate_config) in config
     assert config[-2:] == ["--module", "stages.train"]
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")

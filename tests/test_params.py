@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -222,3 +224,113 @@ def test_a_chosen_early_stopping_metric_is_kept(tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
     path.write_text("task: regression\ntrain:\n  early_stopping_metric: r2\n")
     assert load_params(path).train.early_stopping_metric == "r2"
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 2**40])
+def test_a_seed_outside_unsigned_32_bits_is_refused(seed: int) -> None:
+    # numpy and torch take seeds in [0, 2**32): anything else crashed the split stage
+    with pytest.raises(UserError, match=f"seed: .*got {seed}"):
+        parse_params({"seed": seed})
+
+
+@pytest.mark.parametrize("seed", [0, 2**32 - 1])
+def test_the_ends_of_the_seed_range_are_accepted(seed: int) -> None:
+    assert parse_params({"seed": seed}).seed == seed
+
+
+def _write(tmp_path: Path, content: bytes) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_bytes(content)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("seed: 1\nlr: 0.1\nseed: 2\n", "duplicate key 'seed' at line 3 (first given at line 1)"),
+        (
+            "train:\n  patience: 1\n  threshold: 0.4\n  patience: 3\n",
+            "duplicate key 'patience' at line 4 (first given at line 2)",
+        ),
+    ],
+)
+def test_a_duplicate_key_is_refused_with_its_lines(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    # YAML would keep the last value silently; the user meant one of the two
+    with pytest.raises(UserError) as error:
+        load_params(_write(tmp_path, text.encode()))
+    assert expected in str(error.value) and "keep one of them" in str(error.value)
+
+
+def test_a_merge_key_may_override_what_it_merges(tmp_path: Path) -> None:
+    text = "base: &base {patience: 1, threshold: 0.4}\n"
+    assert safe_load_yaml(text + "train: {<<: *base, patience: 3}\n")["train"] == {
+        "patience": 3,
+        "threshold": 0.4,
+    }
+
+
+def test_a_file_that_is_not_utf8_names_the_byte_offset(tmp_path: Path) -> None:
+    path = _write(tmp_path, "seed: 1\nmodel: café\n".encode("latin-1"))
+    with pytest.raises(UserError) as error:
+        load_params(path)
+    assert str(error.value) == (
+        f"{path}: not valid UTF-8 (byte 0xe9 at offset 18, line 2); save the file as UTF-8"
+    )
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    assert load_params(_write(tmp_path, "\ufeffseed: 7\n".encode())).seed == 7
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n", b"# only a comment\n", b"~\n"])
+def test_a_file_without_params_is_refused(tmp_path: Path, content: bytes) -> None:
+    # DVC refuses it for the keys dvc.yaml names; `bertpipe params` must not call it fine
+    with pytest.raises(UserError, match="holds no params"):
+        load_params(_write(tmp_path, content))
+
+
+VERDICT_FILES = {
+    "valid": b"seed: 3\n",
+    "empty": b"",
+    "latin-1": "model: caf\xe9\n".encode("latin-1"),
+    "duplicate-key": b"seed: 1\nseed: 2\n",
+    "not-a-mapping": b"- 1\n- 2\n",
+}
+
+
+@pytest.mark.parametrize("name", list(VERDICT_FILES))
+def test_bertpipe_params_and_the_stages_agree(tmp_path: Path, name: str) -> None:
+    """The same file gets the same verdict (and the same line) from both."""
+    path = _write(tmp_path, VERDICT_FILES[name])
+    shown = subprocess.run(
+        [sys.executable, "-m", "bertpipe.cli", "params", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    # the split stage reads params first; its input does not exist, so valid params fail later
+    paths = ["--input", str(tmp_path / "absent.parquet"), "--output-dir", str(tmp_path / "out")]
+    stage = subprocess.run(
+        [sys.executable, "-m", "stages.split", "--params", str(path), *paths],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    if name == "valid":
+        assert shown.returncode == 0, shown.stderr
+        assert "no cleaned table" in stage.stderr
+    else:
+        assert shown.returncode == stage.returncode == 1
+        assert shown.stderr == stage.stderr
+        assert shown.stderr.startswith(f"error: {path}: ")
+
+
+def test_a_missing_accelerate_config_is_refused_before_launching(tmp_path: Path) -> None:
+    from bertpipe.launch import relaunch_command
+
+    missing = str(tmp_path / "accelerate.yaml")
+    with pytest.raises(UserError, match="accelerate_config: no such file"):
+        relaunch_command("stages.train", [], 1, missing, cuda=False)
+    Path(missing).write_text("num_processes: 2\n")
+    assert relaunch_command("stages.train", [], 1, missing, cuda=False) is not None

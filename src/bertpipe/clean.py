@@ -28,6 +28,9 @@ from bertpipe.params import CleanParams, DataParams
 from bertpipe.tables import UsedColumns, check_columns, shown
 from bertpipe.text import clean_text, normalize_text
 
+# the scratch folder beside the output that holds the cleaned chunks until they are joined
+SCRATCH_PREFIX = ".clean-"
+
 
 def used_columns(data: DataParams, extra_columns: tuple[str, ...] = ()) -> UsedColumns:
     """The columns the clean stage reads; it passes split.group_column as the one extra column."""
@@ -235,7 +238,7 @@ def _clean_chunks(
     text_keys: list[np.ndarray] = []
     label_keys: list[np.ndarray] = []
     rows_in = 0
-    with tempfile.TemporaryDirectory(prefix=".clean-", dir=output.parent) as scratch:
+    with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=output.parent) as scratch:
         parts: list[tuple[Path, int]] = []
         schemas: list[pa.Schema] = []
         for number, frame in enumerate(chunks):

@@ -67,6 +67,29 @@ def _refuse_folder(target: Path, replace_folder: bool) -> None:
         )
 
 
+def remove_leftovers(*targets: str | Path) -> None:
+    """Remove what a killed writer of each target left beside it: atomic_path's `.<name>.tmp-*`
+    folders and replace_path's `.<name>.old-*`. A stage calls it when it starts, so that a run
+    killed mid-write leaves nothing behind once the next run has begun."""
+    for target in map(Path, targets):
+        for pattern in (f".{target.name}.tmp-*", f".{target.name}.old-*"):
+            for leftover in target.parent.glob(pattern):
+                remove_path(leftover)
+
+
+def remove_scratch(folder: str | Path, prefix: str) -> None:
+    """Remove the scratch folders `<prefix>*` a killed run left in `folder`."""
+    for leftover in Path(folder).glob(f"{prefix}*"):
+        remove_path(leftover)
+
+
+def remove_path(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def write_json(path: str | Path, payload: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n", encoding="utf-8")

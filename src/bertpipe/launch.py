@@ -13,6 +13,9 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+from bertpipe.errors import UserError
 
 
 def inside_launcher() -> bool:
@@ -29,6 +32,11 @@ def relaunch_command(
     """The command that re-runs `python -m module *args` in `num_processes` processes, or None
     to run here. Both launchers run each process as `python -m module` (their --module flag), so
     the stage's folder never goes first on the import path."""
+    if accelerate_config is not None and not Path(accelerate_config).is_file():
+        raise UserError(
+            f"train.accelerate_config: no such file '{accelerate_config}'; write one with "
+            "`accelerate config --config_file <path>`, or set it to null"
+        )
     if inside_launcher() or (num_processes == 1 and accelerate_config is None):
         return None
     count = ["--num_processes", str(num_processes)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -131,8 +132,12 @@ class GateParams(_Strict):
         return tolerance
 
 
+# numpy's and torch's seeds are unsigned 32-bit integers
+SEED_LIMIT = 2**32
+
+
 class Params(_Strict):
-    seed: int = 42
+    seed: int = Field(42, ge=0, lt=SEED_LIMIT)
     model: str = Field("minilm", min_length=1)
     task: Task = "multiclass"
     lr: float = Field(1e-4, gt=0, lt=1)
@@ -160,8 +165,27 @@ _FLOAT = re.compile(
 )
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping that gives the same key twice: YAML would silently keep the last value."""
+
+
 class _FloatFixLoader(yaml.SafeLoader):
-    pass
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *defaults` overrides on purpose
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, Hashable) and key in first_line:
+                raise DuplicateKeyError(
+                    problem=f"duplicate key {_quote(key)} at line {line} "
+                    f"(first given at line {first_line[key]})",
+                    problem_mark=key_node.start_mark,
+                )
+            if isinstance(key, Hashable):
+                first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 _FloatFixLoader.yaml_implicit_resolvers = {
@@ -171,8 +195,12 @@ _FloatFixLoader.yaml_implicit_resolvers = {
 _FloatFixLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
 
 
+def _quote(key: Any) -> str:
+    return f"'{key}'" if isinstance(key, str) else repr(key)
+
+
 def safe_load_yaml(text: str) -> Any:
-    """yaml.safe_load, but reading `2e-05` as the float DVC meant."""
+    """yaml.safe_load, but reading `2e-05` as the float DVC meant, and refusing a duplicate key."""
     return yaml.load(text, Loader=_FloatFixLoader)
 
 
@@ -238,15 +266,41 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
         raise UserError(f"{source}: {problems}") from None
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """The params a stage runs with: `path` validated, its `auto` settings resolved for the task."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such params file; run from the project root")
+def decode_params_text(data: bytes, source: str) -> str:
+    """The file's bytes as text: UTF-8 (a byte-order mark allowed), or one line naming the byte."""
     try:
-        raw = safe_load_yaml(path.read_text(encoding="utf-8"))
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise UserError(
+            f"{source}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}, "
+            f"line {line}); save the file as UTF-8"
+        ) from None
+
+
+def parse_params_text(text: str, source: str = "params.yaml") -> Params:
+    """Params from the text of a params file: the one verdict every reader of the file gets."""
+    try:
+        raw = safe_load_yaml(text)
+    except DuplicateKeyError as exc:
+        raise UserError(f"{source}: {exc.problem}; keep one of them") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise UserError(f"{path}: not valid YAML{where}") from None
-    return resolve_task_defaults(parse_params(raw, source=str(path)))
+        raise UserError(f"{source}: not valid YAML{where}") from None
+    except RecursionError:
+        raise UserError(f"{source}: not valid YAML (nested too deeply)") from None
+    if raw is None:
+        # DVC refuses a params file without the keys dvc.yaml names, so `bertpipe params` does too
+        raise UserError(f"{source}: holds no params (an empty file?); write them in it")
+    return parse_params(raw, source=source)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """params.yaml as checked params, its `auto` settings resolved for the task: what every
+    stage and `bertpipe params` read."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such params file; run from the project root")
+    params = parse_params_text(decode_params_text(path.read_bytes(), str(path)), str(path))
+    return resolve_task_defaults(params)
