@@ -134,5 +134,3 @@ def keyword_csv(tmp_path: Path) -> Path:
     path = tmp_path / "keywords.csv"
     keyword_notes().to_csv(path, index=False)
     return path
-
-
