@@ -403,3 +403,28 @@ def test_a_nan_tolerance_in_the_baseline_is_exit_2(gate_repo: Path) -> None:
 def test_a_missing_repo_folder_is_exit_2(tmp_path: Path) -> None:
     code, output = check_metrics(tmp_path / "nowhere")
     assert code == 2 and output.startswith("error: --repo") and "no such folder" in output
+
+
+@pytest.mark.parametrize(
+    ("task", "gated"),
+    [
+        ("binary", {"accuracy", "f1_macro"}),
+        ("multiclass", {"accuracy", "f1_macro"}),
+        ("multilabel", {"f1_macro", "f1_micro"}),
+        ("regression", {"r2"}),
+    ],
+)
+def test_auto_tolerance_gates_metrics_the_task_writes(task: str, gated: set[str]) -> None:
+    # `-S task=regression` alone must leave a gate with metrics that regression writes
+    from bertpipe.metrics import METRICS_BY_TASK
+    from bertpipe.params import GateParams, Params, resolve_gate, resolve_task_defaults
+
+    assert GateParams().tolerance == "auto"
+    resolved = resolve_gate(GateParams(), task)
+    assert set(resolved.tolerance) == gated
+    assert gated <= set(METRICS_BY_TASK[task])
+    params = resolve_task_defaults(Params.model_validate({"task": task}))
+    assert params.gate.tolerance == resolved.tolerance
+    # an explicit mapping is kept as written
+    chosen = GateParams.model_validate({"tolerance": {"mse": 0.5}})
+    assert resolve_gate(chosen, task).tolerance == {"mse": 0.5}

@@ -19,7 +19,7 @@ import yaml
 
 from bertpipe.errors import UserError
 from bertpipe.metrics import LOWER_IS_BETTER, METRICS_BY_TASK, compute_metrics
-from bertpipe.params import GateParams, parse_params, safe_load_yaml
+from bertpipe.params import GateParams, parse_params, resolve_gate, safe_load_yaml
 from bertpipe.predictions import Predictions, read_predictions, same_test_set
 
 WORKSPACE = "workspace"
@@ -123,11 +123,11 @@ def settings_from(
     """
     notes = []
     if baseline.gate is None:
-        settings = GateParams()
+        settings = resolve_gate(GateParams(), baseline.task)
         notes.append(f"{baseline_label} has no gate: section in its params: the defaults are used")
     else:
-        settings = baseline.gate
-    candidate_gate = candidate.gate or GateParams()
+        settings = resolve_gate(baseline.gate, baseline.task)
+    candidate_gate = resolve_gate(candidate.gate or GateParams(), candidate.task)
     if candidate_gate != settings:
         notes.append(
             f"the candidate's gate: section differs and is NOT used: {_describe(candidate_gate)}"

@@ -115,16 +115,19 @@ class EvaluateParams(_Strict):
 
 
 class GateParams(_Strict):
-    # largest tolerated drop per metric before the gate may call it a regression
-    tolerance: dict[str, float] = Field(
-        default_factory=lambda: {"accuracy": 0.02, "f1_macro": 0.02}
-    )
+    # largest tolerated drop per metric before the gate may call it a regression; `auto`: the
+    # task's headline metrics (AUTO_GATE_TOLERANCE), so that `-S task=...` keeps a working gate
+    tolerance: dict[str, float] | Literal["auto"] = "auto"
     confidence: float = Field(0.95, gt=0.5, lt=1)
     n_bootstrap: int = Field(2000, ge=100)
 
     @field_validator("tolerance")
     @classmethod
-    def _check_tolerances(cls, tolerance: dict[str, float]) -> dict[str, float]:
+    def _check_tolerances(
+        cls, tolerance: dict[str, float] | Literal["auto"]
+    ) -> dict[str, float] | Literal["auto"]:
+        if tolerance == "auto":
+            return tolerance
         # a nan compares false with every drop, so it would let any fall pass
         bad = [name for name, value in tolerance.items() if not math.isfinite(value) or value < 0]
         if bad:
@@ -240,16 +243,34 @@ AUTO_EARLY_STOPPING_METRIC: dict[str, str] = {
 }
 
 
+# what `gate.tolerance: auto` means for each task: the headline metrics, each allowed to drop
+# 0.02 before the paired bootstrap is asked whether the drop is real. Regression gates r2, not
+# mse: r2 has no unit, so one tolerance fits every label scale.
+AUTO_GATE_TOLERANCE: dict[str, dict[str, float]] = {
+    "binary": {"accuracy": 0.02, "f1_macro": 0.02},
+    "multiclass": {"accuracy": 0.02, "f1_macro": 0.02},
+    "multilabel": {"f1_macro": 0.02, "f1_micro": 0.02},
+    "regression": {"r2": 0.02},
+}
+
+
+def resolve_gate(gate: GateParams, task: str) -> GateParams:
+    """`gate` with `tolerance: auto` replaced by the task's tolerances."""
+    if gate.tolerance != "auto":
+        return gate
+    return gate.model_copy(update={"tolerance": dict(AUTO_GATE_TOLERANCE[task])})
+
+
 def resolve_task_defaults(params: Params) -> Params:
     """`params` with every `auto` setting replaced by the task's value: the one place that
     decides them, so that `-S task=...` alone switches the task and the trained model's
     training_params.json records what was used. Resolving twice changes nothing."""
     train = params.train
-    if train.early_stopping_metric != "auto":
-        return params
-    metric = AUTO_EARLY_STOPPING_METRIC[params.task]
+    if train.early_stopping_metric == "auto":
+        metric = AUTO_EARLY_STOPPING_METRIC[params.task]
+        train = train.model_copy(update={"early_stopping_metric": metric})
     return params.model_copy(
-        update={"train": train.model_copy(update={"early_stopping_metric": metric})}
+        update={"train": train, "gate": resolve_gate(params.gate, params.task)}
     )
 
 
