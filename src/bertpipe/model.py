@@ -34,6 +34,9 @@ FAMILIES = {
 # so max_position_embeddings - (pad_token_id + 1) positions are left for tokens.
 POSITIONS_AFTER_PADDING = {"roberta"}
 
+# Families whose transformers classes have no SDPA attention kernel; the rest use SDPA.
+EAGER_ATTENTION = {"deberta-v2"}
+
 # Written by `bertpipe download-model` into the folder it fetched: hub id, revision, file hashes.
 SOURCE_FILE = "bertpipe-source.json"
 
@@ -103,6 +106,10 @@ def _quiet_loading() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+
+
+def attention_implementation(config: Any) -> str:
+    return "eager" if config.model_type in EAGER_ATTENTION else "sdpa"
 
 
 def load_config(name: str) -> Any:
@@ -288,7 +295,7 @@ def load_classifier(
                 problem_type=problem_type,
                 id2label=id2label,
                 label2id={label: i for i, label in id2label.items()},
-                attn_implementation="sdpa",
+                attn_implementation=attention_implementation(config),
                 use_safetensors=True,
                 trust_remote_code=False,
                 **extra,
@@ -302,7 +309,7 @@ def load_classifier(
 
 def load_trained(model_dir: str | Path) -> tuple[Any, Any]:
     """A model folder written by the train stage: (model, tokenizer), safetensors only."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     _quiet_loading()
     model_dir = Path(model_dir)
@@ -316,8 +323,12 @@ def load_trained(model_dir: str | Path) -> tuple[Any, Any]:
         )
     check_safetensors(weights)
     try:
+        config = AutoConfig.from_pretrained(model_dir, trust_remote_code=False)
         model = AutoModelForSequenceClassification.from_pretrained(
-            model_dir, attn_implementation="sdpa", use_safetensors=True, trust_remote_code=False
+            model_dir,
+            attn_implementation=attention_implementation(config),
+            use_safetensors=True,
+            trust_remote_code=False,
         )
         tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
     except (OSError, ValueError) as exc:
