@@ -41,7 +41,7 @@ EAGER_ATTENTION = {"deberta-v2"}
 SOURCE_FILE = "bertpipe-source.json"
 
 SAFETENSORS_WEIGHTS = "model.safetensors"
-PICKLED_WEIGHTS = "pytorch_model.bin"
+TORCH_WEIGHTS = "pytorch_model.bin"
 # The files of a fast tokenizer, or those a fast tokenizer is built from (WordPiece, BPE,
 # SentencePiece); a folder with none of them has no tokenizer.
 TOKENIZER_FILES = (
@@ -233,21 +233,21 @@ def safetensors_folder(folder: Path) -> Iterator[Path]:
         check_safetensors(safetensors_files)
         yield folder
         return
-    pickled_files = _weight_files(folder, PICKLED_WEIGHTS)
-    if not pickled_files:
+    torch_files = _weight_files(folder, TORCH_WEIGHTS)
+    if not torch_files:
         raise UserError(
-            f"model: folder {folder} has no weights ({SAFETENSORS_WEIGHTS} or {PICKLED_WEIGHTS})"
+            f"model: folder {folder} has no weights ({SAFETENSORS_WEIGHTS} or {TORCH_WEIGHTS})"
         )
     from safetensors.torch import save_file
 
     state: dict[str, Any] = {}
-    for path in pickled_files:
+    for path in torch_files:
         state.update(read_weights_only(path))
     # safetensors stores no shared storage (tied weights): each tensor gets its own copy
     tensors = {key: value.detach().clone().contiguous() for key, value in state.items()}
     with tempfile.TemporaryDirectory(prefix="bertpipe-weights-") as tmp:
         converted = Path(tmp)
-        skip = {path.name for path in pickled_files} | {f"{PICKLED_WEIGHTS}.index.json"}
+        skip = {path.name for path in torch_files} | {f"{TORCH_WEIGHTS}.index.json"}
         for item in folder.iterdir():
             if item.name not in skip:
                 (converted / item.name).symlink_to(item.resolve())
