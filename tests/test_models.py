@@ -379,3 +379,54 @@ def test_pipeline_and_predict_agree_on_short_and_long_texts(
         top, second = sorted(predicted["scores"].values(), reverse=True)[:2]
         if top - second > 1e-3:  # an untrained head: near ties can go either way
             assert max(scores, key=scores.get) == predicted["label"]
+
+
+# --- end to end ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_downloaded_roberta_runs_end_to_end_through_dvc_repro(
+    project_copy: Path, keyword_csv: Path, tiny_models: dict[str, Path]
+) -> None:
+    """download-model (with a fake fetch), dvc add, model: models/base/NAME, dvc repro; then the
+    trained folder's card, tokenizer and pipeline() against `bertpipe predict`."""
+    from pipeline_helpers import dvc, env, read_json, run, tiny_project
+    from transformers import pipeline
+
+    project = tiny_project(
+        project_copy, keyword_csv, Path("models/base/tiny-roberta"), epochs=2, lr=1e-3
+    )
+    base = project / "models" / "base" / "tiny-roberta"
+    download_model("org/tiny-roberta", base, None, fetch=fake_fetch(tiny_models["roberta"], []))
+    dvc(project, "add", "models/base/tiny-roberta")
+    dvc(project, "repro")
+
+    model_dir = project / "models" / "model"
+    config = read_json(model_dir / "config.json")
+    assert config["model_type"] == "roberta" and config["pad_token_id"] == 1
+    assert (model_dir / "model.safetensors").is_file() and not list(model_dir.glob("*.bin"))
+    assert read_json(model_dir / "tokenizer_config.json")["model_max_length"] == 64
+    card = ModelCard.load(model_dir / "README.md").data
+    assert card.base_model == "org/tiny-roberta"
+    assert {result.dataset_split for result in card.eval_results} == {"validation"}
+    assert "f1_macro" in {result.metric_type for result in card.eval_results}
+    assert "n_test" not in (model_dir / "README.md").read_text()  # no test metrics in the card
+    assert read_json(project / "metrics.json")["n_test"] > 0
+
+    long_text = " ".join(["chest pain with dyspnea and a cough at night"] * 80)
+    texts = [*keyword_notes(rows=10, seed=3)["text"], long_text]
+    assert all(clean_text(text, False) == text for text in texts)
+    predicted = run(project, str(Path(sys.executable).parent / "bertpipe"), "predict", *texts)
+    from_predict = [json.loads(line) for line in predicted.stdout.splitlines()]
+    classifier = pipeline("text-classification", model=str(model_dir), truncation=True)
+    from_pipeline = classifier(texts, top_k=None)
+    assert len(from_predict) == len(from_pipeline) == len(texts)
+    for piped, result in zip(from_pipeline, from_predict, strict=True):
+        scores = {entry["label"]: entry["score"] for entry in piped}
+        assert all(
+            scores[name] == pytest.approx(s, abs=1e-4) for name, s in result["scores"].items()
+        )
+        top, second = sorted(result["scores"].values(), reverse=True)[:2]
+        if top - second > 1e-3:
+            assert max(scores, key=scores.get) == result["label"]
+    assert env()["HF_HUB_OFFLINE"] == "1"  # the whole run was offline
