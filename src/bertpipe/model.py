@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -209,6 +210,16 @@ def check_safetensors(files: list[Path]) -> None:
             ) from None
 
 
+def _refusal_reason(exc: Exception) -> str:
+    """The part of torch's long refusal that says what was found (without its advice to load
+    the file unsafely)."""
+    message = " ".join(str(exc).split())
+    found = re.search(r"(Unsupported global: GLOBAL [\w.]+|Unsupported operand \w+)", message)
+    if found:
+        return found.group(1)
+    return message[:200] if message and "weights_only" not in message else type(exc).__name__
+
+
 def read_weights_only(path: Path) -> dict[str, Any]:
     """A `.bin` state dict read with torch.load(weights_only=True): tensors and containers only."""
     import torch
@@ -216,11 +227,10 @@ def read_weights_only(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError for code or foreign objects; RuntimeError, EOFError
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(
             f"model: {path} holds something other than tensors, or is corrupt, so it was not "
-            f"loaded ({first_line}); use a model saved as model.safetensors, or a .bin you trust "
-            "converted to safetensors"
+            f"loaded ({_refusal_reason(exc)}); use a model saved as model.safetensors, or a .bin "
+            "you trust converted to safetensors"
         ) from None
 
 
