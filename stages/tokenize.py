@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 from bertpipe.errors import UserError, run_main
 from bertpipe.files import atomic_path, remove_leftovers, write_json
 from bertpipe.labels import sorted_label_names
-from bertpipe.model import load_tokenizer
+from bertpipe.model import check_base_model, load_tokenizer
 from bertpipe.params import load_params
 from bertpipe.split import SPLIT_NAMES
 from bertpipe.tokens import tokenize_parquet
@@ -29,6 +29,7 @@ def main() -> None:
     missing = [str(path) for path in sources.values() if not path.is_file()]
     if missing:
         raise UserError(f"{', '.join(missing)}: no split table; run the split stage first")
+    check_base_model(params.model, params.max_length)
     tokenizer = load_tokenizer(params.model)
     # the label order comes from train; only its label column is read
     train_labels = pq.read_table(sources["train"], columns=["label"]).column("label").to_pylist()

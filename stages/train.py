@@ -15,7 +15,7 @@ from bertpipe.errors import run_main
 from bertpipe.files import read_json, remove_leftovers, write_json
 from bertpipe.labels import num_model_outputs, problem_type
 from bertpipe.launch import inside_launcher, relaunch_command
-from bertpipe.model import load_classifier, load_tokenizer
+from bertpipe.model import base_model_id, load_classifier, load_tokenizer
 from bertpipe.params import load_params
 from bertpipe.tokens import read_split
 from bertpipe.tracking import LiveLogger
@@ -101,7 +101,13 @@ def main() -> None:
     }
     data_sha256 = read_json(args.clean_report).get("source_sha256")
     card = model_card(
-        params.task, label_names, resolved, data_sha256, result.best_epoch, validation
+        params.task,
+        label_names,
+        resolved,
+        data_sha256,
+        result.best_epoch,
+        validation,
+        base_model_id(params.model),
     )
     save_model_folder(
         args.output_dir,

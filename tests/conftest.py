@@ -62,6 +62,111 @@ def build_tiny_bert(folder: Path, words: list[str], max_positions: int = 128) ->
     return folder
 
 
+TINY_SIZES = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
+
+
+def _wordpiece_vocab(words: list[str]) -> dict[str, int]:
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    characters = list(string.ascii_lowercase + string.digits + string.punctuation)
+    pieces = [f"##{c}" for c in string.ascii_lowercase + string.digits]
+    vocab: dict[str, int] = {}
+    for token in [*special, *characters, *pieces, *words]:
+        vocab.setdefault(token, len(vocab))
+    return vocab
+
+
+def _save(folder: Path, model_class: type, config: object, tokenizer: object) -> Path:
+    import torch
+
+    tokenizer.save_pretrained(folder)  # type: ignore[attr-defined]
+    torch.manual_seed(0)
+    model_class(config).save_pretrained(folder)
+    return folder
+
+
+def build_tiny_distilbert(folder: Path, words: list[str], max_positions: int = 128) -> Path:
+    """DistilBERT: WordPiece like BERT, but no token_type_ids and its own config names."""
+    from transformers import DistilBertConfig, DistilBertModel, DistilBertTokenizer
+
+    vocab = _wordpiece_vocab(words)
+    config = DistilBertConfig(
+        vocab_size=len(vocab),
+        dim=64,
+        n_layers=2,
+        n_heads=4,
+        hidden_dim=128,
+        max_position_embeddings=max_positions,
+    )
+    tokenizer = DistilBertTokenizer(vocab=vocab, do_lower_case=True)
+    return _save(folder, DistilBertModel, config, tokenizer)
+
+
+def build_tiny_electra(folder: Path, words: list[str], max_positions: int = 128) -> Path:
+    """ELECTRA's discriminator: WordPiece, token_type_ids, an embedding size of its own."""
+    from transformers import ElectraConfig, ElectraModel, ElectraTokenizer
+
+    vocab = _wordpiece_vocab(words)
+    config = ElectraConfig(
+        vocab_size=len(vocab),
+        embedding_size=32,
+        max_position_embeddings=max_positions,
+        **TINY_SIZES,
+    )
+    tokenizer = ElectraTokenizer(vocab=vocab, do_lower_case=True)
+    return _save(folder, ElectraModel, config, tokenizer)
+
+
+def build_tiny_roberta(folder: Path, texts: list[str], max_positions: int = 128) -> Path:
+    """RoBERTa with a byte-level BPE tokenizer trained here on `texts`; pad id 1, positions
+    offset by 2, as in roberta-base."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaConfig, RobertaModel, RobertaTokenizer
+
+    special = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts, vocab_size=600, min_frequency=2, special_tokens=special)
+    folder.mkdir(parents=True, exist_ok=True)
+    bpe.save_model(str(folder))  # vocab.json, merges.txt
+    tokenizer = RobertaTokenizer(
+        vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt")
+    )
+    config = RobertaConfig(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=max_positions + 2,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        type_vocab_size=1,
+        **TINY_SIZES,
+    )
+    return _save(folder, RobertaModel, config, tokenizer)
+
+
+def build_tiny_deberta_v2(folder: Path, texts: list[str], max_positions: int = 128) -> Path:
+    """DeBERTa-v3 style: a SentencePiece-like Unigram tokenizer trained here, relative attention
+    and no absolute position embeddings."""
+    import json
+
+    from tokenizers import SentencePieceUnigramTokenizer
+    from transformers import DebertaV2Config, DebertaV2Model, DebertaV2Tokenizer
+
+    special = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
+    unigram = SentencePieceUnigramTokenizer()
+    unigram.train_from_iterator(texts, vocab_size=600, special_tokens=special, unk_token="[UNK]")
+    vocab = [tuple(entry) for entry in json.loads(unigram.to_str())["model"]["vocab"]]
+    tokenizer = DebertaV2Tokenizer(vocab=vocab, unk_id=special.index("[UNK]"))
+    config = DebertaV2Config(
+        vocab_size=len(vocab),
+        max_position_embeddings=max_positions,
+        relative_attention=True,
+        position_biased_input=False,
+        pos_att_type=["p2c", "c2p"],
+        type_vocab_size=0,
+        **TINY_SIZES,
+    )
+    return _save(folder, DebertaV2Model, config, tokenizer)
+
+
 def frequent_words(texts: list[str], limit: int = 400) -> list[str]:
     counts = Counter(word for text in texts for word in re.findall(r"[a-z]+", text.lower()))
     return [word for word, _ in counts.most_common(limit)]
@@ -71,6 +176,21 @@ def frequent_words(texts: list[str], limit: int = 400) -> list[str]:
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     texts = pd.read_csv(SAMPLE)["text"].dropna().tolist()
     return build_tiny_bert(tmp_path_factory.mktemp("tiny_bert"), frequent_words(texts))
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> dict[str, Path]:
+    """A tiny model of each supported family, by config.model_type."""
+    texts = pd.read_csv(SAMPLE)["text"].dropna().tolist()
+    words = frequent_words(texts)
+    root = tmp_path_factory.mktemp("tiny_models")
+    return {
+        "bert": tiny_bert,
+        "roberta": build_tiny_roberta(root / "roberta", texts),
+        "distilbert": build_tiny_distilbert(root / "distilbert", words),
+        "deberta-v2": build_tiny_deberta_v2(root / "deberta-v2", texts),
+        "electra": build_tiny_electra(root / "electra", words),
+    }
 
 
 @pytest.fixture(scope="session")

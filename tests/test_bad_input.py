@@ -975,6 +975,7 @@ CASES = [
             "model: 'some-org/some-model' is not a local folder",
             "the hub is offline (HF_HUB_OFFLINE=1)",
             "set model to a local folder holding config.json and the weights",
+            "bertpipe download-model some-org/some-model --to models/base/NAME",
         ),
     ),
     # --- debugging -------------------------------------------------------------------------------

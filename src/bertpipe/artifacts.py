@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bertpipe.errors import UserError
 from bertpipe.files import read_json, replace_path
 
 TRAINING_PARAMS = "training_params.json"
@@ -49,8 +50,12 @@ def save_model_folder(
 
     A reader that loads under `model_folder_lock` sees the old folder or the new one, whole:
     the folder's files are read one by one, so a swap between two reads would mix them. The
-    folder stays a real folder (a DVC output), never a link.
+    folder stays a real folder (a DVC output), never a link. The saved tokenizer's
+    model_max_length is the trained max_length, so that
+    `pipeline("text-classification", model=folder, truncation=True)` truncates as training did.
     """
+    if "max_length" in training_params:
+        tokenizer.model_max_length = int(training_params["max_length"])
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
@@ -72,7 +77,21 @@ def save_model_folder(
 
 def read_training_params(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / TRAINING_PARAMS
-    return read_json(path) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        trained = read_json(path)
+    except (OSError, ValueError) as exc:
+        raise UserError(
+            f"{path}: not valid JSON ({exc}); train the model again with dvc repro, "
+            "or restore the file from the model's DVC cache"
+        ) from None
+    if not isinstance(trained, dict):
+        raise UserError(
+            f"{path}: expected a JSON object of params, got {type(trained).__name__}; "
+            "train the model again with dvc repro"
+        )
+    return trained
 
 
 def model_card(
@@ -82,19 +101,50 @@ def model_card(
     data_sha256: str | None,
     best_epoch: int,
     validation: dict[str, float],
+    base_model: str | None,
 ) -> str:
+    """A Hugging Face model card: YAML metadata (base_model, pipeline_tag, the validation metrics
+    as eval_results, the data hash) and a short text. Test metrics are not in it: evaluate
+    runs after the model folder is written and never writes into it."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    data_path = str(params.get("data", {}).get("path", "the training data"))
+    eval_results = [
+        EvalResult(
+            task_type="text-classification",
+            dataset_type="bertpipe-local",
+            dataset_name=f"{data_path} (validation split)",
+            dataset_split="validation",
+            metric_type=name,
+            metric_value=value,
+        )
+        for name, value in validation.items()
+    ]
+    card_data = ModelCardData(
+        base_model=base_model,
+        library_name="transformers",
+        pipeline_tag="text-classification",
+        tags=["bertpipe", "text-classification", task],
+        model_name="bertpipe model",
+        eval_results=eval_results or None,
+        training_data_sha256=data_sha256,
+    )
     labels = ", ".join(f"`{name}`" for name in label_names) or "(a numeric target)"
     metrics = "\n".join(f"| {name} | {value} |" for name, value in validation.items())
-    return (
+    body = (
         "# bertpipe model\n\n"
-        f"Fine-tuned from `{params.get('model')}` by bertpipe for **{task}** text classification"
-        f"{' (regression)' if task == 'regression' else ''}.\n\n"
+        f"Fine-tuned from `{base_model or params.get('model')}` by bertpipe for **{task}** "
+        f"text classification{' (regression)' if task == 'regression' else ''}.\n\n"
         f"- Labels (id order): {labels}\n"
         f"- Training data sha256: `{data_sha256 or 'unknown'}`\n"
         f"- Best epoch: {best_epoch}\n\n"
         "## Validation metrics (best epoch)\n\n| metric | value |\n| --- | --- |\n"
         f"{metrics}\n\n"
         "## Params\n\n```json\n" + json.dumps(params, indent=2) + "\n```\n\n"
+        "## Use\n\n"
         'Load it with `bertpipe predict --model <this folder> "some text"`, or with\n'
-        "`AutoModelForSequenceClassification.from_pretrained(<this folder>)`.\n"
+        '`pipeline("text-classification", model=<this folder>, truncation=True)`:\n'
+        "the tokenizer's model_max_length is the trained max_length, so `truncation=True` cuts\n"
+        "long texts where training did. bertpipe predict also cleans texts as training did.\n"
     )
+    return str(ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}"))

@@ -382,6 +382,34 @@ def _parse_tolerance(item: str) -> tuple[str, float]:
     raise UserError(f"--tolerance: expected METRIC=NUMBER, got '{item}'")
 
 
+@app.command("download-model")
+def download_model(
+    hub_id: Annotated[str, typer.Argument(help="A hub id, e.g. emilyalsentzer/Bio_ClinicalBERT.")],
+    to: Annotated[Path, typer.Option(help="A new folder for the model, e.g. models/base/NAME.")],
+    revision: Annotated[
+        str | None, typer.Option(help="A branch, tag or commit; default: the main branch.")
+    ] = None,
+) -> None:
+    """Fetch a hub model once, recording its revision and file hashes in bertpipe-source.json.
+
+    \b
+    bertpipe download-model emilyalsentzer/Bio_ClinicalBERT --to models/base/clinicalbert
+    dvc add models/base/clinicalbert     # then set model: models/base/clinicalbert
+    """
+    from bertpipe.hub import download_model as download
+
+    try:
+        source = download(hub_id, to, revision)
+    except UserError as error:
+        _fail(error)
+        return
+    typer.echo(
+        f"downloaded {hub_id} at {source['resolved_revision']} to {to} "
+        f"({len(source['files'])} files); next: dvc add {to}",
+        err=True,
+    )
+
+
 @app.command("params")
 def show_params(
     path: Annotated[Path, typer.Argument(help="The params file.")] = Path("params.yaml"),

@@ -67,6 +67,8 @@ def encode_texts(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Tokenize in batches with the fast tokenizer: (values, offsets, type_values)."""
     first, second = _as_inputs(texts, tokenizer, pair)
+    # RoBERTa and DistilBERT take no token_type_ids: their pairs are told apart by separators only
+    with_types = second is not None and "token_type_ids" in tokenizer.model_input_names
     value_parts: list[np.ndarray] = []
     type_parts: list[np.ndarray] = []
     lengths: list[int] = []
@@ -78,7 +80,7 @@ def encode_texts(
             max_length=max_length,
             padding=False,
             return_attention_mask=False,
-            return_token_type_ids=second is not None,
+            return_token_type_ids=with_types,
         )
         ids = encoded["input_ids"]
         batch_lengths = [len(row) for row in ids]
@@ -86,7 +88,7 @@ def encode_texts(
         # one flat array per batch; np.asarray per row cost more than the tokenizer on short texts
         value_parts.append(np.fromiter(itertools.chain.from_iterable(ids), np.int32, count))
         lengths.extend(batch_lengths)
-        if second is not None:
+        if with_types:
             types = itertools.chain.from_iterable(encoded["token_type_ids"])
             type_parts.append(np.fromiter(types, np.int8, count))
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)

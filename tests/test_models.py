@@ -1,0 +1,434 @@
+"""Base models of every supported family, .bin weights read safely, download-model, the model
+card and the saved tokenizer (transformers' pipeline agrees with `bertpipe predict`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import KEYWORDS, keyword_notes
+from huggingface_hub import ModelCard
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from bertpipe import training
+from bertpipe.artifacts import model_card, read_training_params, save_model_folder
+from bertpipe.batching import Collator
+from bertpipe.cli import app
+from bertpipe.errors import UserError
+from bertpipe.files import sha256_file
+from bertpipe.hub import download_model
+from bertpipe.model import (
+    FAMILIES,
+    SOURCE_FILE,
+    base_model_id,
+    check_base_model,
+    load_classifier,
+    load_tokenizer,
+    load_trained,
+)
+from bertpipe.params import Params
+from bertpipe.predict import Predictor
+from bertpipe.text import clean_text
+from bertpipe.tokens import encode_texts, tokenize_split
+
+runner = CliRunner()
+NAMES = ["cardiology", "neurology", "pulmonology"]
+FAMILY_CLASSES = {
+    "bert": "BertForSequenceClassification",
+    "roberta": "RobertaForSequenceClassification",
+    "distilbert": "DistilBertForSequenceClassification",
+    "deberta-v2": "DebertaV2ForSequenceClassification",
+    "electra": "ElectraForSequenceClassification",
+}
+
+
+def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+
+
+def train_one_step(model: torch.nn.Module, tokenizer, texts: list[str]) -> torch.Tensor:
+    """One optimizer step through bertpipe's tokenizing, padding and train_step."""
+    labels = [NAMES[i % len(NAMES)] for i in range(len(texts))]
+    split = tokenize_split(texts, labels, np.arange(len(texts)), tokenizer, 48, NAMES, "multiclass")
+    params = Params.model_validate({"lr": 1e-3, "train": {"precision": "fp32"}})
+    accelerator = training.make_accelerator("fp32")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _step: 1.0)
+    batch = Collator(split, tokenizer.pad_token_id)(list(range(len(texts))))
+    before = weights(model)
+    loss = training.train_step(model, batch, optimizer, scheduler, accelerator, params, None, True)
+    after = weights(model)
+    assert torch.isfinite(loss) and loss.item() > 0
+    assert any(not torch.equal(before[name], after[name]) for name in before)
+    return loss
+
+
+@pytest.fixture(scope="module")
+def note_texts(sample_frame: pd.DataFrame) -> list[str]:
+    return sample_frame["text"].dropna().head(8).tolist()
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_each_family_tokenizes_loads_and_trains_a_step(
+    family: str, tiny_models: dict[str, Path], note_texts: list[str]
+) -> None:
+    folder = str(tiny_models[family])
+    check_base_model(folder, 64)
+    tokenizer = load_tokenizer(folder)
+    values, offsets, _ = encode_texts(note_texts, tokenizer, 48)
+    first = values[offsets[0] : offsets[1]]
+    # the tokens stage adds the family's own special tokens: [CLS] ... [SEP] or <s> ... </s>
+    assert first[0] == tokenizer.cls_token_id and first[-1] == tokenizer.sep_token_id
+    assert tokenizer.pad_token_id not in values  # nothing is padded on disk
+
+    model = load_classifier(
+        folder, len(NAMES), "single_label_classification", NAMES, attention_dropout=0.0
+    )
+    assert type(model).__name__ == FAMILY_CLASSES[family]
+    assert model.config.id2label == dict(enumerate(NAMES))
+    dropout_key = "attention_dropout" if family == "distilbert" else "attention_probs_dropout_prob"
+    assert getattr(model.config, dropout_key) == 0.0
+    train_one_step(model, tokenizer, note_texts)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_sentence_pairs_carry_token_types_only_where_the_model_has_them(
+    family: str, tiny_models: dict[str, Path]
+) -> None:
+    tokenizer = load_tokenizer(str(tiny_models[family]))
+    pairs = [["chest pain", "ecg normal"], ["headache", "seizure at night"]]
+    _, _, types = encode_texts(pairs, tokenizer, 32, pair=True)
+    assert (types is not None) == (family in {"bert", "deberta-v2", "electra"})
+    model = load_classifier(str(tiny_models[family]), 2, "single_label_classification", ["a", "b"])
+    split = tokenize_split(pairs, ["a", "b"], np.arange(2), tokenizer, 32, ["a", "b"], "binary")
+    batch = Collator(split, tokenizer.pad_token_id)([0, 1])
+    batch.pop("labels")
+    with torch.no_grad():
+        assert model(**batch).logits.shape == (2, 2)
+
+
+def test_a_decoder_is_refused_with_the_families_that_work(tmp_path: Path) -> None:
+    from transformers import GPT2Config
+
+    GPT2Config(n_layer=1, n_embd=32, n_head=2).save_pretrained(tmp_path)
+    expected = "not an encoder classifier.*BERT, RoBERTa, DistilBERT, DeBERTa-v2, ELECTRA"
+    with pytest.raises(UserError, match=expected):
+        check_base_model(str(tmp_path), 64)
+    with pytest.raises(UserError, match=expected):
+        load_classifier(str(tmp_path), 2, "single_label_classification", ["a", "b"])
+
+
+def test_max_length_beyond_the_position_embeddings_is_refused(
+    tiny_models: dict[str, Path],
+) -> None:
+    check_base_model(str(tiny_models["bert"]), 128)
+    with pytest.raises(UserError, match=r"max_length 129 .* \(128 tokens.*set max_length to 128"):
+        check_base_model(str(tiny_models["bert"]), 129)
+    # RoBERTa: 130 position embeddings, of which the first 2 are taken by the padding offset
+    assert (
+        json.loads((tiny_models["roberta"] / "config.json").read_text())["max_position_embeddings"]
+        == 130
+    )
+    check_base_model(str(tiny_models["roberta"]), 128)
+    with pytest.raises(UserError, match=r"\(128 tokens"):
+        check_base_model(str(tiny_models["roberta"]), 129)
+    # DeBERTa-v3 style: relative positions only, no absolute limit to enforce
+    check_base_model(str(tiny_models["deberta-v2"]), 1024)
+
+
+def test_a_model_folder_without_a_tokenizer_is_refused(tiny_bert: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy2(tiny_bert / name, folder / name)
+    with pytest.raises(UserError, match=r"has no tokenizer .*copy the tokenizer files"):
+        load_tokenizer(str(folder))
+
+
+def as_bin_only(source: Path, target: Path) -> Path:
+    """A copy of `source` with its weights in pytorch_model.bin instead of safetensors."""
+    shutil.copytree(source, target)
+    state = load_file(target / "model.safetensors")
+    (target / "model.safetensors").unlink()
+    torch.save(state, target / "pytorch_model.bin")
+    return target
+
+
+def test_a_bin_only_folder_trains_and_is_saved_as_safetensors(
+    tiny_bert: Path, tmp_path: Path, note_texts: list[str]
+) -> None:
+    folder = as_bin_only(tiny_bert, tmp_path / "bin_only")
+    torch.manual_seed(0)
+    from_bin = load_classifier(str(folder), 3, "single_label_classification", NAMES)
+    torch.manual_seed(0)
+    from_safetensors = load_classifier(str(tiny_bert), 3, "single_label_classification", NAMES)
+    assert all(
+        torch.equal(tensor, from_safetensors.state_dict()[name])
+        for name, tensor in from_bin.state_dict().items()
+    )
+    base_files = {p.name for p in tiny_bert.iterdir()} - {"model.safetensors"}
+    assert {p.name for p in folder.iterdir()} == {*base_files, "pytorch_model.bin"}, (
+        "the base folder is left as it was"
+    )
+    tokenizer = load_tokenizer(str(folder))
+    train_one_step(from_bin, tokenizer, note_texts)
+    saved = tmp_path / "trained"
+    save_model_folder(saved, from_bin, tokenizer, {"max_length": 48}, "# card\n")
+    assert (saved / "model.safetensors").is_file()
+    assert not list(saved.glob("*.bin"))
+
+
+class WritesAMarker:
+    """Unpickling this calls Path.write_text: code that runs on load, as in a malicious .bin."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (Path.write_text, (self.marker, "the code ran"))
+
+
+def test_a_bin_that_would_run_code_is_refused_and_the_code_does_not_run(
+    tiny_bert: Path, tmp_path: Path
+) -> None:
+    folder = as_bin_only(tiny_bert, tmp_path / "evil")
+    marker = tmp_path / "marker.txt"
+    state = torch.load(folder / "pytorch_model.bin", weights_only=True)
+    torch.save({**state, "payload": WritesAMarker(marker)}, folder / "pytorch_model.bin")
+    with pytest.raises(UserError, match="holds something other than tensors") as error:
+        load_classifier(str(folder), 2, "single_label_classification", ["a", "b"])
+    assert "\n" not in str(error.value) and "Unsupported global" in str(error.value)
+    assert "weights_only" not in str(error.value)  # not torch's advice to load it unsafely
+    assert not marker.exists(), "the payload ran"
+
+
+def test_random_bytes_as_safetensors_are_refused(tiny_bert: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "corrupt"
+    shutil.copytree(tiny_bert, folder)
+    (folder / "model.safetensors").write_bytes(os.urandom(4096))
+    with pytest.raises(UserError, match=r"model\.safetensors is not a valid safetensors file"):
+        load_classifier(str(folder), 2, "single_label_classification", ["a", "b"])
+    with pytest.raises(UserError, match=r"model\.safetensors is not a valid safetensors file"):
+        load_trained(folder)
+
+
+def test_a_hub_id_while_offline_names_download_model() -> None:
+    with pytest.raises(UserError, match="bertpipe download-model some-org/some-model --to"):
+        check_base_model("some-org/some-model", 64)
+
+
+# --- download-model ---------------------------------------------------------------------------
+
+
+def fake_fetch(source: Path, calls: list[tuple]):
+    """A fetch that copies `source` like snapshot_download does (with its .cache metadata)."""
+
+    def fetch(hub_id: str, revision: str | None, folder: Path) -> str:
+        calls.append((hub_id, revision, folder))
+        shutil.copytree(source, folder, dirs_exist_ok=True)
+        (folder / ".cache" / "huggingface").mkdir(parents=True)
+        (folder / ".cache" / "huggingface" / "config.json.metadata").write_text("etag\n")
+        return "0123abcd" * 5
+
+    return fetch
+
+
+def test_download_model_records_the_revision_and_every_file_hash(
+    tiny_bert: Path, tmp_path: Path
+) -> None:
+    calls: list[tuple] = []
+    target = tmp_path / "models" / "base" / "tiny"
+    download_model("org/tiny-bert", target, "v1.0", fetch=fake_fetch(tiny_bert, calls))
+    assert [call[:2] for call in calls] == [("org/tiny-bert", "v1.0")]
+    source = json.loads((target / SOURCE_FILE).read_text())
+    assert source["hub_id"] == "org/tiny-bert"
+    assert source["revision"] == "v1.0" and source["resolved_revision"] == "0123abcd" * 5
+    files = sorted(p.name for p in tiny_bert.iterdir())
+    assert sorted(source["files"]) == files
+    assert all(source["files"][name] == sha256_file(target / name) for name in files)
+    assert not (target / ".cache").exists()
+    assert base_model_id(str(target)) == "org/tiny-bert"
+    # the folder is a base model like any other
+    check_base_model(str(target), 64)
+
+
+def test_download_model_refuses_a_non_empty_folder(tiny_bert: Path, tmp_path: Path) -> None:
+    target = tmp_path / "taken"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine\n")
+    calls: list[tuple] = []
+    with pytest.raises(UserError, match="already exists and is not empty"):
+        download_model("org/tiny-bert", target, None, fetch=fake_fetch(tiny_bert, calls))
+    assert not calls
+    assert [p.name for p in target.iterdir()] == ["notes.txt"]
+
+
+def test_download_model_refuses_a_decoder_and_leaves_nothing(tmp_path: Path) -> None:
+    from transformers import GPT2Config
+
+    decoder = tmp_path / "gpt2"
+    GPT2Config(n_layer=1, n_embd=32, n_head=2).save_pretrained(decoder)
+    target = tmp_path / "base" / "gpt2"
+    with pytest.raises(UserError, match="not an encoder classifier"):
+        download_model("org/gpt2", target, None, fetch=fake_fetch(decoder, []))
+    assert not target.exists()
+    assert not list(target.parent.iterdir())
+
+
+def test_download_model_offline_fails_in_one_line(tmp_path: Path) -> None:
+    target = tmp_path / "base" / "bert"
+    result = subprocess.run(
+        [sys.executable, "-m", "bertpipe.cli", "download-model", "org/some-bert", "--to", target],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: download-model: cannot fetch")
+    assert "org/some-bert" in lines[0] and "Traceback" not in result.stderr
+    assert not target.exists()
+
+
+# --- the trained model folder -----------------------------------------------------------------
+
+
+def test_model_card_metadata() -> None:
+    card = model_card(
+        "multiclass",
+        NAMES,
+        {"model": "minilm", "data": {"path": "data/raw/notes.csv"}},
+        "ab" * 32,
+        3,
+        {"f1_macro": 0.75, "loss": 0.5},
+        base_model_id("minilm"),
+    )
+    data = ModelCard(card).data
+    assert data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert data.pipeline_tag == "text-classification"
+    assert data.library_name == "transformers"
+    assert {"bertpipe", "multiclass"} <= set(data.tags)
+    assert data.training_data_sha256 == "ab" * 32
+    results = {result.metric_type: result.metric_value for result in data.eval_results}
+    assert results == {"f1_macro": 0.75, "loss": 0.5}
+    assert {result.dataset_split for result in data.eval_results} == {"validation"}
+
+
+def test_a_broken_training_params_file_is_one_line_under_predict(
+    tiny_bert: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "model"
+    model = load_classifier(str(tiny_bert), 2, "single_label_classification", ["a", "b"])
+    save_model_folder(folder, model, load_tokenizer(str(tiny_bert)), {"max_length": 32}, "#\n")
+    (folder / "training_params.json").write_text('{"task": "binary",', encoding="utf-8")
+    with pytest.raises(UserError, match=r"training_params\.json: not valid JSON"):
+        read_training_params(folder)
+    result = runner.invoke(app, ["predict", "--model", str(folder), "chest pain"])
+    assert result.exit_code == 1
+    assert (
+        result.output.count("\n") == 1 and "training_params.json: not valid JSON" in result.output
+    )
+
+
+@pytest.fixture(scope="module")
+def trained_folder(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model folder as the train stage writes it, max_length 48. Its head is not trained
+    (the end-to-end RoBERTa test compares a trained model): labels and scores must agree."""
+    names = sorted(KEYWORDS)
+    torch.manual_seed(0)
+    model = load_classifier(str(tiny_bert), len(names), "single_label_classification", names)
+    folder = tmp_path_factory.mktemp("trained") / "model"
+    # fp32: with precision auto, predict runs in bf16 on CPUs that have it, pipeline() in fp32
+    params = Params(max_length=48, train={"precision": "fp32"}).model_dump(mode="json")
+    tokenizer = load_tokenizer(str(tiny_bert))
+    save_model_folder(folder, model, tokenizer, {**params, "label_names": names}, "# card\n")
+    return folder
+
+
+def test_pipeline_and_predict_agree_on_short_and_long_texts(
+    trained_folder: Path, sample_frame: pd.DataFrame
+) -> None:
+    from transformers import AutoTokenizer, pipeline
+
+    assert AutoTokenizer.from_pretrained(trained_folder).model_max_length == 48
+    long_text = " ".join(["chest pain with dyspnea and a cough at night"] * 80)
+    notes = keyword_notes(rows=12, seed=1)["text"].tolist()
+    texts = [*notes, *sample_frame["text"].dropna().head(4), "headache", long_text]
+    texts = [text for text in texts if clean_text(text, False) == text]
+    assert long_text in texts and len(texts) >= 12
+    classifier = pipeline(
+        "text-classification", model=str(trained_folder), truncation=True, device="cpu"
+    )
+    # the tiny BERT has 128 positions: the long text runs only because it is cut at 48
+    assert len(classifier.tokenizer(long_text)["input_ids"]) > 512
+    assert len(classifier.tokenizer(long_text, truncation=True)["input_ids"]) == 48
+    from_pipeline = classifier(texts, top_k=None)
+    from_predict = Predictor.load(trained_folder).predict(texts)
+    for piped, predicted in zip(from_pipeline, from_predict, strict=True):
+        scores = {entry["label"]: entry["score"] for entry in piped}
+        for name, score in predicted["scores"].items():
+            assert scores[name] == pytest.approx(score, abs=1e-5)  # predict rounds to 6 places
+        assert max(scores, key=scores.get) == predicted["label"]
+
+
+# --- end to end ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_downloaded_roberta_runs_end_to_end_through_dvc_repro(
+    project_copy: Path, keyword_csv: Path, tiny_models: dict[str, Path]
+) -> None:
+    """download-model (with a fake fetch), dvc add, model: models/base/NAME, dvc repro; then the
+    trained folder's card, tokenizer and pipeline() against `bertpipe predict`."""
+    from pipeline_helpers import dvc, env, read_json, run, tiny_project
+    from transformers import pipeline
+
+    project = tiny_project(
+        project_copy,
+        keyword_csv,
+        Path("models/base/tiny-roberta"),
+        epochs=2,
+        lr=1e-3,
+        # predict then runs in fp32 as pipeline() does (auto is bf16 on CPUs that have it)
+        **{"train.precision": "fp32"},
+    )
+    base = project / "models" / "base" / "tiny-roberta"
+    download_model("org/tiny-roberta", base, None, fetch=fake_fetch(tiny_models["roberta"], []))
+    dvc(project, "add", "models/base/tiny-roberta")
+    dvc(project, "repro")
+
+    model_dir = project / "models" / "model"
+    config = read_json(model_dir / "config.json")
+    assert config["model_type"] == "roberta" and config["pad_token_id"] == 1
+    assert (model_dir / "model.safetensors").is_file() and not list(model_dir.glob("*.bin"))
+    assert read_json(model_dir / "tokenizer_config.json")["model_max_length"] == 64
+    card = ModelCard.load(model_dir / "README.md").data
+    assert card.base_model == "org/tiny-roberta"
+    assert {result.dataset_split for result in card.eval_results} == {"validation"}
+    assert "f1_macro" in {result.metric_type for result in card.eval_results}
+    assert "n_test" not in (model_dir / "README.md").read_text()  # no test metrics in the card
+    assert read_json(project / "metrics.json")["n_test"] > 0
+
+    long_text = " ".join(["chest pain with dyspnea and a cough at night"] * 80)
+    texts = [*keyword_notes(rows=10, seed=3)["text"], long_text]
+    assert all(clean_text(text, False) == text for text in texts)
+    predicted = run(project, str(Path(sys.executable).parent / "bertpipe"), "predict", *texts)
+    from_predict = [json.loads(line) for line in predicted.stdout.splitlines()]
+    classifier = pipeline("text-classification", model=str(model_dir), truncation=True)
+    from_pipeline = classifier(texts, top_k=None)
+    assert len(from_predict) == len(from_pipeline) == len(texts)
+    for piped, result in zip(from_pipeline, from_predict, strict=True):
+        scores = {entry["label"]: entry["score"] for entry in piped}
+        for name, score in result["scores"].items():
+            assert scores[name] == pytest.approx(score, abs=1e-5)  # predict rounds to 6 places
+        assert max(scores, key=scores.get) == result["label"]
+    assert env()["HF_HUB_OFFLINE"] == "1"  # the whole run was offline
