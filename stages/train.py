@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from bertpipe.artifacts import model_card, save_model_folder
-from bertpipe.checkpoint import LAST, STATUS
+from bertpipe.checkpoint import STATUS, remove_partial_checkpoints
 from bertpipe.errors import run_main
 from bertpipe.files import read_json, remove_leftovers, write_json
 from bertpipe.labels import num_model_outputs, problem_type
@@ -39,8 +39,8 @@ def main() -> None:
     args = parser.parse_args()
     if not inside_launcher():  # once, before any process of this run writes
         # what a run killed mid-write left (a checkpoint being saved included)
-        checkpoints = [Path(args.checkpoint_dir) / name for name in (LAST, STATUS)]
-        remove_leftovers(args.output_dir, args.stats, *checkpoints)
+        remove_leftovers(args.output_dir, args.stats, Path(args.checkpoint_dir) / STATUS)
+        remove_partial_checkpoints(Path(args.checkpoint_dir))
 
     params = load_params(args.params)
     relaunch = relaunch_command(

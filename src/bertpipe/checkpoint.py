@@ -139,11 +139,19 @@ def save_checkpoint(
         }
         torch.save(extra, tmp / "optimizer.pt")
         (tmp / "state.json").write_text(json.dumps(state.summary(), indent=2), encoding="utf-8")
-    # the older checkpoints, and temporary folders a kill left behind
-    hidden = [path for path in folder.iterdir() if path.name.startswith(".") and path.is_dir()]
-    for old in [*step_folders(folder)[:-KEEP], *hidden]:
+    for old in step_folders(folder)[:-KEEP]:
         shutil.rmtree(old, ignore_errors=True)
+    remove_partial_checkpoints(folder)
     return target
+
+
+def remove_partial_checkpoints(folder: Path) -> None:
+    """Delete the temporary folders of checkpoints whose writing a kill interrupted."""
+    if not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        if path.name.startswith(".") and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _read(path: Path, fingerprint: str) -> SavedCheckpoint:

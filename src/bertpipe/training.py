@@ -356,6 +356,104 @@ def _track_best(
             state.stopped_early = True
 
 
+@dataclass
+class _Loop:
+    """What the epochs of one fit share, prepared by Accelerate."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    accelerator: Accelerator
+    train_loader: DataLoader[int]
+    sampler: LengthGroupedBatchSampler
+    params: Params
+    weight: torch.Tensor | None
+    checkpoint_dir: Path | None
+    throughput: Throughput = field(default_factory=Throughput)
+
+
+def _checkpoint_due(loop: _Loop, state: Checkpoint, batch_index: int, last_of_step: bool) -> bool:
+    """A mid-epoch checkpoint falls on an optimizer step's boundary (no gradients pending),
+    every `checkpoint_every_steps` steps, and never on an epoch's last batch (the epoch's own
+    checkpoint follows it)."""
+    every = loop.params.train.checkpoint_every_steps
+    return (
+        loop.checkpoint_dir is not None
+        and every is not None
+        and last_of_step
+        and state.global_step % every == 0
+        and batch_index + 1 < len(loop.train_loader)
+    )
+
+
+def _checkpoint_mid_epoch(
+    loop: _Loop, state: Checkpoint, batches_done: int, loss_sum: float, loss_count: int
+) -> None:
+    """Save the run inside an epoch: the batches done and each process's running loss."""
+    accelerator = loop.accelerator
+    state.batches_done = batches_done
+    state.loss_sums = _per_process(accelerator, loss_sum)
+    state.loss_counts = [int(n) for n in _per_process(accelerator, loss_count)]
+    if accelerator.is_main_process and loop.checkpoint_dir is not None:
+        unwrapped = accelerator.unwrap_model(loop.model)
+        save_checkpoint(loop.checkpoint_dir, state, unwrapped, loop.optimizer, loop.scheduler)
+    accelerator.wait_for_everyone()
+    state.batches_done, state.loss_sums, state.loss_counts = 0, [], []
+
+
+def _train_epoch(
+    loop: _Loop, state: Checkpoint, epoch: int, pending_rng: Any, progress: bool
+) -> float:
+    """One epoch of `train_step`, from where a mid-epoch checkpoint left it if it did; returns
+    the epoch's mean train loss over every process."""
+    params, accelerator = loop.params, loop.accelerator
+    # Accelerate's loader re-seeds its batch sampler with its own epoch counter, which
+    # restarts at 0 on a resumed run: set both, so epoch k has the same batches either way.
+    loop.train_loader.set_epoch(epoch)
+    loop.sampler.set_epoch(epoch)
+    loop.model.train()
+    epoch_start = time.perf_counter()
+    first_batch, loss_sum, loss_count = 0, 0.0, 0
+    loader = loop.train_loader
+    if state.batches_done:  # resumed inside this epoch: skip the batches already trained
+        first_batch = state.batches_done
+        process = accelerator.process_index
+        loss_sum, loss_count = state.loss_sums[process], state.loss_counts[process]
+        # the sampler's order for this epoch, without collating the skipped batches
+        loader = accelerator.skip_first_batches(loop.train_loader, first_batch)
+        state.batches_done, state.loss_sums, state.loss_counts = 0, [], []
+    batches = loader
+    if progress and accelerator.is_local_main_process:
+        batches = progress_bar(loader, f"epoch {epoch}/{params.epochs}", total=len(loader))
+    for batch_index, batch in enumerate(batches, start=first_batch):
+        if pending_rng is not None:
+            pending_rng.restore_rng()
+            pending_rng = None
+        last_of_step = (batch_index + 1) % params.train.grad_accum_steps == 0 or (
+            batch_index + 1 == len(loop.train_loader)
+        )
+        loss = train_step(
+            loop.model,
+            batch,
+            loop.optimizer,
+            loop.scheduler,
+            accelerator,
+            params,
+            loop.weight,
+            last_of_step,
+        )
+        state.global_step += last_of_step
+        loss_sum += loss.item()
+        loss_count += 1
+        loop.throughput.count(batch)
+        if batches is not loader:
+            batches.set_postfix(loss=f"{loss_sum / loss_count:.4f}")
+        if _checkpoint_due(loop, state, batch_index, last_of_step):
+            _checkpoint_mid_epoch(loop, state, batch_index + 1, loss_sum, loss_count)
+    loop.throughput.seconds += time.perf_counter() - epoch_start
+    return _mean_over_processes(accelerator, loss_sum, loss_count)
+
+
 def fit(
     model: torch.nn.Module,
     train: TokenizedSplit,
@@ -382,6 +480,17 @@ def fit(
     scheduler = get_linear_schedule_with_warmup(
         optimizer, round(settings.warmup_ratio * total_steps), total_steps
     )
+    loop = _Loop(
+        model,
+        optimizer,
+        scheduler,
+        accelerator,
+        train_loader,
+        sampler,
+        params,
+        weight,
+        checkpoint_dir,
+    )
 
     saved = _resume(checkpoint_dir, fingerprint, accelerator, model, optimizer, scheduler)
     state = Checkpoint(fingerprint=fingerprint) if saved is None else saved.state
@@ -399,67 +508,16 @@ def fit(
             on_epoch_end(record)
 
     metric = settings.early_stopping_metric
-    throughput = Throughput()
     wall_start = time.perf_counter()
     for epoch in range(state.epoch + 1, params.epochs + 1):
         if state.stopped_early:
             break
-        # Accelerate's loader re-seeds its batch sampler with its own epoch counter, which
-        # restarts at 0 on a resumed run: set both, so epoch k has the same batches either way.
-        train_loader.set_epoch(epoch)
-        sampler.set_epoch(epoch)
-        model.train()
-        epoch_start = time.perf_counter()
-        first_batch, loss_sum, loss_count = 0, 0.0, 0
-        loader = train_loader
-        if state.batches_done:  # resumed inside this epoch: skip the batches already trained
-            first_batch = state.batches_done
-            process = accelerator.process_index
-            loss_sum, loss_count = state.loss_sums[process], state.loss_counts[process]
-            # the sampler's order for this epoch, without collating the skipped batches
-            loader = accelerator.skip_first_batches(train_loader, first_batch)
-            state.batches_done, state.loss_sums, state.loss_counts = 0, [], []
-        batches = loader
-        if progress and accelerator.is_local_main_process:
-            batches = progress_bar(loader, f"epoch {epoch}/{params.epochs}", total=len(loader))
-        for batch_index, batch in enumerate(batches, start=first_batch):
-            if pending_rng is not None:
-                pending_rng.restore_rng()
-                pending_rng = None
-            last_of_step = (batch_index + 1) % settings.grad_accum_steps == 0 or (
-                batch_index + 1 == len(train_loader)
-            )
-            loss = train_step(
-                model, batch, optimizer, scheduler, accelerator, params, weight, last_of_step
-            )
-            state.global_step += last_of_step
-            loss_sum += loss.item()
-            loss_count += 1
-            throughput.count(batch)
-            if batches is not loader:
-                batches.set_postfix(loss=f"{loss_sum / loss_count:.4f}")
-            # inside the epoch, at an optimizer step's boundary: no gradients pending
-            if (
-                checkpoint_dir is not None
-                and settings.checkpoint_every_steps is not None
-                and last_of_step
-                and state.global_step % settings.checkpoint_every_steps == 0
-                and batch_index + 1 < len(train_loader)
-            ):
-                state.batches_done = batch_index + 1
-                state.loss_sums = _per_process(accelerator, loss_sum)
-                state.loss_counts = [int(n) for n in _per_process(accelerator, loss_count)]
-                if accelerator.is_main_process:
-                    save_checkpoint(
-                        checkpoint_dir, state, accelerator.unwrap_model(model), optimizer, scheduler
-                    )
-                accelerator.wait_for_everyone()
-                state.batches_done, state.loss_sums, state.loss_counts = 0, [], []
-        throughput.seconds += time.perf_counter() - epoch_start
+        train_loss = _train_epoch(loop, state, epoch, pending_rng, progress)
+        pending_rng = None
         unwrapped = accelerator.unwrap_model(model)
         record: dict[str, float] = {
             "epoch": epoch,
-            "train_loss": _mean_over_processes(accelerator, loss_sum, loss_count),
+            "train_loss": train_loss,
             "lr": scheduler.get_last_lr()[0],
             **validate(unwrapped, val, params, pad_token_id, accelerator.mixed_precision, weight),
         }
@@ -489,7 +547,7 @@ def fit(
         resumed_from_step=resumed_from_step,
         world_size=accelerator.num_processes,
         mixed_precision=accelerator.mixed_precision,
-        stats=throughput.stats(accelerator, time.perf_counter() - wall_start),
+        stats=loop.throughput.stats(accelerator, time.perf_counter() - wall_start),
     )
 
 
