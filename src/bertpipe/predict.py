@@ -126,6 +126,14 @@ class Predictor:
         return [label, *(result["scores"][name] for name in self.label_names)]
 
 
+def _output_format(output: Path) -> str:
+    """The output's table format; the reader's message about its extension names --output."""
+    try:
+        return table_format(output)
+    except UserError as error:
+        raise UserError(f"--output {error}") from None
+
+
 def check_output_path(output: Path, input_path: Path | None) -> str:
     """The output's table format, once the path is known to be writable and to harm nothing.
 
@@ -135,10 +143,7 @@ def check_output_path(output: Path, input_path: Path | None) -> str:
         raise UserError(
             f"--output {output}: is a folder; name a file (the folder is left as it is)"
         )
-    try:
-        fmt = table_format(output)
-    except UserError as error:
-        raise UserError(f"--output {error}") from None
+    fmt = _output_format(output)
     folder = output.parent
     if not folder.is_dir():
         raise UserError(f"--output {output}: the folder {folder} does not exist; create it first")
