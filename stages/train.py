@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 
 from bertpipe.artifacts import model_card, save_model_folder
-from bertpipe.checkpoint import LAST, STATUS
+from bertpipe.checkpoint import STATUS
 from bertpipe.errors import run_main
-from bertpipe.files import read_json, remove_leftovers, write_json
+from bertpipe.files import read_json, remove_leftovers, remove_scratch, write_json
 from bertpipe.labels import num_model_outputs, problem_type
 from bertpipe.launch import inside_launcher, relaunch_command
 from bertpipe.model import load_classifier, load_tokenizer
@@ -39,8 +39,8 @@ def main() -> None:
     args = parser.parse_args()
     if not inside_launcher():  # once, before any process of this run writes
         # what a run killed mid-write left (a checkpoint being saved included)
-        checkpoints = [Path(args.checkpoint_dir) / name for name in (LAST, STATUS)]
-        remove_leftovers(args.output_dir, args.stats, *checkpoints)
+        remove_leftovers(args.output_dir, args.stats, Path(args.checkpoint_dir) / STATUS)
+        remove_scratch(args.checkpoint_dir, ".step-")
 
     params = load_params(args.params)
     relaunch = relaunch_command(

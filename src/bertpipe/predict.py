@@ -164,6 +164,29 @@ def check_output_path(output: Path, input_path: Path | None) -> str:
     return fmt
 
 
+def check_input_table(input_path: Path, text_columns: list[str], encoding: str) -> None:
+    """The input file and its header's text columns, checked before the model loads, so that a
+    wrong file costs no time. JSON lines name their keys on every line: each is checked as read."""
+    fmt = TableChunks(input_path, encoding).format  # checks the file: exists, type, not binary
+    if fmt == "parquet":
+        try:
+            names = pq.read_schema(input_path).names
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise UserError(f"{input_path}: not a readable Parquet file ({exc})") from None
+    elif fmt in ("csv", "tsv"):
+        try:
+            with open(input_path, encoding=encoding, newline="") as source:
+                header = next(csv.reader(source, delimiter="," if fmt == "csv" else "\t"), None)
+        except (UnicodeDecodeError, csv.Error):
+            return  # annotate_table names the problem with its row
+        if not header:
+            return
+        names = [header[0].removeprefix("\ufeff"), *header[1:]]
+    else:
+        return
+    _missing_columns(input_path, names, text_columns)
+
+
 def annotate_table(
     predictor: Predictor,
     input_path: Path,

@@ -155,8 +155,7 @@ def read_predictions(text: str, task: str, source: str, legacy_threshold: float)
         frame = pd.read_csv(io.StringIO(text), keep_default_na=False, dtype=str)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise UserError(
-            f"{source}: not a readable CSV ({' '.join(str(exc).split())}); "
-            "rerun the evaluate stage"
+            f"{source}: not a readable CSV ({' '.join(str(exc).split())}); rerun the evaluate stage"
         ) from None
     missing = [column for column in REQUIRED_COLUMNS if column not in frame.columns]
     if missing:
