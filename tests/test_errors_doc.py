@@ -27,6 +27,7 @@ COMPOSED = {
     "src/bertpipe/params.py::parse_params": "Input should be",
     "src/bertpipe/split.py::assign_splits": "cannot split",
     "src/bertpipe/model.py::_load_failed": "model: cannot load",
+    "src/bertpipe/predict.py::_output_format": "--output <path>: unsupported file type",
 }
 
 

@@ -18,11 +18,6 @@ from bertpipe.errors import MAX_MESSAGE_CHARS, UserError
 
 TASKS = ("binary", "multiclass", "multilabel", "regression")
 SOURCE = "HEAD:eval/predictions.csv"
-# the reader with a task, a source and a legacy threshold comes with the gate branch
-PENDING = pytest.mark.xfail(
-    strict=True, reason="fixed by the gate branch (read_predictions checks the file)"
-)
-
 FILE_COLUMNS = ["row_id", "gold", "predicted", "score_a", "score_b", "threshold", "label_separator"]
 COLUMNS = st.sampled_from([*FILE_COLUMNS, "score_NA", "score_", "extra"]) | st.text(max_size=6)
 CELLS = (
@@ -67,7 +62,6 @@ def _assert_usable_or_one_user_error(text: str, task: str) -> None:
     assert same_test_set(predictions, predictions, task)
 
 
-@PENDING
 @pytest.mark.parametrize("task", TASKS)
 @given(text=st.text(max_size=300))
 @example(text="")
@@ -77,7 +71,6 @@ def test_any_text_gives_predictions_or_one_user_error(task: str, text: str) -> N
     _assert_usable_or_one_user_error(text, task)
 
 
-@PENDING
 @pytest.mark.parametrize("task", TASKS)
 @given(text=csv_tables())
 @example(text="row_id,gold,predicted,score_a,label_separator\n1,a,a,0.5,\n")

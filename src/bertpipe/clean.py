@@ -280,7 +280,7 @@ def _clean_chunks(
                 if writer is not None:
                     writer.close()
             if rows_out == 0:
-                _explain_no_rows(dict(dropped), data)
+                _explain_no_rows(dict(dropped), data, source)
             check_label_count(sorted(names), task, data.label_column)
     return make_report(rows_in, rows_out, dict(dropped))
 
@@ -311,16 +311,16 @@ def _storable(values: pd.Series) -> bool:
     return True
 
 
-def _explain_no_rows(dropped: dict[str, int], data: DataParams) -> None:
+def _explain_no_rows(dropped: dict[str, int], data: DataParams, source: str) -> None:
     """No row was kept: blame what dropped most of them, not the label column by default."""
     texts = dropped.get("empty_text", 0) + dropped.get("too_short", 0)
     if texts and texts >= dropped.get("missing_label", 0):
         raise UserError(
-            f"every text in column(s) {', '.join(map(shown, data.text_columns))} is empty or "
-            "shorter than clean.min_chars; check data.text_column"
+            f"{source}: every text in column(s) {', '.join(map(shown, data.text_columns))} is "
+            "empty or shorter than clean.min_chars; check data.text_column"
         )
     if dropped.get("missing_label", 0):
         raise UserError(
-            f"every row's label in column {shown(data.label_column)} is missing; "
+            f"{source}: every row's label in column {shown(data.label_column)} is missing; "
             "check data.label_column"
         )

@@ -133,7 +133,12 @@ def _predict(
 ) -> None:
     from bertpipe.artifacts import read_training_params
     from bertpipe.files import atomic_path
-    from bertpipe.predict import Predictor, annotate_table, check_output_path
+    from bertpipe.predict import (
+        Predictor,
+        annotate_table,
+        check_input_table,
+        check_output_path,
+    )
 
     if stdin_format not in STDIN_FORMATS:
         raise UserError(f"--format: use one of {', '.join(STDIN_FORMATS)}, not '{stdin_format}'")
@@ -153,6 +158,8 @@ def _predict(
     columns = text_columns or ([configured] if isinstance(configured, str) else list(configured))
     if reads_stdin:
         texts = _read_stdin(stdin_format, columns)
+    elif input_path is not None:
+        check_input_table(input_path, columns, encoding)
     predictor = Predictor.load(model_dir)
 
     if input_path is not None and not reads_stdin:

@@ -108,6 +108,21 @@ def read_revision_params(revision: str, repo: Path, params_path: str) -> Revisio
     return RevisionParams(params.task, params.train.threshold, gate)
 
 
+def check_overrides(
+    tolerance_overrides: dict[str, float], confidence: float | None, n_bootstrap: int | None
+) -> None:
+    """The command line's settings, checked before any revision is read."""
+    for name, value in tolerance_overrides.items():
+        if not math.isfinite(value) or value < 0:
+            raise UnusableInput(
+                f"--tolerance {name}={value}: a tolerance must be a finite number >= 0"
+            )
+    if confidence is not None and not 0.5 < confidence < 1:
+        raise UnusableInput(f"--confidence {confidence}: give a number above 0.5 and below 1")
+    if n_bootstrap is not None and n_bootstrap < 100:
+        raise UnusableInput(f"--n-bootstrap {n_bootstrap}: give at least 100 resamples")
+
+
 def settings_from(
     baseline: RevisionParams,
     candidate: RevisionParams,
@@ -132,15 +147,6 @@ def settings_from(
         notes.append(
             f"the candidate's gate: section differs and is NOT used: {_describe(candidate_gate)}"
         )
-    for name, value in tolerance_overrides.items():
-        if not math.isfinite(value) or value < 0:
-            raise UnusableInput(
-                f"--tolerance {name}={value}: a tolerance must be a finite number >= 0"
-            )
-    if confidence is not None and not 0.5 < confidence < 1:
-        raise UnusableInput(f"--confidence {confidence}: give a number above 0.5 and below 1")
-    if n_bootstrap is not None and n_bootstrap < 100:
-        raise UnusableInput(f"--n-bootstrap {n_bootstrap}: give at least 100 resamples")
     settings = GateParams(
         tolerance={**settings.tolerance, **tolerance_overrides},
         confidence=settings.confidence if confidence is None else confidence,
@@ -209,6 +215,7 @@ def check(
     params_path: str,
 ) -> GateResult:
     """The whole gate: settings from the baseline, both sides read and checked, the decision."""
+    check_overrides(tolerance_overrides, confidence, n_bootstrap)
     check_repo(repo)
     baseline_params = read_revision_params(baseline, repo, params_path)
     candidate_params = read_revision_params(candidate, repo, params_path)

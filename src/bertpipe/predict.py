@@ -126,6 +126,14 @@ class Predictor:
         return [label, *(result["scores"][name] for name in self.label_names)]
 
 
+def _output_format(output: Path) -> str:
+    """The output's table format; the reader's message about its extension names --output."""
+    try:
+        return table_format(output)
+    except UserError as error:
+        raise UserError(f"--output {error}") from None
+
+
 def check_output_path(output: Path, input_path: Path | None) -> str:
     """The output's table format, once the path is known to be writable and to harm nothing.
 
@@ -135,10 +143,7 @@ def check_output_path(output: Path, input_path: Path | None) -> str:
         raise UserError(
             f"--output {output}: is a folder; name a file (the folder is left as it is)"
         )
-    try:
-        fmt = table_format(output)
-    except UserError as error:
-        raise UserError(f"--output {error}") from None
+    fmt = _output_format(output)
     folder = output.parent
     if not folder.is_dir():
         raise UserError(f"--output {output}: the folder {folder} does not exist; create it first")
@@ -157,6 +162,29 @@ def check_output_path(output: Path, input_path: Path | None) -> str:
                 f"{output.with_suffix(input_path.suffix)}"
             )
     return fmt
+
+
+def check_input_table(input_path: Path, text_columns: list[str], encoding: str) -> None:
+    """The input file and its header's text columns, checked before the model loads, so that a
+    wrong file costs no time. JSON lines name their keys on every line: each is checked as read."""
+    fmt = TableChunks(input_path, encoding).format  # checks the file: exists, type, not binary
+    if fmt == "parquet":
+        try:
+            names = pq.read_schema(input_path).names
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise UserError(f"{input_path}: not a readable Parquet file ({exc})") from None
+    elif fmt in ("csv", "tsv"):
+        try:
+            with open(input_path, encoding=encoding, newline="") as source:
+                header = next(csv.reader(source, delimiter="," if fmt == "csv" else "\t"), None)
+        except (UnicodeDecodeError, csv.Error):
+            return  # annotate_table names the problem with its row
+        if not header:
+            return
+        names = [header[0].removeprefix("\ufeff"), *header[1:]]
+    else:
+        return
+    _missing_columns(input_path, names, text_columns)
 
 
 def annotate_table(

@@ -32,6 +32,8 @@ SCORE_PREFIX = "score_"
 # what files written before the separator was recorded joined multilabel names with
 LEGACY_LABEL_SEPARATOR = "|"
 REQUIRED_COLUMNS = ("row_id", "gold", "predicted")
+# row ids above 2**53 have no exact float64, so they cannot be told apart once read
+MAX_ROW_ID = 2**53
 
 
 def _joined_names(row: np.ndarray, label_names: Sequence[str], separator: str) -> str:
@@ -122,7 +124,10 @@ class Predictions:
 def _constant(frame: pd.DataFrame, column: str, source: str) -> object:
     values = frame[column].unique()
     if len(values) != 1:
-        raise UserError(f"{source}: column '{column}' must hold one value on every row")
+        raise UserError(
+            f"{source}: column '{column}' must hold one value on every row; "
+            "rerun the evaluate stage"
+        )
     return values[0]
 
 
@@ -149,7 +154,9 @@ def read_predictions(text: str, task: str, source: str, legacy_threshold: float)
         # label names stay strings: "NA" is a label, not missing
         frame = pd.read_csv(io.StringIO(text), keep_default_na=False, dtype=str)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise UserError(f"{source}: not a readable CSV ({' '.join(str(exc).split())})") from None
+        raise UserError(
+            f"{source}: not a readable CSV ({' '.join(str(exc).split())}); rerun the evaluate stage"
+        ) from None
     missing = [column for column in REQUIRED_COLUMNS if column not in frame.columns]
     if missing:
         raise UserError(
@@ -164,23 +171,44 @@ def read_predictions(text: str, task: str, source: str, legacy_threshold: float)
     if task == "regression":
         numeric += ["gold", "predicted"]
     elif not names:
-        raise UserError(f"{source}: no score_<label> columns for task {task}")
+        raise UserError(
+            f"{source}: no score_<label> columns for task {task}; rerun the evaluate stage"
+        )
     numeric += [f"{SCORE_PREFIX}{name}" for name in names]
     for column in numeric:
-        values = pd.to_numeric(frame[column], errors="coerce")
-        if not np.isfinite(values.to_numpy(float)).all():
-            raise UserError(f"{source}: column '{column}' holds values that are not finite numbers")
+        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(float)
+        if not np.isfinite(values).all():
+            raise UserError(
+                f"{source}: column '{column}' holds values that are not finite numbers; "
+                "rerun the evaluate stage"
+            )
+        # the checked numbers replace the text, so that every later use reads what was checked
+        frame[column] = values
+    row_ids = frame["row_id"].to_numpy(float)
+    if not ((row_ids >= 0) & (row_ids < MAX_ROW_ID) & (row_ids == np.floor(row_ids))).all():
+        raise UserError(
+            f"{source}: column 'row_id' must hold whole numbers from 0 (rows of the cleaned "
+            "table); rerun the evaluate stage"
+        )
+    frame["row_id"] = row_ids.astype(np.int64)
     separator, threshold = LEGACY_LABEL_SEPARATOR, legacy_threshold
     if task == "multilabel":
         if "label_separator" in frame.columns:
             separator = str(_constant(frame, "label_separator", source))
+            if not separator:
+                raise UserError(
+                    f"{source}: column 'label_separator' is empty; rerun the evaluate stage"
+                )
         if "threshold" in frame.columns:
             try:
                 threshold = float(str(_constant(frame, "threshold", source)))
             except ValueError:
                 threshold = math.nan
             if not 0 < threshold < 1:
-                raise UserError(f"{source}: threshold must be a number between 0 and 1")
+                raise UserError(
+                    f"{source}: threshold must be a number between 0 and 1; "
+                    "rerun the evaluate stage"
+                )
     if task != "regression":
         joined_by = separator if task == "multilabel" else None
         _check_labels(frame, "gold", names, joined_by, source)
@@ -192,7 +220,7 @@ def same_test_set(old: Predictions, new: Predictions, task: str) -> bool:
     """The same examples with the same gold labels, in the same order: the two can be paired."""
     if len(old.frame) != len(new.frame) or old.label_names != new.label_names:
         return False
-    if list(old.frame["row_id"].astype(int)) != list(new.frame["row_id"].astype(int)):
+    if not np.array_equal(old.frame["row_id"], new.frame["row_id"]):
         return False
     old_targets, _ = old.targets_and_scores(task)
     new_targets, _ = new.targets_and_scores(task)

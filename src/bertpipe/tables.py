@@ -504,7 +504,8 @@ class TableChunks:
                     ) from None
                 except RecursionError:
                     raise UserError(
-                        f"{self.path}: line {number} is nested too deeply to read"
+                        f"{self.path}: line {number} is nested too deeply to read; "
+                        "flatten that record, or export the data again"
                     ) from None
                 if not isinstance(record, dict):
                     raise UserError(
