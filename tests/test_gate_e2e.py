@@ -39,7 +39,7 @@ def test_gate_passes_a_rerun_and_fails_a_real_regression(gate_project: Path) -> 
 
     # a candidate that barely trained and loosens its own tolerances to let that through: the
     # gate reads the baseline's gate: section, so it is a real regression, exit 1, with a table
-    loosened = {"gate.tolerance.accuracy": 1.0, "gate.tolerance.f1_macro": 1.0}
+    loosened = {"gate.tolerance": {"accuracy": 1.0, "f1_macro": 1.0}}
     set_params(project, lr=1e-7, **loosened)
     dvc(project, "repro")
     worse = json.loads((project / "metrics.json").read_text())
