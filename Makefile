@@ -50,11 +50,13 @@ lock:
 repro: install
 	$(BIN)/dvc repro
 
+# -n auto: one pytest worker per core (pytest-xdist); the end-to-end tests spend much of their
+# time starting Python processes, which overlap well
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 test-fast: install
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n auto -m "not slow"
 
 # The Hypothesis properties of tests/test_fuzz_*.py (every input gives a result or one
 # UserError) at 3,000 examples each instead of make test's 40; BENCHMARKS.md records a run.
