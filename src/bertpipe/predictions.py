@@ -40,35 +40,6 @@ def _joined_names(row: np.ndarray, label_names: Sequence[str], separator: str) -
     return separator.join(label_names[i] for i in np.flatnonzero(row))
 
 
-def _frame(
-    row_ids: np.ndarray,
-    targets: np.ndarray,
-    predicted: np.ndarray,
-    scores: np.ndarray,
-    task: str,
-    label_names: Sequence[str],
-    threshold: float,
-    label_separator: str,
-) -> pd.DataFrame:
-    """The file's rows from encoded targets, predictions and (n, labels) scores."""
-    frame = pd.DataFrame({"row_id": row_ids})
-    if task == "regression":
-        frame["gold"] = targets.astype(np.float64)
-        frame["predicted"] = predicted.astype(np.float64)
-        return frame
-    if task == "multilabel":
-        frame["gold"] = [_joined_names(row, label_names, label_separator) for row in targets]
-        frame["predicted"] = [_joined_names(row, label_names, label_separator) for row in predicted]
-        frame["threshold"] = threshold
-        frame["label_separator"] = label_separator
-    else:
-        frame["gold"] = [label_names[i] for i in targets]
-        frame["predicted"] = [label_names[i] for i in predicted]
-    for column, name in enumerate(label_names):
-        frame[f"{SCORE_PREFIX}{name}"] = np.round(scores[:, column], 6)
-    return frame
-
-
 def write_predictions(
     path: str | Path,
     row_ids: np.ndarray,
@@ -80,9 +51,25 @@ def write_predictions(
     threshold: float,
     label_separator: str,
 ) -> None:
-    frame = _frame(
-        row_ids, targets, predicted, scores, task, label_names, threshold, label_separator
-    )
+    """The file's rows from encoded targets, predictions and (n, labels) scores, written
+    atomically."""
+    frame = pd.DataFrame({"row_id": row_ids})
+    if task == "regression":
+        frame["gold"] = targets.astype(np.float64)
+        frame["predicted"] = predicted.astype(np.float64)
+    else:
+        if task == "multilabel":
+            frame["gold"] = [_joined_names(row, label_names, label_separator) for row in targets]
+            frame["predicted"] = [
+                _joined_names(row, label_names, label_separator) for row in predicted
+            ]
+            frame["threshold"] = threshold
+            frame["label_separator"] = label_separator
+        else:
+            frame["gold"] = [label_names[i] for i in targets]
+            frame["predicted"] = [label_names[i] for i in predicted]
+        for column, name in enumerate(label_names):
+            frame[f"{SCORE_PREFIX}{name}"] = np.round(scores[:, column], 6)
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
 
