@@ -8,6 +8,8 @@ tokenizer called once on the whole list of texts, in a process of its own too.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/data_scale.py --json /tmp/data_scale.json
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/data_scale.py --rows 20000   # a smoke test
+    # long-note settings on the same notes: windows of 16 tokens, 8 apart (2-3 windows a note)
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/data_scale.py --max-length 16 --windows-stride 8
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
+
+from bertpipe.tokens import read_split
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,6 +121,10 @@ def main() -> None:
     parser.add_argument("--chunk-rows", type=int, default=100_000)
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--truncation", choices=["right", "head_tail"], default="right")
+    parser.add_argument(
+        "--windows-stride", type=int, default=None, help="windows.stride (default: no windows)"
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -128,6 +135,8 @@ def main() -> None:
         "rows": args.rows,
         "chunk_rows": args.chunk_rows,
         "max_length": args.max_length,
+        "truncation": args.truncation,
+        "windows_stride": args.windows_stride,
         "stages": {},
     }
     with tempfile.TemporaryDirectory(prefix="data_scale_") as scratch:
@@ -149,6 +158,9 @@ def main() -> None:
         params["max_length"] = args.max_length
         params["data"]["path"] = str(csv)
         params["data"]["chunk_rows"] = args.chunk_rows
+        params["truncation"] = args.truncation
+        # windows in every split, the train split included: the most rows the stage can write
+        params["windows"] = {**params["windows"], "stride": args.windows_stride, "train": True}
         (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
         for stage in ("clean", "split", "tokenize"):
@@ -161,10 +173,13 @@ def main() -> None:
         results["tokens_mib"] = round(
             sum(p.stat().st_size for p in tokens.rglob("*") if p.is_file()) / 2**20, 1
         )
-        rows_tokenized = sum(
-            len(np.load(tokens / name / "row_ids.npy")) for name in ("train", "val", "test")
-        )
+        rows_tokenized = windows = 0
+        for name in ("train", "val", "test"):
+            split = read_split(tokens / name)
+            rows_tokenized += split.num_texts
+            windows += len(split)
         results["rows_tokenized"] = rows_tokenized
+        results["sequences_written"] = windows
         # the baseline: the whole cleaned text column, one tokenizer call
         baseline = run_measured(
             [

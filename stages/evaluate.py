@@ -42,12 +42,13 @@ def main() -> None:
         params.train.threshold,
         params.train.precision,
         progress=True,
+        pooling=params.windows.pooling,
     )
 
     write_predictions(
         args.predictions,
-        test.row_ids,
-        test.labels,
+        evaluation.row_ids,
+        evaluation.targets,
         evaluation.predicted,
         evaluation.scores,
         params.task,
@@ -57,14 +58,17 @@ def main() -> None:
     )
     with atomic_path(args.plots_dir, replace_folder=True) as tmp:
         tmp.mkdir()
-        for name, rows in plot_rows(test.labels, evaluation, params.task, label_names).items():
+        plots = plot_rows(evaluation.targets, evaluation, params.task, label_names)
+        for name, rows in plots.items():
             write_json(tmp / name, rows)
     if params.task != "regression":
-        report = per_label_report(test.labels, evaluation.predicted, label_names, params.task)
+        report = per_label_report(
+            evaluation.targets, evaluation.predicted, label_names, params.task
+        )
     else:
         report = {}
     write_json(args.per_label, report)
-    write_json(args.metrics, {**evaluation.metrics, "n_test": len(test)})
+    write_json(args.metrics, {**evaluation.metrics, "n_test": len(evaluation.targets)})
     print("evaluate: " + ", ".join(f"{k} {v}" for k, v in evaluation.metrics.items()))
 
 

@@ -1,4 +1,5 @@
-"""Stage tokenize: the model's own fast tokenizer, truncated at max_length, no padding stored."""
+"""Stage tokenize: the model's own fast tokenizer; texts fitted to max_length by truncation or
+windows (bertpipe.tokens.SequenceLayout); no padding stored."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from bertpipe.labels import sorted_label_names
 from bertpipe.model import check_base_model, load_tokenizer
 from bertpipe.params import load_params
 from bertpipe.split import SPLIT_NAMES
-from bertpipe.tokens import tokenize_parquet
+from bertpipe.tokens import sequence_layout, tokenize_parquet
 
 
 def main() -> None:
@@ -38,20 +39,22 @@ def main() -> None:
     with atomic_path(args.output_dir, replace_folder=True) as tmp:
         tmp.mkdir()
         for name, source in sources.items():
+            layout = sequence_layout(params, name)
             summary = tokenize_parquet(
                 source,
                 tmp / name,
                 tokenizer,
-                params.max_length,
+                layout,
                 label_names,
                 params.task,
                 pair=params.data.text_pair,
                 chunk_rows=params.data.chunk_rows,
             )
-            print(
-                f"tokenize: {name} {summary.rows} rows, "
-                f"{summary.truncated} truncated at {params.max_length}"
-            )
+            if layout.stride is not None:
+                cut = f"{summary.truncated} split into {summary.sequences} windows in all"
+            else:
+                cut = f"{summary.truncated} {layout.truncation}-truncated at {params.max_length}"
+            print(f"tokenize: {name} {summary.rows} rows, {cut}")
         write_json(
             tmp / "labels.json",
             {

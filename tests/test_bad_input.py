@@ -440,6 +440,38 @@ ISSUE_16_CASES = [
         params={"model": TINY_BERT, "max_length": 1024},
         expect=("max_length", "128"),
     ),
+    Case(
+        "params-windows-stride-above-a-window",
+        stages=("clean", "split", "tokenize"),
+        params={"model": TINY_BERT, "max_length": 32, "windows.stride": 31},
+        expect=("windows.stride: 31 is more than the 30 text tokens a window holds",),
+    ),
+    Case(
+        "params-head-tokens-above-what-fits",
+        stages=("clean", "split", "tokenize"),
+        params={
+            "model": TINY_BERT,
+            "max_length": 32,
+            "truncation": "head_tail",
+            "tokenize.head_tokens": 31,
+        },
+        expect=("tokenize.head_tokens: 31 is more than the 30 text tokens",),
+    ),
+    Case(
+        "params-windows-stride-zero",
+        params={"windows.stride": 0},
+        expect=("windows.stride: Input should be greater than or equal to 1 (got 0)",),
+    ),
+    Case(
+        "params-head-tokens-at-max-length",
+        params={"max_length": 64, "tokenize.head_tokens": 64},
+        expect=("tokenize.head_tokens (64) must be below max_length (64)",),
+    ),
+    Case(
+        "params-pooling-unknown",
+        params={"windows.pooling": "median"},
+        expect=("windows.pooling: Input should be 'mean' or 'max'",),
+    ),
     # --- one line, cut ----------------------------------------------------------------------------
     # every text its own class: the split's message lists 20 long labels (once 6,048 characters)
     Case(

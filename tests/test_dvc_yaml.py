@@ -137,7 +137,7 @@ def test_every_plot_file_is_written_for_every_task(task: str) -> None:
         "regression": np.array([0.6, 1.4, 2.2, 1.1]),
     }[task]
     names = ["a", "b", "c"][: 1 if task == "regression" else 2 if task == "binary" else 3]
-    evaluation = Evaluation({}, scores, predict_from_scores(scores, task))
+    evaluation = Evaluation({}, scores, predict_from_scores(scores, task), labels, np.arange(4))
     rows = plot_rows(labels, evaluation, task, names)
     eval_plots = {path for path in _plot_files() if path.startswith("eval/plots/")}
     assert {f"eval/plots/{name}" for name in rows} == eval_plots

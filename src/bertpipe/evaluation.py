@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bertpipe.inference import default_device, predict_logits, resolve_precision
+from bertpipe.inference import default_device, predict_text_logits, resolve_precision
 from bertpipe.metrics import (
     compute_metrics,
     confusion_rows,
@@ -22,9 +22,13 @@ from bertpipe.tokens import TokenizedSplit
 
 @dataclass
 class Evaluation:
+    """One entry per text, in split order (a text's windows pooled into one)."""
+
     metrics: dict[str, float]
     scores: np.ndarray
     predicted: np.ndarray
+    targets: np.ndarray
+    row_ids: np.ndarray
 
 
 def evaluate_model(
@@ -36,12 +40,14 @@ def evaluate_model(
     threshold: float = 0.5,
     precision: str = "auto",
     progress: bool = False,
+    pooling: str = "mean",
 ) -> Evaluation:
-    """Metrics, scores and predictions of `model` on `split`; `progress` reports the batches on
-    stderr (bertpipe.progress: a bar on a terminal, a line now and then in a log)."""
+    """Metrics, scores and predictions of `model` on `split`, per text (windows pooled by
+    `pooling`); `progress` reports the batches on stderr (bertpipe.progress: a bar on a
+    terminal, a line now and then in a log)."""
     device = default_device()
     model.to(device)
-    logits = predict_logits(
+    logits = predict_text_logits(
         model,
         split,
         batch_size,
@@ -49,12 +55,16 @@ def evaluate_model(
         resolve_precision(precision, device),
         device,
         progress=progress,
+        pooling=pooling,
     )
     scores = scores_from_logits(logits, task)
+    targets = split.text_labels
     return Evaluation(
-        metrics=compute_metrics(split.labels, scores, task, threshold),
+        metrics=compute_metrics(targets, scores, task, threshold),
         scores=scores,
         predicted=predict_from_scores(scores, task, threshold),
+        targets=targets,
+        row_ids=split.text_row_ids,
     )
 
 

@@ -85,3 +85,38 @@ def predict_logits(
             logits[indices] = output.logits.float().cpu().numpy()
     model.train(was_training)
     return logits
+
+
+def pool_windows(logits: np.ndarray, text_index: np.ndarray | None, pooling: str) -> np.ndarray:
+    """One row of logits per text from its windows' rows: their mean, or their maximum per
+    label. `text_index` None: every row is already a text."""
+    if text_index is None:
+        return logits
+    num_texts = int(text_index[-1]) + 1 if len(text_index) else 0
+    if pooling == "max":
+        pooled = np.full((num_texts, logits.shape[1]), -np.inf, dtype=np.float32)
+        np.maximum.at(pooled, text_index, logits)
+        return pooled
+    if pooling != "mean":
+        raise ValueError(f"unknown pooling {pooling!r}")
+    sums = np.zeros((num_texts, logits.shape[1]), dtype=np.float64)
+    np.add.at(sums, text_index, logits)
+    counts = np.bincount(text_index, minlength=num_texts)[:, None]
+    return (sums / counts).astype(np.float32)
+
+
+def predict_text_logits(
+    model: torch.nn.Module,
+    split: TokenizedSplit,
+    batch_size: int,
+    pad_token_id: int,
+    mixed_precision: str = "no",
+    device: torch.device | None = None,
+    progress: bool = False,
+    pooling: str = "mean",
+) -> np.ndarray:
+    """(texts, num_labels) logits: `predict_logits` with a split's windows pooled per text."""
+    logits = predict_logits(
+        model, split, batch_size, pad_token_id, mixed_precision, device, progress
+    )
+    return pool_windows(logits, split.text_index, pooling)

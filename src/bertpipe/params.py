@@ -27,6 +27,8 @@ from bertpipe.errors import UserError
 
 Task = Literal["binary", "multiclass", "multilabel", "regression"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Truncation = Literal["right", "head_tail"]
+Pooling = Literal["mean", "max"]
 
 
 class _Strict(BaseModel):
@@ -110,6 +112,23 @@ class TrainParams(_Strict):
     checkpoint_every_steps: int | None = Field(1500, ge=1)
 
 
+class TokenizeParams(_Strict):
+    # truncation: head_tail keeps this many tokens from the start of a long text and fills the
+    # rest of max_length from its end; null: a quarter of them (see tokens.HEAD_SHARE)
+    head_tokens: int | None = Field(None, ge=0)
+
+
+class WindowsParams(_Strict):
+    # tokens between the starts of consecutive windows; a text longer than max_length becomes
+    # overlapping windows of max_length, so every token counts. null: one sequence per text
+    stride: int | None = Field(None, ge=1)
+    # how the windows' logits become the text's: their mean, or their maximum per label
+    pooling: Pooling = "mean"
+    # true: train on every window too (each with its text's label); false: windows at
+    # validation, evaluation and predict only, training on one truncated sequence per text
+    train: bool = False
+
+
 class EvaluateParams(_Strict):
     batch_size: int = Field(32, ge=1)
 
@@ -147,13 +166,38 @@ class Params(_Strict):
     epochs: int = Field(4, ge=1)
     batch_size: int = Field(16, ge=1)
     max_length: int = Field(128, ge=8, le=8192)
+    # how a text longer than max_length is cut: keep its start (right), or its start and end
+    truncation: Truncation = "right"
 
     data: DataParams = DataParams()
     clean: CleanParams = CleanParams()
     split: SplitParams = SplitParams()
+    tokenize: TokenizeParams = TokenizeParams()
+    windows: WindowsParams = WindowsParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     gate: GateParams = GateParams()
+
+    @model_validator(mode="after")
+    def _check_lengths(self) -> Params:
+        head = self.tokenize.head_tokens
+        if head is not None and head >= self.max_length:
+            raise ValueError(
+                f"tokenize.head_tokens ({head}) must be below max_length ({self.max_length}), "
+                "leaving room for the tail"
+            )
+        stride = self.windows.stride
+        if stride is not None and stride >= self.max_length:
+            raise ValueError(
+                f"windows.stride ({stride}) must be below max_length ({self.max_length}), "
+                "or windows would skip tokens"
+            )
+        if self.data.text_pair and (self.truncation != "right" or stride is not None):
+            raise ValueError(
+                "truncation: head_tail and windows work on one text; with data.text_pair: true "
+                "use truncation: right and windows.stride: null"
+            )
+        return self
 
 
 # YAML 1.1 wants a dot in a float, so PyYAML reads DVC's `lr: 2e-05` as the string '2e-05'.
@@ -230,7 +274,8 @@ def _describe(error: dict[str, Any]) -> str:
         return f"unknown key '{key}'{hint}: fix or remove it"
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "value_error":
-        return f"{key}: {message}"
+        # a check across sections names its keys itself
+        return f"{key}: {message}" if error["loc"] else message
     return f"{key}: {message} (got {error['input']!r})"
 
 

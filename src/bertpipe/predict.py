@@ -23,12 +23,17 @@ import pyarrow.parquet as pq
 
 from bertpipe.artifacts import model_folder_lock, read_training_params
 from bertpipe.errors import UserError
-from bertpipe.inference import default_device, predict_logits, resolve_precision
+from bertpipe.inference import default_device, predict_text_logits, resolve_precision
 from bertpipe.metrics import predict_from_scores, scores_from_logits
 from bertpipe.model import load_trained
 from bertpipe.tables import TableChunks, table_format
 from bertpipe.text import clean_text
-from bertpipe.tokens import TokenizedSplit, encode_texts
+from bertpipe.tokens import (
+    SequenceLayout,
+    TokenizedSplit,
+    encode_rows,
+    layout_from_training_params,
+)
 
 PREDICTED_LABEL = "predicted_label"
 # Rows predicted at a time: memory stays bounded by this, whatever the size of the input.
@@ -41,12 +46,13 @@ class Predictor:
     tokenizer: Any
     task: str
     label_names: list[str]
-    max_length: int
+    layout: SequenceLayout  # truncation or windows, as the model's validation split had them
     threshold: float
     mask_phi: bool
     text_pair: bool
     precision: str
     label_separator: str = "|"
+    pooling: str = "mean"
 
     @classmethod
     def load(cls, model_dir: str | Path) -> Predictor:
@@ -68,12 +74,13 @@ class Predictor:
             tokenizer=tokenizer,
             task=task,
             label_names=trained.get("label_names", names),
-            max_length=int(trained.get("max_length", tokenizer.model_max_length)),
+            layout=layout_from_training_params(trained, tokenizer.model_max_length),
             threshold=float(trained.get("train", {}).get("threshold", 0.5)),
             mask_phi=bool(trained.get("clean", {}).get("mask_phi", False)),
             text_pair=bool(trained.get("data", {}).get("text_pair", False)),
             precision=trained.get("train", {}).get("precision", "auto"),
             label_separator=trained.get("data", {}).get("label_separator", "|"),
+            pooling=trained.get("windows", {}).get("pooling", "mean"),
         )
 
     def clean(self, text: str) -> str:
@@ -86,12 +93,15 @@ class Predictor:
         cleaned = [
             self.clean(t) if isinstance(t, str) else [self.clean(part) for part in t] for t in texts
         ]
-        values, offsets, types = encode_texts(
-            cleaned, self.tokenizer, self.max_length, self.text_pair
+        values, offsets, types, text_index = encode_rows(
+            cleaned, self.tokenizer, self.layout, self.text_pair
         )
-        split = TokenizedSplit(values, offsets, types, np.zeros(len(texts)), np.arange(len(texts)))
+        rows = len(offsets) - 1
+        split = TokenizedSplit(
+            values, offsets, types, np.zeros(rows), np.arange(rows), text_index=text_index
+        )
         device = next(self.model.parameters()).device
-        logits = predict_logits(
+        logits = predict_text_logits(
             self.model,
             split,
             batch_size,
@@ -99,6 +109,7 @@ class Predictor:
             resolve_precision(self.precision, device),
             device,
             progress=progress,
+            pooling=self.pooling,
         )
         scores = scores_from_logits(logits, self.task)
         predicted = predict_from_scores(scores, self.task, self.threshold)

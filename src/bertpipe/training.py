@@ -39,7 +39,7 @@ from bertpipe.checkpoint import (
 )
 from bertpipe.errors import UserError
 from bertpipe.files import sha256_file
-from bertpipe.inference import predict_logits, resolve_precision
+from bertpipe.inference import predict_text_logits, resolve_precision
 from bertpipe.metrics import METRICS_BY_TASK, compute_metrics, is_better, scores_from_logits
 from bertpipe.params import Params, resolve_task_defaults
 from bertpipe.progress import progress_bar
@@ -240,16 +240,25 @@ def validate(
     """val_loss and every val_<metric> of the task for `model` (unwrapped from Accelerate).
 
     val_loss is the training objective, with the same class `weight` as train_loss, so that
-    the two curves of one plot measure the same thing.
+    the two curves of one plot measure the same thing. With windows, each text's windows are
+    pooled into one prediction first, as evaluate does.
     """
-    val_logits = predict_logits(
-        model, val, params.train.eval_batch_size, pad_token_id, mixed_precision
+    val_logits = predict_text_logits(
+        model,
+        val,
+        params.train.eval_batch_size,
+        pad_token_id,
+        mixed_precision,
+        pooling=params.windows.pooling,
     )
-    val_labels = torch.from_numpy(val.labels)
+    targets = val.text_labels
     class_weight = None if weight is None else weight.cpu()
-    val_loss = float(task_loss(torch.from_numpy(val_logits), val_labels, params.task, class_weight))
+    loss = task_loss(
+        torch.from_numpy(val_logits), torch.from_numpy(targets), params.task, class_weight
+    )
+    val_loss = float(loss)
     scores = scores_from_logits(val_logits, params.task)
-    val_metrics = compute_metrics(val.labels, scores, params.task, params.train.threshold)
+    val_metrics = compute_metrics(targets, scores, params.task, params.train.threshold)
     return {
         "val_loss": round(val_loss, 6),
         **{f"val_{name}": value for name, value in val_metrics.items()},

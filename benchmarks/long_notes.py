@@ -1,0 +1,153 @@
+"""Long notes on the medical abstracts: one pipeline run per (setting, seed), appended as a JSON
+line to a results file. Each run is the real pipeline: the commands of dvc.yaml's stages, run in
+order in a fresh workspace whose params.yaml is benchmarks/medical_abstracts.params.yaml with the
+setting's overrides, so a figure here is what `dvc repro` gives with those params.
+
+    python benchmarks/long_notes.py --setting right_128 --seed 42 \
+        --results benchmarks/results/long_notes.jsonl --workdir /tmp/long-notes
+
+The workspace keeps the model and the predictions (for the calibration figures) and drops the
+tokens and checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BASE_PARAMS = REPO / "benchmarks" / "medical_abstracts.params.yaml"
+STAGES = ("clean", "split", "tokenize", "train", "evaluate")
+
+# each setting: dotted params keys and the values that differ from BASE_PARAMS
+SETTINGS: dict[str, dict[str, Any]] = {
+    "right_128": {"truncation": "right", "windows.stride": None},
+    "head_tail_128": {"truncation": "head_tail", "windows.stride": None},
+    "windows_infer_128": {"truncation": "right", "windows.stride": 96, "windows.train": False},
+    "windows_train_128": {"truncation": "right", "windows.stride": 96, "windows.train": True},
+    "right_256": {"truncation": "right", "windows.stride": None, "max_length": 256},
+}
+
+
+def _set(params: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    section = params
+    for part in parents:
+        section = section.setdefault(part, {})
+    section[last] = value
+
+
+def workspace_params(setting: str, seed: int, known_keys: set[str]) -> dict[str, Any]:
+    """BASE_PARAMS with the setting applied; keys the schema does not have yet (an older
+    checkout) are only allowed at their 'off' value."""
+    params = yaml.safe_load(BASE_PARAMS.read_text())
+    params["seed"] = seed
+    params["data"]["path"] = str((REPO / params["data"]["path"]).resolve())
+    for dotted, value in SETTINGS[setting].items():
+        if dotted.split(".")[0] not in known_keys:
+            if value not in (None, "right", False):
+                raise SystemExit(f"{setting}: this checkout has no '{dotted}'")
+            continue
+        _set(params, dotted, value)
+    return params
+
+
+def _token_count(folder: Path) -> dict[str, int]:
+    counts = {}
+    for split in ("train", "val", "test"):
+        ids = np.load(folder / split / "input_ids.npy", mmap_mode="r")
+        offsets = np.load(folder / split / "offsets.npy")
+        counts[f"{split}_tokens"] = int(ids.shape[0])
+        counts[f"{split}_sequences"] = int(len(offsets) - 1)
+    return counts
+
+
+def run(setting: str, seed: int, workdir: Path) -> dict[str, Any]:
+    from bertpipe.params import Params
+
+    workspace = workdir / f"{setting}-seed{seed}"
+    if workspace.exists():
+        shutil.rmtree(workspace)
+    workspace.mkdir(parents=True)
+    params = workspace_params(setting, seed, set(Params.model_fields))
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    pipeline = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}"}
+    seconds: dict[str, float] = {}
+    cpu_seconds: dict[str, float] = {}
+    load: dict[str, float] = {}
+    for stage in STAGES:
+        command = shlex.split(pipeline[stage]["cmd"])
+        command[0] = sys.executable
+        start, cpu_start = time.perf_counter(), _children_cpu_seconds()
+        subprocess.run(command, cwd=workspace, env=env, check=True)
+        seconds[stage] = round(time.perf_counter() - start, 1)
+        # CPU time is what the stage itself used: it moves less than wall time when other work
+        # shares the machine; the 1-minute load average at the end says how busy it was
+        cpu_seconds[stage] = round(_children_cpu_seconds() - cpu_start, 1)
+        load[stage] = round(os.getloadavg()[0], 2)
+    stats = json.loads((workspace / "models" / "training_stats.json").read_text())
+    result = {
+        "setting": setting,
+        "seed": seed,
+        "overrides": SETTINGS[setting],
+        "metrics": json.loads((workspace / "metrics.json").read_text()),
+        "stage_seconds": seconds,
+        "stage_cpu_seconds": cpu_seconds,
+        "load_average_1min": load,
+        "cores": os.cpu_count(),
+        "train_seconds": stats["train_seconds"],
+        "train_tokens": round(stats["train_tokens_per_second"] * stats["train_seconds"]),
+        "train_samples": stats["train_samples"],
+        "best_epoch": stats["best_epoch"],
+        "tokens": _token_count(workspace / "data" / "tokens"),
+        "cpu": _cpu_name(),
+        "workspace": str(workspace),
+    }
+    for leftover in ("data/tokens", "models/checkpoints", "data/split"):
+        shutil.rmtree(workspace / leftover, ignore_errors=True)
+    return result
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--setting", choices=sorted(SETTINGS), action="append", required=True)
+    parser.add_argument("--seed", type=int, action="append", required=True)
+    parser.add_argument("--results", type=Path, required=True, help="JSON lines, appended")
+    parser.add_argument("--workdir", type=Path, required=True)
+    args = parser.parse_args()
+    for seed in args.seed:
+        for setting in args.setting:
+            result = run(setting, seed, args.workdir)
+            args.results.parent.mkdir(parents=True, exist_ok=True)
+            with args.results.open("a") as out:
+                out.write(json.dumps(result) + "\n")
+            print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
