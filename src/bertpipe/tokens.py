@@ -190,22 +190,35 @@ def _check_layout(layout: SequenceLayout, content: int, specials: int) -> int:
 
 def _encode_by_hand(
     texts: list[Any], tokenizer: Any, layout: SequenceLayout
-) -> tuple[list[list[int]], list[int]]:
-    """Rows of ids and the text each row comes from, for head_tail and windows."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(values, row lengths, the text of each row) for head_tail and windows."""
     before, after = special_tokens(tokenizer)
     content = layout.max_length - len(before) - len(after)
     head = _check_layout(layout, content, len(before) + len(after))
-    rows: list[list[int]] = []
-    text_of_row: list[int] = []
+    value_parts: list[np.ndarray] = []
+    length_parts: list[np.ndarray] = []
+    text_parts: list[np.ndarray] = []
     for start in range(0, len(texts), TOKENIZE_BATCH):
         batch = texts[start : start + TOKENIZE_BATCH]
         # whole texts: the layout decides what is kept
         encoded = tokenizer(batch, add_special_tokens=False, truncation=False, verbose=False)
+        rows: list[list[int]] = []
+        text_of_row: list[int] = []
         for offset, ids in enumerate(encoded["input_ids"]):
             for piece in _pieces(ids, content, layout, head):
                 rows.append(before + piece + after)
                 text_of_row.append(start + offset)
-    return rows, text_of_row
+        # one flat array per batch, as in encode_texts: Python lists of a whole chunk's ids
+        # would take tens of bytes a token
+        lengths = np.fromiter(map(len, rows), np.int64, len(rows))
+        count = int(lengths.sum())
+        value_parts.append(np.fromiter(itertools.chain.from_iterable(rows), np.int32, count))
+        length_parts.append(lengths)
+        text_parts.append(np.asarray(text_of_row, dtype=np.int64))
+    if not value_parts:
+        empty = np.zeros(0, np.int64)
+        return np.zeros(0, np.int32), empty, empty
+    return np.concatenate(value_parts), np.concatenate(length_parts), np.concatenate(text_parts)
 
 
 def encode_rows(
@@ -222,13 +235,10 @@ def encode_rows(
     first, second = _as_inputs(texts, tokenizer, pair)
     if second is not None:
         raise UserError("head_tail truncation and windows need one text, not a sentence pair")
-    rows, text_of_row = _encode_by_hand(first, tokenizer, layout)
-    lengths = [len(row) for row in rows]
-    values = np.fromiter(itertools.chain.from_iterable(rows), np.int32, sum(lengths))
+    values, lengths, text_of_row = _encode_by_hand(first, tokenizer, layout)
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    text_index = np.asarray(text_of_row, dtype=np.int64) if layout.stride else None
-    return values, offsets, None, text_index
+    return values, offsets, None, text_of_row if layout.stride else None
 
 
 def encode_texts(
