@@ -214,10 +214,14 @@ def test_auto_early_stopping_metric_follows_the_task(
     resolved = load_params(path)
     assert resolved.train.early_stopping_metric == metric
     assert resolve_task_defaults(resolved) == resolved
+    # class_weights: auto is resolved in the same place: pos_weight for multilabel only
+    balanced = "balanced" if task == "multilabel" else "none"
+    assert resolved.train.class_weights == balanced
     # the rest of train is untouched
-    assert resolved.train.model_dump(
-        exclude={"early_stopping_metric"}
-    ) == Params().train.model_dump(exclude={"early_stopping_metric"})
+    resolved_by_task = {"early_stopping_metric", "class_weights"}
+    assert resolved.train.model_dump(exclude=resolved_by_task) == Params().train.model_dump(
+        exclude=resolved_by_task
+    )
 
 
 def test_a_chosen_early_stopping_metric_is_kept(tmp_path: Path) -> None:

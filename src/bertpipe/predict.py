@@ -22,9 +22,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bertpipe.artifacts import model_folder_lock, read_training_params
+from bertpipe.decision import Decision, read_decision
 from bertpipe.errors import UserError
 from bertpipe.inference import default_device, predict_logits, resolve_precision
-from bertpipe.metrics import predict_from_scores, scores_from_logits
 from bertpipe.model import load_trained
 from bertpipe.tables import TableChunks, table_format
 from bertpipe.text import clean_text
@@ -42,7 +42,7 @@ class Predictor:
     task: str
     label_names: list[str]
     max_length: int
-    threshold: float
+    decision: Decision  # the saved temperatures and thresholds (bertpipe.decision)
     mask_phi: bool
     text_pair: bool
     precision: str
@@ -54,14 +54,15 @@ class Predictor:
         with model_folder_lock(model_dir):
             model, tokenizer = load_trained(model_dir)
             trained = read_training_params(model_dir)
+            task = trained.get("task") or (
+                "multilabel"
+                if model.config.problem_type == "multi_label_classification"
+                else "regression"
+                if model.config.problem_type == "regression"
+                else "multiclass"
+            )
+            decision = read_decision(model_dir, task, trained, len(model.config.id2label))
         id2label = model.config.id2label
-        task = trained.get("task") or (
-            "multilabel"
-            if model.config.problem_type == "multi_label_classification"
-            else "regression"
-            if model.config.problem_type == "regression"
-            else "multiclass"
-        )
         names = [] if task == "regression" else [id2label[i] for i in range(len(id2label))]
         return cls(
             model=model.to(default_device()),
@@ -69,7 +70,7 @@ class Predictor:
             task=task,
             label_names=trained.get("label_names", names),
             max_length=int(trained.get("max_length", tokenizer.model_max_length)),
-            threshold=float(trained.get("train", {}).get("threshold", 0.5)),
+            decision=decision,
             mask_phi=bool(trained.get("clean", {}).get("mask_phi", False)),
             text_pair=bool(trained.get("data", {}).get("text_pair", False)),
             precision=trained.get("train", {}).get("precision", "auto"),
@@ -100,8 +101,8 @@ class Predictor:
             device,
             progress=progress,
         )
-        scores = scores_from_logits(logits, self.task)
-        predicted = predict_from_scores(scores, self.task, self.threshold)
+        scores = self.decision.scores(logits)
+        predicted = self.decision.predict(scores)
         return [self._result(scores[i], predicted[i]) for i in range(len(texts))]
 
     def _result(self, scores: Any, predicted: Any) -> dict[str, Any]:
