@@ -282,3 +282,41 @@ def test_predictions_record_per_label_and_binary_thresholds(tmp_path: Path) -> N
     assert read_predictions(binary.read_text(), "binary", "b", 0.5).threshold == 0.3
     text = binary.read_text().replace(",threshold", ",other")
     assert read_predictions(text, "binary", "b", 0.5).threshold is None  # older files: argmax
+
+
+@pytest.mark.parametrize("task", ["binary", "multilabel"])
+def test_pipeline_users_get_the_scores_and_labels_of_predict(
+    task: str, tmp_path: Path, tiny_bert: Path
+) -> None:
+    """The README's recipe: pipeline(top_k=None) scores, thresholds from config.json."""
+    from transformers import pipeline
+
+    from bertpipe.predict import Predictor
+
+    names = ["a", "b", "c"] if task == "multilabel" else ["no", "yes"]
+    problem = (
+        "multi_label_classification" if task == "multilabel" else "single_label_classification"
+    )
+    torch.manual_seed(0)
+    model = load_classifier(str(tiny_bert), len(names), problem, names)
+    temperatures = (0.05, 0.1, 0.08) if task == "multilabel" else (0.07,)
+    thresholds = (0.3, 0.6, 0.5) if task == "multilabel" else (0.45,)
+    decision = fold_temperature(model, Decision(task, temperatures, thresholds))
+    folder = tmp_path / "model"
+    params = Params(task=task, max_length=32, train={"precision": "fp32"}).model_dump(mode="json")
+    tokenizer = load_tokenizer(str(tiny_bert))
+    save_model_folder(folder, model, tokenizer, {**params, "label_names": names}, "#\n", decision)
+
+    texts = ["chest pain", "a cough at night", "severe headache and nausea", "ecg changes"]
+    classifier = pipeline("text-classification", model=str(folder), truncation=True, device="cpu")
+    saved = classifier.model.config.bertpipe_decision
+    for piped, predicted in zip(
+        classifier(texts, top_k=None), Predictor.load(folder).predict(texts), strict=True
+    ):
+        scores = {entry["label"]: entry["score"] for entry in piped}
+        assert scores == pytest.approx(predicted["scores"], abs=1e-5)
+        if task == "multilabel":
+            labels = [n for n, t in zip(names, saved["thresholds"], strict=True) if scores[n] >= t]
+        else:
+            labels = names[1] if scores[names[1]] >= saved["thresholds"][0] else names[0]
+        assert labels == predicted["label"]
