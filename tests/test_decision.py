@@ -320,3 +320,15 @@ def test_pipeline_users_get_the_scores_and_labels_of_predict(
         else:
             labels = names[1] if scores[names[1]] >= saved["thresholds"][0] else names[0]
         assert labels == predicted["label"]
+
+
+def test_a_gated_ece_or_brier_fails_when_it_rises() -> None:
+    """Not gated by default; named in gate.tolerance, lower is better, by tolerance alone (the
+    gate re-scores only the task's decision metrics per example)."""
+    from bertpipe.gate import RunArtifacts, decide
+
+    old = RunArtifacts("old", {"f1_macro": 0.8, "ece": 0.03, "brier": 0.2}, None, "multiclass")
+    worse = RunArtifacts("new", {"f1_macro": 0.8, "ece": 0.09, "brier": 0.1}, None, "multiclass")
+    result = decide(old, worse, {"ece": 0.02, "brier": 0.02})
+    regressed = {verdict.metric: verdict.regressed for verdict in result.verdicts}
+    assert regressed == {"ece": True, "brier": False}

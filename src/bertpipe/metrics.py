@@ -31,7 +31,7 @@ METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
     ),
     "regression": ("mse", "mae", "r2", "pearson", "spearman"),
 }
-LOWER_IS_BETTER = frozenset({"mse", "mae", "hamming_loss", "loss"})
+LOWER_IS_BETTER = frozenset({"mse", "mae", "hamming_loss", "loss", "ece", "brier"})
 # the `class` of the pooled curve in class_curve_rows
 MICRO_AVERAGE = "micro-average"
 # metrics.json rounds so that the file is stable text and diffs stay readable
