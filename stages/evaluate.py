@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bertpipe.artifacts import read_training_params
+from bertpipe.decision import read_decision
 from bertpipe.errors import run_main
 from bertpipe.evaluation import evaluate_model, plot_rows
 from bertpipe.files import atomic_path, read_json, remove_leftovers, write_json
@@ -32,6 +34,9 @@ def main() -> None:
     model, tokenizer = load_trained(args.model_dir)
     tokens = Path(args.tokens_dir)
     label_names: list[str] = read_json(tokens / "labels.json")["label_names"]
+    decision = read_decision(
+        args.model_dir, params.task, read_training_params(args.model_dir), len(label_names)
+    )
     test = read_split(tokens / "test")
     evaluation = evaluate_model(
         model,
@@ -39,7 +44,7 @@ def main() -> None:
         params.task,
         tokenizer.pad_token_id or 0,
         params.evaluate.batch_size,
-        params.train.threshold,
+        decision,
         params.train.precision,
         progress=True,
         pooling=params.windows.pooling,
@@ -53,7 +58,7 @@ def main() -> None:
         evaluation.scores,
         params.task,
         label_names,
-        params.train.threshold,
+        decision.threshold,
         params.data.label_separator,
     )
     with atomic_path(args.plots_dir, replace_folder=True) as tmp:

@@ -11,8 +11,10 @@ import torch
 
 from bertpipe.artifacts import model_card, save_model_folder
 from bertpipe.checkpoint import STATUS, remove_partial_checkpoints
+from bertpipe.decision import check_decision_params, fit_decision, fold_temperature, warn_notes
 from bertpipe.errors import run_main
 from bertpipe.files import read_json, remove_leftovers, write_json
+from bertpipe.inference import predict_text_logits
 from bertpipe.labels import num_model_outputs, problem_type
 from bertpipe.launch import inside_launcher, relaunch_command
 from bertpipe.model import base_model_id, load_classifier, load_tokenizer
@@ -56,6 +58,7 @@ def main() -> None:
     tokens = Path(args.tokens_dir)
     label_names: list[str] = read_json(tokens / "labels.json")["label_names"]
     train, val = read_split(tokens / "train"), read_split(tokens / "val")
+    check_decision_params(params, len(val))
     accelerator = make_accelerator(params.train.precision)
 
     tokenizer = load_tokenizer(params.model)
@@ -85,6 +88,28 @@ def main() -> None:
     if not accelerator.is_main_process:
         return
 
+    # the best model's decision: fitted on the validation split, the temperature folded into the
+    # output layer so that the saved model's logits are calibrated
+    trained_model = accelerator.unwrap_model(model)
+    val_logits = predict_text_logits(
+        trained_model,
+        val,
+        params.train.eval_batch_size,
+        tokenizer.pad_token_id or 0,
+        result.mixed_precision,
+        pooling=params.windows.pooling,
+    )
+    decision = fit_decision(
+        val_logits,
+        val.text_labels,
+        params.task,
+        params.train.threshold,
+        params.train.target_recall,
+        label_names,
+    )
+    warn_notes(decision)
+    decision = fold_temperature(trained_model, decision)
+
     resolved = params.model_dump(mode="json")
     best = result.history[result.best_epoch - 1] if result.best_epoch else {}
     validation = {k.removeprefix("val_"): v for k, v in best.items() if k.startswith("val_")}
@@ -108,17 +133,20 @@ def main() -> None:
         result.best_epoch,
         validation,
         base_model_id(params.model),
+        decision,
     )
     save_model_folder(
         args.output_dir,
-        accelerator.unwrap_model(model),
+        trained_model,
         tokenizer,
         {**resolved, "label_names": label_names, "world_size": result.world_size},
         card,
+        decision,
     )
     write_json(args.stats, stats)
     print(
-        f"train: best epoch {result.best_epoch}, "
+        f"train: best epoch {result.best_epoch}, temperature {list(decision.temperatures)}, "
+        f"thresholds {list(decision.thresholds)}, "
         f"{result.stats['train_samples_per_second']} samples/s -> {args.output_dir}"
     )
 

@@ -214,7 +214,7 @@ def project_copy(tmp_path: Path) -> Path:
     target.mkdir()
     for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
         shutil.copy2(REPO / name, target / name)
-    for folder in ("stages", "src", "data/raw"):
+    for folder in ("stages", "src", "data/raw", "plot_templates"):
         shutil.copytree(
             REPO / folder,
             target / folder,

@@ -435,6 +435,27 @@ ISSUE_16_CASES = [
         expect=("train.accelerate_config: no such file 'acc.yaml'",),
     ),
     Case(
+        "params-target-recall-above-one",
+        params={"train.target_recall": 1.5},
+        expect=("train.target_recall: Input should be less than or equal to 1 (got 1.5)",),
+    ),
+    Case(
+        "params-threshold-neither-auto-nor-a-probability",
+        params={"train.threshold": 1.5},
+        expect=("train.threshold: must be auto or a number between 0 and 1 (got 1.5)",),
+    ),
+    Case(
+        "params-target-recall-with-a-fixed-threshold",
+        stages=("clean", "split", "tokenize", "train"),
+        params={
+            "model": TINY_BERT,
+            "max_length": 32,
+            "train.threshold": 0.5,
+            "train.target_recall": 0.9,
+        },
+        expect=("train.target_recall: 0.9 needs train.threshold: auto (it is 0.5)",),
+    ),
+    Case(
         "params-max-length-above-the-model-positions",
         stages=("clean", "split", "tokenize"),
         params={"model": TINY_BERT, "max_length": 1024},

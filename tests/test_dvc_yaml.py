@@ -142,12 +142,18 @@ def test_every_plot_file_is_written_for_every_task(task: str) -> None:
     eval_plots = {path for path in _plot_files() if path.startswith("eval/plots/")}
     assert {f"eval/plots/{name}" for name in rows} == eval_plots
     applicable = {name for name, values in rows.items() if values}
+    curves = {
+        "roc.json",
+        "precision_recall.json",
+        "precision_recall_by_class.json",
+        "reliability.json",
+    }
     assert (
         applicable
         == {
-            "binary": {"confusion.json", "roc.json", "precision_recall.json"},
-            "multiclass": {"confusion.json", "roc.json", "precision_recall.json"},
-            "multilabel": {"roc.json", "precision_recall.json"},
+            "binary": {"confusion.json", *curves},
+            "multiclass": {"confusion.json", *curves},
+            "multilabel": curves,
             "regression": {"actual_vs_predicted.json"},
         }[task]
     )

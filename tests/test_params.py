@@ -214,10 +214,14 @@ def test_auto_early_stopping_metric_follows_the_task(
     resolved = load_params(path)
     assert resolved.train.early_stopping_metric == metric
     assert resolve_task_defaults(resolved) == resolved
+    # class_weights: auto is resolved in the same place: pos_weight for multilabel only
+    balanced = "balanced" if task == "multilabel" else "none"
+    assert resolved.train.class_weights == balanced
     # the rest of train is untouched
-    assert resolved.train.model_dump(
-        exclude={"early_stopping_metric"}
-    ) == Params().train.model_dump(exclude={"early_stopping_metric"})
+    resolved_by_task = {"early_stopping_metric", "class_weights"}
+    assert resolved.train.model_dump(exclude=resolved_by_task) == Params().train.model_dump(
+        exclude=resolved_by_task
+    )
 
 
 def test_a_chosen_early_stopping_metric_is_kept(tmp_path: Path) -> None:
@@ -334,3 +338,23 @@ def test_a_missing_accelerate_config_is_refused_before_launching(tmp_path: Path)
         relaunch_command("stages.train", [], 1, missing, cuda=False)
     Path(missing).write_text("num_processes: 2\n")
     assert relaunch_command("stages.train", [], 1, missing, cuda=False) is not None
+
+
+def _dotted_keys(mapping: dict[str, Any], prefix: str = "") -> set[str]:
+    keys = set()
+    for key, value in mapping.items():
+        if isinstance(value, dict) and key != "tolerance":
+            keys |= _dotted_keys(value, f"{prefix}{key}.")
+        else:
+            keys.add(f"{prefix}{key}")
+    return keys
+
+
+def test_the_medical_abstracts_params_are_a_complete_params_file() -> None:
+    # `cp benchmarks/medical_abstracts.params.yaml params.yaml && dvc repro` must run: every key
+    # of the schema is given, and the file loads with the stages' loader
+    path = REPO / "benchmarks" / "medical_abstracts.params.yaml"
+    params = load_params(path)
+    assert params.data.path == "../shared/data/medical_abstracts/medical_abstracts.csv"
+    given = _dotted_keys(safe_load_yaml(path.read_text()))
+    assert given == _dotted_keys(Params().model_dump(mode="json"))

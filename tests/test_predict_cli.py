@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from bertpipe.artifacts import save_model_folder
 from bertpipe.cli import app
+from bertpipe.decision import Decision
 from bertpipe.labels import sorted_label_names
 from bertpipe.model import load_classifier
 from bertpipe.params import Params
@@ -222,11 +223,16 @@ def test_format_is_only_for_stdin(tmp_path: Path) -> None:
 
 
 def test_added_columns_and_cells_follow_the_task() -> None:
-    multilabel = Predictor(None, None, "multilabel", ["a", "b"], 8, 0.5, False, False, "no", ";")
+    decision = Decision("multilabel", thresholds=(0.5, 0.5))
+    multilabel = Predictor(
+        None, None, "multilabel", ["a", "b"], 8, decision, False, False, "no", ";"
+    )
     assert multilabel.output_columns("p_") == ["p_predicted_label", "p_score_a", "p_score_b"]
     cells = multilabel.output_cells({"label": ["a", "b"], "scores": {"a": 0.9, "b": 0.7}})
     assert cells == ["a;b", 0.9, 0.7]
-    regression = Predictor(None, None, "regression", [], 8, 0.5, False, False, "no")
+    regression = Predictor(
+        None, None, "regression", [], 8, Decision("regression"), False, False, "no"
+    )
     assert regression.output_columns() == ["predicted_label"]
     assert regression.output_cells({"label": 3.25, "scores": {}}) == [3.25]
 

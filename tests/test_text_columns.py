@@ -10,6 +10,7 @@ import pytest
 from helpers import clean_frame
 from transformers import AutoTokenizer
 
+from bertpipe.decision import Decision
 from bertpipe.params import CleanParams, DataParams, parse_params
 from bertpipe.predict import Predictor
 from bertpipe.tokens import encode_texts
@@ -64,5 +65,7 @@ def test_pair_needs_exactly_two_columns() -> None:
 
 def test_predictor_cleans_as_training_did() -> None:
     # mask_phi=True as saved in training_params.json: prediction masks what training masked
-    predictor = Predictor(None, None, "multiclass", ["a"], 32, 0.5, True, False, "fp32")
+    predictor = Predictor(
+        None, None, "multiclass", ["a"], 32, Decision("multiclass"), True, False, "fp32"
+    )
     assert predictor.clean("call 555-123-4567\u00a0now") == "call [PHONE] now"

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bertpipe.decision import CONFIG_KEY, DECISION_FILE, Decision, decision_card_lines
 from bertpipe.errors import UserError
 from bertpipe.files import read_json, replace_path
 
@@ -45,6 +46,7 @@ def save_model_folder(
     tokenizer: Any,
     training_params: dict[str, Any],
     card: str,
+    decision: Decision | None = None,
 ) -> None:
     """Write the folder next to its place, then swap it in under the exclusive lock.
 
@@ -53,6 +55,8 @@ def save_model_folder(
     folder stays a real folder (a DVC output), never a link. The saved tokenizer's
     model_max_length is the trained max_length, so that
     `pipeline("text-classification", model=folder, truncation=True)` truncates as training did.
+    The decision (temperatures and thresholds) goes into decision.json and config.json; a folder
+    saved without one is read as bertpipe.decision.legacy_decision.
     """
     if "max_length" in training_params:
         tokenizer.model_max_length = int(training_params["max_length"])
@@ -61,11 +65,17 @@ def save_model_folder(
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     try:
         tmp = staging / folder.name
+        if decision is not None:
+            setattr(model.config, CONFIG_KEY, decision.to_json())
         model.save_pretrained(tmp)  # safetensors
         tokenizer.save_pretrained(tmp)
         (tmp / TRAINING_PARAMS).write_text(
             json.dumps(training_params, indent=2) + "\n", encoding="utf-8"
         )
+        if decision is not None:
+            (tmp / DECISION_FILE).write_text(
+                json.dumps(decision.to_json(), indent=2) + "\n", encoding="utf-8"
+            )
         (tmp / "README.md").write_text(card, encoding="utf-8")
         # a rename cannot replace a non-empty folder: the old one is moved aside first, so
         # readers are kept out for the two renames
@@ -102,6 +112,7 @@ def model_card(
     best_epoch: int,
     validation: dict[str, float],
     base_model: str | None,
+    decision: Decision | None = None,
 ) -> str:
     """A Hugging Face model card: YAML metadata (base_model, pipeline_tag, the validation metrics
     as eval_results, the data hash) and a short text. Test metrics are not in it: evaluate
@@ -140,11 +151,16 @@ def model_card(
         f"- Best epoch: {best_epoch}\n\n"
         "## Validation metrics (best epoch)\n\n| metric | value |\n| --- | --- |\n"
         f"{metrics}\n\n"
-        "## Params\n\n```json\n" + json.dumps(params, indent=2) + "\n```\n\n"
+        + (decision_card_lines(decision, label_names) if decision is not None else "")
+        + "## Params\n\n```json\n"
+        + json.dumps(params, indent=2)
+        + "\n```\n\n"
         "## Use\n\n"
         'Load it with `bertpipe predict --model <this folder> "some text"`, or with\n'
         '`pipeline("text-classification", model=<this folder>, truncation=True)`:\n'
         "the tokenizer's model_max_length is the trained max_length, so `truncation=True` cuts\n"
-        "long texts where training did. bertpipe predict also cleans texts as training did.\n"
+        "long texts where training did. bertpipe predict also cleans texts as training did, and\n"
+        "applies the decision above; `pipeline()` gives the calibrated scores, to which you apply\n"
+        "the threshold(s) yourself (`top_k=None` returns every label's score).\n"
     )
     return str(ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}"))

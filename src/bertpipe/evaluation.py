@@ -9,13 +9,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from bertpipe.decision import Decision
 from bertpipe.inference import default_device, predict_text_logits, resolve_precision
 from bertpipe.metrics import (
+    calibration_metrics,
+    class_curve_rows,
     compute_metrics,
     confusion_rows,
     curve_rows,
-    predict_from_scores,
-    scores_from_logits,
+    reliability_rows,
 )
 from bertpipe.tokens import TokenizedSplit
 
@@ -37,14 +39,16 @@ def evaluate_model(
     task: str,
     pad_token_id: int,
     batch_size: int = 64,
-    threshold: float = 0.5,
+    decision: Decision | None = None,
     precision: str = "auto",
     progress: bool = False,
     pooling: str = "mean",
 ) -> Evaluation:
     """Metrics, scores and predictions of `model` on `split`, per text (windows pooled by
-    `pooling`); `progress` reports the batches on stderr (bertpipe.progress: a bar on a
-    terminal, a line now and then in a log)."""
+    `pooling`), under the model's saved `decision` (None: uncalibrated, argmax, multilabel at
+    0.5); classification metrics gain `ece` and `brier`. `progress` reports the batches on
+    stderr (bertpipe.progress: a bar on a terminal, a line now and then in a log)."""
+    decision = decision or Decision(task)
     device = default_device()
     model.to(device)
     logits = predict_text_logits(
@@ -57,12 +61,15 @@ def evaluate_model(
         progress=progress,
         pooling=pooling,
     )
-    scores = scores_from_logits(logits, task)
+    scores = decision.scores(logits)
     targets = split.text_labels
+    metrics = compute_metrics(targets, scores, task, decision.threshold)
+    if task != "regression":
+        metrics.update(calibration_metrics(targets, scores, task))
     return Evaluation(
-        metrics=compute_metrics(targets, scores, task, threshold),
+        metrics=metrics,
         scores=scores,
-        predicted=predict_from_scores(scores, task, threshold),
+        predicted=decision.predict(scores),
         targets=targets,
         row_ids=split.text_row_ids,
     )
@@ -79,6 +86,8 @@ def plot_rows(
         "confusion.json": [],
         "roc.json": [],
         "precision_recall.json": [],
+        "precision_recall_by_class.json": [],
+        "reliability.json": [],
         "actual_vs_predicted.json": [],
     }
     if task in ("binary", "multiclass"):
@@ -92,4 +101,8 @@ def plot_rows(
         rows["roc.json"], rows["precision_recall.json"] = curve_rows(
             targets, evaluation.scores, task
         )
+        rows["precision_recall_by_class.json"] = class_curve_rows(
+            targets, evaluation.scores, task, label_names
+        )
+        rows["reliability.json"] = reliability_rows(targets, evaluation.scores, task)
     return rows

@@ -18,7 +18,7 @@ import numpy as np
 import yaml
 
 from bertpipe.errors import UserError
-from bertpipe.metrics import LOWER_IS_BETTER, METRICS_BY_TASK, compute_metrics
+from bertpipe.metrics import LOWER_IS_BETTER, METRICS_BY_TASK, Threshold, compute_metrics
 from bertpipe.params import GateParams, parse_params, resolve_gate, safe_load_yaml
 from bertpipe.predictions import Predictions, read_predictions, same_test_set
 
@@ -45,7 +45,9 @@ class RevisionParams:
     """What the gate reads from one revision's params.yaml."""
 
     task: str
-    threshold: float  # train.threshold: the multilabel decision threshold of that run
+    # train.threshold of that run: what its multilabel predictions file means when it records no
+    # threshold (written before they were); `auto` runs always record theirs
+    threshold: float
     gate: GateParams | None  # None: the file has no gate: section
 
 
@@ -105,7 +107,9 @@ def read_revision_params(revision: str, repo: Path, params_path: str) -> Revisio
         relevant["train"] = {"threshold": train["threshold"]}
     params = parse_params(relevant, source)
     gate = params.gate if "gate" in relevant else None
-    return RevisionParams(params.task, params.train.threshold, gate)
+    threshold = params.train.threshold
+    legacy = threshold if isinstance(threshold, float) else 0.5
+    return RevisionParams(params.task, legacy, gate)
 
 
 def check_overrides(
@@ -299,7 +303,7 @@ def paired_bootstrap(
 ) -> dict[str, np.ndarray]:
     """Per metric, the (n_resamples,) differences new - old over the same resampled examples.
 
-    Each side is re-scored with its own recorded threshold, as its metrics.json was.
+    Each side is re-scored with its own recorded threshold(s), as its metrics.json was.
     """
     targets, old_scores = old.targets_and_scores(task)
     _, new_scores = new.targets_and_scores(task)
@@ -314,7 +318,7 @@ def paired_bootstrap(
     k = len(old.label_names)
 
     def score(
-        sample: np.ndarray, scores: np.ndarray, predicted: np.ndarray | None, threshold: float
+        sample: np.ndarray, scores: np.ndarray, predicted: np.ndarray | None, threshold: Threshold
     ) -> dict[str, float]:
         if predicted is None:
             return compute_metrics(targets[sample], scores[sample], task, threshold)

@@ -31,7 +31,9 @@ METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
     ),
     "regression": ("mse", "mae", "r2", "pearson", "spearman"),
 }
-LOWER_IS_BETTER = frozenset({"mse", "mae", "hamming_loss", "loss"})
+LOWER_IS_BETTER = frozenset({"mse", "mae", "hamming_loss", "loss", "ece", "brier"})
+# the `class` of the pooled curve in class_curve_rows
+MICRO_AVERAGE = "micro-average"
 # metrics.json rounds so that the file is stable text and diffs stay readable
 DIGITS = 6
 
@@ -48,16 +50,26 @@ def scores_from_logits(logits: np.ndarray, task: str) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def predict_from_scores(scores: np.ndarray, task: str, threshold: float = 0.5) -> np.ndarray:
+# a threshold: one number, one per label (multilabel), or None (binary: argmax; multilabel: 0.5)
+Threshold = float | np.ndarray | None
+# the 15 equal-width confidence bins of the expected calibration error
+ECE_BINS = 15
+
+
+def predict_from_scores(scores: np.ndarray, task: str, threshold: Threshold = None) -> np.ndarray:
+    """Regression: the value; multilabel: every label whose score reaches its threshold; binary
+    with a threshold: the positive class (index 1) where its score reaches it; else argmax."""
     if task == "regression":
         return scores
     if task == "multilabel":
-        return (scores >= threshold).astype(np.int64)
+        return (scores >= (0.5 if threshold is None else threshold)).astype(np.int64)
+    if task == "binary" and threshold is not None:
+        return (scores[:, 1] >= threshold).astype(np.int64)
     return scores.argmax(axis=1)
 
 
 def compute_metrics(
-    targets: np.ndarray, scores: np.ndarray, task: str, threshold: float = 0.5
+    targets: np.ndarray, scores: np.ndarray, task: str, threshold: Threshold = None
 ) -> dict[str, float]:
     """The task's metrics, in the order of METRICS_BY_TASK, as plain rounded floats."""
     predicted = predict_from_scores(scores, task, threshold)
@@ -105,6 +117,64 @@ def compute_metrics(
     return {name: round(float(value), DIGITS) for name, value in values.items()}
 
 
+def _decision_confidence(
+    targets: np.ndarray, scores: np.ndarray, task: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(confidence, correct) of every decision the probabilities make on their own: the top
+    class of each row (binary, multiclass); each (row, label) pair at 0.5 (multilabel), whose
+    confidence is max(p, 1 - p)."""
+    if task == "multilabel":
+        probability = np.asarray(scores, dtype=np.float64).ravel()
+        truth = np.asarray(targets).astype(np.int64).ravel()
+        return np.maximum(probability, 1 - probability), (probability >= 0.5) == truth
+    probability = np.asarray(scores, dtype=np.float64)
+    return probability.max(axis=1), probability.argmax(axis=1) == np.asarray(targets)
+
+
+def _confidence_bins(confidence: np.ndarray) -> np.ndarray:
+    """The bin of each confidence: bin i holds (i / 15, (i + 1) / 15], bin 0 also holds 0."""
+    return np.clip(np.ceil(confidence * ECE_BINS).astype(np.int64) - 1, 0, ECE_BINS - 1)
+
+
+def reliability_rows(targets: np.ndarray, scores: np.ndarray, task: str) -> list[dict[str, Any]]:
+    """One row per non-empty confidence bin: its mean confidence, accuracy and count."""
+    confidence, correct = _decision_confidence(targets, scores, task)
+    bins = _confidence_bins(confidence)
+    rows = []
+    for index in np.unique(bins):
+        members = bins == index
+        rows.append(
+            {
+                "bin": f"{index / ECE_BINS:.3f}-{(index + 1) / ECE_BINS:.3f}",
+                "confidence": round(float(confidence[members].mean()), 5),
+                "accuracy": round(float(correct[members].mean()), 5),
+                "count": int(members.sum()),
+            }
+        )
+    return rows
+
+
+def calibration_metrics(targets: np.ndarray, scores: np.ndarray, task: str) -> dict[str, float]:
+    """`ece`: the count-weighted mean |accuracy - confidence| over 15 equal-width bins of the
+    decision confidence (_decision_confidence); `brier`: the mean over rows of
+    sum_k (p_k - y_k)^2 (binary, multiclass), or the mean of (p - y)^2 over every (row, label)
+    (multilabel)."""
+    confidence, correct = _decision_confidence(targets, scores, task)
+    bins = _confidence_bins(confidence)
+    ece = sum(
+        abs(correct[bins == index].mean() - confidence[bins == index].mean())
+        * (bins == index).sum()
+        for index in np.unique(bins)
+    ) / len(confidence)
+    probability = np.asarray(scores, dtype=np.float64)
+    if task == "multilabel":
+        brier = np.mean((probability - np.asarray(targets, dtype=np.float64)) ** 2)
+    else:
+        one_hot = np.eye(probability.shape[1])[np.asarray(targets, dtype=np.int64)]
+        brier = np.mean(((probability - one_hot) ** 2).sum(axis=1))
+    return {"ece": round(float(ece), DIGITS), "brier": round(float(brier), DIGITS)}
+
+
 def confusion_rows(
     targets: np.ndarray, predicted: np.ndarray, label_names: Sequence[str]
 ) -> list[dict[str, Any]]:
@@ -139,6 +209,31 @@ def curve_rows(
         for r, p in zip(recall, precision, strict=True)
     ]
     return roc, pr
+
+
+def class_curve_rows(
+    targets: np.ndarray, scores: np.ndarray, task: str, label_names: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Precision-recall points of every class (one-vs-rest) and of the micro-average, one
+    `class` field per curve: what plot_templates/lines_by_class.json draws as one line each."""
+    if task == "multilabel":
+        truth = np.asarray(targets).astype(int)
+    else:
+        truth = np.eye(len(label_names), dtype=int)[np.asarray(targets, dtype=int)]
+    curves = [(name, truth[:, i], scores[:, i]) for i, name in enumerate(label_names)]
+    curves.append((MICRO_AVERAGE, truth.ravel(), np.asarray(scores).ravel()))
+    rows: list[dict[str, Any]] = []
+    for name, truth_column, score_column in curves:
+        if truth_column.sum() == 0:  # no positives: recall is undefined
+            continue
+        precision, recall, _ = skm.precision_recall_curve(
+            truth_column, score_column, drop_intermediate=True
+        )
+        rows += [
+            {"class": name, "recall": round(float(r), 5), "precision": round(float(p), 5)}
+            for r, p in zip(recall, precision, strict=True)
+        ]
+    return rows
 
 
 def per_label_report(

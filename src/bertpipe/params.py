@@ -87,13 +87,19 @@ class TrainParams(_Strict):
     weight_decay: float = Field(0.01, ge=0)
     grad_accum_steps: int = Field(1, ge=1)
     max_grad_norm: float | None = Field(1.0, gt=0)
-    class_weights: Literal["none", "balanced"] = "none"
+    # balanced: n / (k * count) per class, pos_weight (negatives / positives) per label;
+    # auto: balanced for multilabel, none otherwise (resolve_task_defaults; BENCHMARKS.md)
+    class_weights: Literal["auto", "none", "balanced"] = "auto"
     # a validation metric of the task, or "loss"; auto: resolve_task_defaults picks the task's
     early_stopping_metric: str = "auto"
     # epochs without improvement before stopping; null never stops early
     patience: int | None = Field(2, ge=1)
-    # multi-label decision threshold on the sigmoid scores
-    threshold: float = Field(0.5, gt=0, lt=1)
+    # the decision threshold on the calibrated positive-class (binary) or per-label (multilabel)
+    # probability; auto: fitted on the validation split after training (bertpipe.decision)
+    threshold: float | Literal["auto"] = "auto"
+    # with threshold auto: the highest threshold whose validation recall reaches this, in
+    # place of the one that maximises validation F1
+    target_recall: float | None = Field(None, gt=0, le=1)
     # inference batch for the val pass (BENCHMARKS.md compares batch sizes)
     eval_batch_size: int = Field(32, ge=1)
     num_processes: int = Field(1, ge=1)
@@ -110,6 +116,15 @@ class TrainParams(_Strict):
     # 1500: about 10 minutes of work at the measured CPU speed of the defaults (40 samples/s,
     # batch 16: 2.5 steps/s, BENCHMARKS.md), so a kill costs at most that much
     checkpoint_every_steps: int | None = Field(1500, ge=1)
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _check_threshold(cls, threshold: Any) -> Any:
+        # one message for every wrong value, in place of one per member of the union
+        is_number = isinstance(threshold, (int, float)) and not isinstance(threshold, bool)
+        if threshold != "auto" and not (is_number and 0 < threshold < 1):
+            raise ValueError(f"must be auto or a number between 0 and 1 (got {threshold!r})")
+        return threshold
 
 
 class TokenizeParams(_Strict):
@@ -288,6 +303,16 @@ AUTO_EARLY_STOPPING_METRIC: dict[str, str] = {
 }
 
 
+# what `train.class_weights: auto` means for each task: pos_weight for multilabel, where plain
+# BCE drives every sigmoid of a rare label down (the measurement is in BENCHMARKS.md)
+AUTO_CLASS_WEIGHTS: dict[str, str] = {
+    "binary": "none",
+    "multiclass": "none",
+    "multilabel": "balanced",
+    "regression": "none",
+}
+
+
 # what `gate.tolerance: auto` means for each task: the headline metrics, each allowed to drop
 # 0.02 before the paired bootstrap is asked whether the drop is real. Regression gates r2, not
 # mse: r2 has no unit, so one tolerance fits every label scale.
@@ -311,6 +336,9 @@ def resolve_task_defaults(params: Params) -> Params:
     decides them, so that `-S task=...` alone switches the task and the trained model's
     training_params.json records what was used. Resolving twice changes nothing."""
     train = params.train
+    if train.class_weights == "auto":
+        class_weights = AUTO_CLASS_WEIGHTS[params.task]
+        train = train.model_copy(update={"class_weights": class_weights})
     if train.early_stopping_metric == "auto":
         metric = AUTO_EARLY_STOPPING_METRIC[params.task]
         train = train.model_copy(update={"early_stopping_metric": metric})

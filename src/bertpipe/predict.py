@@ -22,9 +22,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bertpipe.artifacts import model_folder_lock, read_training_params
+from bertpipe.decision import Decision, read_decision
 from bertpipe.errors import UserError
 from bertpipe.inference import default_device, predict_text_logits, resolve_precision
-from bertpipe.metrics import predict_from_scores, scores_from_logits
 from bertpipe.model import load_trained
 from bertpipe.tables import TableChunks, table_format
 from bertpipe.text import clean_text
@@ -47,7 +47,7 @@ class Predictor:
     task: str
     label_names: list[str]
     layout: SequenceLayout  # truncation or windows, as the model's validation split had them
-    threshold: float
+    decision: Decision  # the saved temperatures and thresholds (bertpipe.decision)
     mask_phi: bool
     text_pair: bool
     precision: str
@@ -60,14 +60,15 @@ class Predictor:
         with model_folder_lock(model_dir):
             model, tokenizer = load_trained(model_dir)
             trained = read_training_params(model_dir)
+            task = trained.get("task") or (
+                "multilabel"
+                if model.config.problem_type == "multi_label_classification"
+                else "regression"
+                if model.config.problem_type == "regression"
+                else "multiclass"
+            )
+            decision = read_decision(model_dir, task, trained, len(model.config.id2label))
         id2label = model.config.id2label
-        task = trained.get("task") or (
-            "multilabel"
-            if model.config.problem_type == "multi_label_classification"
-            else "regression"
-            if model.config.problem_type == "regression"
-            else "multiclass"
-        )
         names = [] if task == "regression" else [id2label[i] for i in range(len(id2label))]
         return cls(
             model=model.to(default_device()),
@@ -75,7 +76,7 @@ class Predictor:
             task=task,
             label_names=trained.get("label_names", names),
             layout=layout_from_training_params(trained, tokenizer.model_max_length),
-            threshold=float(trained.get("train", {}).get("threshold", 0.5)),
+            decision=decision,
             mask_phi=bool(trained.get("clean", {}).get("mask_phi", False)),
             text_pair=bool(trained.get("data", {}).get("text_pair", False)),
             precision=trained.get("train", {}).get("precision", "auto"),
@@ -111,8 +112,8 @@ class Predictor:
             progress=progress,
             pooling=self.pooling,
         )
-        scores = scores_from_logits(logits, self.task)
-        predicted = predict_from_scores(scores, self.task, self.threshold)
+        scores = self.decision.scores(logits)
+        predicted = self.decision.predict(scores)
         return [self._result(scores[i], predicted[i]) for i in range(len(texts))]
 
     def _result(self, scores: Any, predicted: Any) -> dict[str, Any]:

@@ -4,14 +4,18 @@ One row per test example, in the order of the test split:
 - `row_id`: the example's row in the cleaned table;
 - `gold` and `predicted`: label names (joined with `label_separator` for multilabel), or numbers
   for regression;
-- multilabel only: `threshold`, the score at or above which a label was predicted, and
-  `label_separator`, the string that joins the names in `gold` and `predicted` (the same value
-  on every row, so that the file stays one plain CSV that any tool reads);
+- multilabel only: the score at or above which a label was predicted: `threshold_<label>`, one
+  column per label (or `threshold`, one for all), and `label_separator`, the string that joins
+  the names in `gold` and `predicted` (the same value on every row, so that the file stays one
+  plain CSV that any tool reads);
+- binary with a fitted decision: `threshold`, the score of the positive class (label index 1)
+  at or above which it was predicted (none: argmax);
 - `score_<label>`: one column per label, rounded to 6 decimals (none for regression).
 
 The evaluate stage writes it; the metrics gate (`bertpipe check-metrics`) re-scores two
 revisions from it. Files written before `threshold` and `label_separator` were recorded are still
-read: their separator was always `|`, and their threshold was that revision's `train.threshold`.
+read: their separator was always `|`, their multilabel threshold was that revision's
+`train.threshold`, and binary decided by argmax.
 """
 
 from __future__ import annotations
@@ -27,8 +31,10 @@ import pandas as pd
 
 from bertpipe.errors import UserError
 from bertpipe.files import atomic_path
+from bertpipe.metrics import Threshold
 
 SCORE_PREFIX = "score_"
+THRESHOLD_PREFIX = "threshold_"
 # what files written before the separator was recorded joined multilabel names with
 LEGACY_LABEL_SEPARATOR = "|"
 REQUIRED_COLUMNS = ("row_id", "gold", "predicted")
@@ -48,7 +54,7 @@ def write_predictions(
     scores: np.ndarray,
     task: str,
     label_names: Sequence[str],
-    threshold: float,
+    threshold: Threshold,
     label_separator: str,
 ) -> None:
     """The file's rows from encoded targets, predictions and (n, labels) scores, written
@@ -63,9 +69,15 @@ def write_predictions(
             frame["predicted"] = [
                 _joined_names(row, label_names, label_separator) for row in predicted
             ]
-            frame["threshold"] = threshold
+            if np.ndim(threshold) == 1:
+                for name, value in zip(label_names, np.asarray(threshold), strict=True):
+                    frame[f"{THRESHOLD_PREFIX}{name}"] = float(value)
+            else:
+                frame["threshold"] = 0.5 if threshold is None else float(threshold)
             frame["label_separator"] = label_separator
         else:
+            if task == "binary" and threshold is not None:
+                frame["threshold"] = float(threshold)
             frame["gold"] = [label_names[i] for i in targets]
             frame["predicted"] = [label_names[i] for i in predicted]
         for column, name in enumerate(label_names):
@@ -76,11 +88,12 @@ def write_predictions(
 
 @dataclass
 class Predictions:
-    """A checked predictions file: its rows, label names, threshold and label separator."""
+    """A checked predictions file: its rows, label names, threshold (one number, one per label
+    for multilabel, or None: binary by argmax) and label separator."""
 
     frame: pd.DataFrame
     label_names: list[str]
-    threshold: float
+    threshold: Threshold
     label_separator: str
 
     def targets_and_scores(self, task: str) -> tuple[np.ndarray, np.ndarray]:
@@ -132,6 +145,23 @@ def _check_labels(
             )
 
 
+def _threshold(frame: pd.DataFrame, column: str, source: str) -> float:
+    if column not in frame.columns:
+        raise UserError(
+            f"{source}: no column '{column}' beside the other threshold_ columns; "
+            "rerun the evaluate stage"
+        )
+    try:
+        threshold = float(str(_constant(frame, column, source)))
+    except ValueError:
+        threshold = math.nan
+    if not 0 < threshold < 1:
+        raise UserError(
+            f"{source}: {column} must be a number between 0 and 1; rerun the evaluate stage"
+        )
+    return threshold
+
+
 def read_predictions(text: str, task: str, source: str, legacy_threshold: float) -> Predictions:
     """Parse and check the file's text; `legacy_threshold` serves files that predate `threshold`.
 
@@ -178,7 +208,8 @@ def read_predictions(text: str, task: str, source: str, legacy_threshold: float)
             "table); rerun the evaluate stage"
         )
     frame["row_id"] = row_ids.astype(np.int64)
-    separator, threshold = LEGACY_LABEL_SEPARATOR, legacy_threshold
+    separator = LEGACY_LABEL_SEPARATOR
+    threshold: Threshold = legacy_threshold
     if task == "multilabel":
         if "label_separator" in frame.columns:
             separator = str(_constant(frame, "label_separator", source))
@@ -186,16 +217,13 @@ def read_predictions(text: str, task: str, source: str, legacy_threshold: float)
                 raise UserError(
                     f"{source}: column 'label_separator' is empty; rerun the evaluate stage"
                 )
-        if "threshold" in frame.columns:
-            try:
-                threshold = float(str(_constant(frame, "threshold", source)))
-            except ValueError:
-                threshold = math.nan
-            if not 0 < threshold < 1:
-                raise UserError(
-                    f"{source}: threshold must be a number between 0 and 1; "
-                    "rerun the evaluate stage"
-                )
+        per_label = [f"{THRESHOLD_PREFIX}{name}" for name in names]
+        if any(column.startswith(THRESHOLD_PREFIX) for column in frame.columns):
+            threshold = np.asarray([_threshold(frame, column, source) for column in per_label])
+        elif "threshold" in frame.columns:
+            threshold = _threshold(frame, "threshold", source)
+    elif task == "binary":
+        threshold = _threshold(frame, "threshold", source) if "threshold" in frame.columns else None
     if task != "regression":
         joined_by = separator if task == "multilabel" else None
         _check_labels(frame, "gold", names, joined_by, source)

@@ -37,10 +37,11 @@ from bertpipe.checkpoint import (
     mark_complete,
     save_checkpoint,
 )
+from bertpipe.decision import fit_decision
 from bertpipe.errors import UserError
 from bertpipe.files import sha256_file
 from bertpipe.inference import predict_text_logits, resolve_precision
-from bertpipe.metrics import METRICS_BY_TASK, compute_metrics, is_better, scores_from_logits
+from bertpipe.metrics import METRICS_BY_TASK, compute_metrics, is_better
 from bertpipe.params import Params, resolve_task_defaults
 from bertpipe.progress import progress_bar
 from bertpipe.tokens import TokenizedSplit, split_files
@@ -257,8 +258,13 @@ def validate(
         torch.from_numpy(val_logits), torch.from_numpy(targets), params.task, class_weight
     )
     val_loss = float(loss)
-    scores = scores_from_logits(val_logits, params.task)
-    val_metrics = compute_metrics(targets, scores, params.task, params.train.threshold)
+    # the decision this epoch's model would be saved with, so that early stopping compares each
+    # model at its own fitted threshold(s)
+    decision = fit_decision(
+        val_logits, targets, params.task, params.train.threshold, params.train.target_recall
+    )
+    scores = decision.scores(val_logits)
+    val_metrics = compute_metrics(targets, scores, params.task, decision.threshold)
     return {
         "val_loss": round(val_loss, 6),
         **{f"val_{name}": value for name, value in val_metrics.items()},

@@ -1,0 +1,332 @@
+"""How a model's logits become calibrated probabilities and labels.
+
+After training, the train stage fits a decision on the validation split and saves it with the
+model (decision.json, and `bertpipe_decision` in config.json):
+- a temperature T (one for binary and multiclass, one per label for multilabel, none for
+  regression), fitted by minimising the validation NLL of softmax(logits / T) or
+  sigmoid(logits / T). It is folded into the classifier's output layer (its weight and bias rows
+  divided by T), so the saved model's logits are already calibrated, for `pipeline()` users too;
+- a threshold on the calibrated probability of the positive class (binary: label index 1) or of
+  each label (multilabel): with `train.threshold: auto`, the one that maximises validation F1,
+  or the highest that reaches `train.target_recall`; otherwise the number given. Multiclass
+  decides by argmax, regression by the value.
+Evaluate, `bertpipe predict` and the metrics gate read the saved decision.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import optimize, special
+
+from bertpipe.errors import UserError
+from bertpipe.metrics import Threshold, predict_from_scores, scores_from_logits
+from bertpipe.params import Params
+
+DECISION_FILE = "decision.json"
+# the key of the decision in the saved config.json
+CONFIG_KEY = "bertpipe_decision"
+# the threshold of a label that validation cannot fit (no positive example)
+DEFAULT_THRESHOLD = 0.5
+# the temperature is searched on log T within these bounds: a perfectly separated validation
+# split drives the NLL-optimal T towards 0, which the lower bound stops
+TEMPERATURE_BOUNDS = (0.05, 20.0)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A fitted decision. `temperatures`: () for regression, one for binary and multiclass, one
+    per label for multilabel. `thresholds`: one for binary, one per label for multilabel, ()
+    for multiclass, regression, and binary models saved before thresholds (argmax).
+    `temperature_in_weights`: the model's output layer already divides by the temperature."""
+
+    task: str
+    temperatures: tuple[float, ...] = ()
+    thresholds: tuple[float, ...] = ()
+    temperature_in_weights: bool = False
+    # why a threshold kept its default, one line each (for the model card)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def threshold(self) -> Threshold:
+        """The threshold as predict_from_scores and compute_metrics take it."""
+        if not self.thresholds:
+            return None
+        if self.task == "multilabel":
+            return np.asarray(self.thresholds, dtype=np.float64)
+        return self.thresholds[0]
+
+    def scores(self, logits: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities (the value for regression) from the model's (n, k) logits."""
+        logits = np.asarray(logits, dtype=np.float64)
+        if self.temperatures and not self.temperature_in_weights:
+            logits = logits / np.asarray(self.temperatures)
+        return scores_from_logits(logits, self.task)
+
+    def predict(self, scores: np.ndarray) -> np.ndarray:
+        return predict_from_scores(scores, self.task, self.threshold)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "temperatures": list(self.temperatures),
+            "thresholds": list(self.thresholds),
+            "temperature_in_weights": self.temperature_in_weights,
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_json(cls, raw: Any, source: str) -> Decision:
+        try:
+            decision = cls(
+                task=str(raw["task"]),
+                temperatures=tuple(float(t) for t in raw["temperatures"]),
+                thresholds=tuple(float(t) for t in raw["thresholds"]),
+                temperature_in_weights=bool(raw["temperature_in_weights"]),
+                notes=tuple(str(note) for note in raw.get("notes", [])),
+            )
+        except (KeyError, TypeError, ValueError):
+            decision = None
+        valid = decision is not None and all(
+            math.isfinite(t) and t > 0 for t in decision.temperatures
+        )
+        if not valid or not all(0 < t < 1 for t in decision.thresholds):
+            raise UserError(
+                f"{source}: not a valid decision (temperatures > 0, thresholds in (0, 1)); "
+                "train the model again with dvc repro"
+            )
+        return decision
+
+
+def check_decision_params(params: Params, val_rows: int) -> None:
+    """What the schema cannot check alone, before any training time is spent."""
+    train = params.train
+    if train.threshold == "auto" and val_rows == 0:
+        raise UserError(
+            "train.threshold: auto is fitted on the validation split, which has no rows; "
+            "raise split.val_size, or set train.threshold to a number"
+        )
+    if train.target_recall is not None and train.threshold != "auto":
+        raise UserError(
+            f"train.target_recall: {train.target_recall} needs train.threshold: auto "
+            f"(it is {train.threshold}); set one of them"
+        )
+
+
+def _softmax_nll(logits: np.ndarray, targets: np.ndarray, temperature: float) -> float:
+    log_probabilities = special.log_softmax(logits / temperature, axis=1)
+    return float(-log_probabilities[np.arange(len(targets)), targets].mean())
+
+
+def _sigmoid_nll(logits: np.ndarray, targets: np.ndarray, temperature: float) -> float:
+    scaled = logits / temperature
+    # -log sigmoid(z) for positives, -log(1 - sigmoid(z)) for negatives, without overflow
+    return float((np.logaddexp(0.0, scaled) - targets * scaled).mean())
+
+
+def _best_temperature(nll: Any) -> float:
+    low, high = (math.log(bound) for bound in TEMPERATURE_BOUNDS)
+    result = optimize.minimize_scalar(
+        lambda log_t: nll(math.exp(log_t)), bounds=(low, high), method="bounded"
+    )
+    return round(math.exp(float(result.x)), 6)
+
+
+def fit_temperatures(logits: np.ndarray, targets: np.ndarray, task: str) -> tuple[float, ...]:
+    """The temperature(s) that minimise the validation NLL: one (softmax), one per label
+    (sigmoid), none for regression or an empty split."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if task == "regression" or len(logits) == 0:
+        return ()
+    if task == "multilabel":
+        targets = np.asarray(targets, dtype=np.float64)
+        return tuple(
+            _best_temperature(
+                lambda t, column=column: _sigmoid_nll(logits[:, column], targets[:, column], t)
+            )
+            for column in range(logits.shape[1])
+        )
+    targets = np.asarray(targets, dtype=np.int64)
+    return (_best_temperature(lambda t: _softmax_nll(logits, targets, t)),)
+
+
+def fit_threshold(
+    scores: np.ndarray, truth: np.ndarray, target_recall: float | None = None
+) -> float | None:
+    """The threshold on `scores` (predict positive where score >= threshold) that maximises F1,
+    or the highest one whose recall reaches `target_recall`; None without a positive example.
+
+    The threshold is set halfway between the lowest score predicted positive and the next lower
+    score, so that the validation decisions are exactly those measured, without the rule sitting
+    on one example's score.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    truth = np.asarray(truth).astype(bool)
+    positives = int(truth.sum())
+    if positives == 0:
+        return None
+    order = np.argsort(-scores, kind="stable")
+    ranked, ranked_truth = scores[order], truth[order]
+    true_positives = np.cumsum(ranked_truth)
+    predicted = np.arange(1, len(ranked) + 1)
+    # a cut can only fall after the last of a run of equal scores
+    cuts = np.flatnonzero(np.r_[ranked[1:] != ranked[:-1], True])
+    if target_recall is None:
+        f1 = 2 * true_positives[cuts] / (predicted[cuts] + positives)
+        cut = cuts[int(np.argmax(f1))]  # the first maximum: the highest threshold among ties
+    else:
+        recall = true_positives[cuts] / positives
+        # a float tolerance: 0.3 recall of 10 positives is 3 / 10, not 0.30000000000000004
+        cut = cuts[int(np.argmax(recall >= target_recall - 1e-9))]
+    lower = ranked[cut + 1] if cut + 1 < len(ranked) else 0.0
+    threshold = (ranked[cut] + lower) / 2
+    return float(min(max(threshold, np.finfo(np.float64).tiny), np.nextafter(1.0, 0.0)))
+
+
+def fit_decision(
+    logits: np.ndarray,
+    targets: np.ndarray,
+    task: str,
+    threshold: float | str = "auto",
+    target_recall: float | None = None,
+    label_names: list[str] | None = None,
+) -> Decision:
+    """The decision for a model whose validation logits are `logits` ((n, k); (n, 1) for
+    regression) and targets `targets`: temperatures first, then thresholds on the calibrated
+    probabilities."""
+    temperatures = fit_temperatures(logits, targets, task)
+    calibrated = Decision(task, temperatures)
+    if task in ("multiclass", "regression"):
+        return calibrated
+    scores = calibrated.scores(logits)
+    if task == "binary":
+        columns = [(scores[:, 1], np.asarray(targets) == 1, "the positive class")]
+    else:
+        names = label_names or [str(i) for i in range(scores.shape[1])]
+        columns = [
+            (scores[:, i], np.asarray(targets)[:, i] == 1, f"label '{names[i]}'")
+            for i in range(scores.shape[1])
+        ]
+    thresholds, notes = [], []
+    for column_scores, truth, name in columns:
+        fitted = None
+        if threshold == "auto":
+            fitted = fit_threshold(column_scores, truth, target_recall)
+            if fitted is None:
+                notes.append(
+                    f"{name} has no validation positives: its threshold stays {DEFAULT_THRESHOLD}"
+                )
+        else:
+            fitted = float(threshold)
+        thresholds.append(round(DEFAULT_THRESHOLD if fitted is None else fitted, 6))
+    # rounding must not move a threshold out of (0, 1)
+    thresholds = [min(max(t, 1e-6), 1 - 1e-6) for t in thresholds]
+    return Decision(task, temperatures, tuple(thresholds), notes=tuple(notes))
+
+
+def output_layer(model: torch.nn.Module) -> torch.nn.Linear | None:
+    """The classifier's last Linear layer with one output per label (BERT's `classifier`,
+    RoBERTa's and ELECTRA's `classifier.out_proj`, ...), or None for another head."""
+    num_labels = int(model.config.num_labels)
+    last = None
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and module.out_features == num_labels:
+            last = module
+    return last
+
+
+def fold_temperature(model: torch.nn.Module, decision: Decision) -> Decision:
+    """Divide the output layer's weight and bias rows by the temperature(s), so that the model's
+    logits become logits / T; the decision returned says so. Without such a layer the model is
+    left as it is, and the decision divides at scoring time."""
+    layer = output_layer(model)
+    if not decision.temperatures or decision.temperature_in_weights or layer is None:
+        return decision
+    scale = torch.tensor(decision.temperatures, dtype=torch.float64).reciprocal()
+    scale = scale.expand(layer.out_features)  # one temperature for every class, or one per label
+    with torch.no_grad():
+        layer.weight.mul_(scale.to(layer.weight.dtype).unsqueeze(1).to(layer.weight.device))
+        if layer.bias is not None:
+            layer.bias.mul_(scale.to(layer.bias.dtype).to(layer.bias.device))
+    return Decision(
+        decision.task,
+        decision.temperatures,
+        decision.thresholds,
+        temperature_in_weights=True,
+        notes=decision.notes,
+    )
+
+
+def legacy_decision(task: str, trained: dict[str, Any], num_labels: int) -> Decision:
+    """The decision of a model folder saved before decision.json: no temperature; multilabel at
+    its `train.threshold` (0.5 if absent), binary by argmax as it was evaluated."""
+    if task != "multilabel":
+        return Decision(task)
+    threshold = trained.get("train", {}).get("threshold", DEFAULT_THRESHOLD)
+    if not isinstance(threshold, (int, float)):
+        threshold = DEFAULT_THRESHOLD
+    return Decision(task, thresholds=(float(threshold),) * num_labels)
+
+
+def read_decision(
+    model_dir: str | Path, task: str, trained: dict[str, Any], num_labels: int
+) -> Decision:
+    """The decision saved in `model_dir`, or the legacy one of an older folder."""
+    path = Path(model_dir) / DECISION_FILE
+    if not path.is_file():
+        return legacy_decision(task, trained, num_labels)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raw = None
+    return Decision.from_json(raw, str(path))
+
+
+def warn_notes(decision: Decision) -> None:
+    for note in decision.notes:
+        print(f"warning: {note}", file=sys.stderr)
+
+
+def decision_card_lines(decision: Decision, label_names: list[str]) -> str:
+    """The model card's section on the saved decision: values and how to apply them."""
+    if decision.task == "regression":
+        return ""
+    if decision.task == "multilabel":
+        rows = "\n".join(
+            f"| `{name}` | {temperature} | {threshold} |"
+            for name, temperature, threshold in zip(
+                label_names,
+                decision.temperatures or ("-",) * len(label_names),
+                decision.thresholds,
+                strict=True,
+            )
+        )
+        table = f"| label | temperature | threshold |\n| --- | --- | --- |\n{rows}\n"
+        rule = "a label applies where its sigmoid score reaches its threshold"
+    else:
+        temperature = decision.temperatures[0] if decision.temperatures else "none"
+        table = f"- Temperature: {temperature}\n"
+        if decision.task == "binary" and decision.thresholds:
+            table += f"- Threshold on the score of `{label_names[1]}`: {decision.thresholds[0]}\n"
+            rule = f"the label is `{label_names[1]}` where its softmax score reaches the threshold"
+        else:
+            rule = "the label is the class with the highest softmax score"
+    folded = (
+        "The temperature is folded into the saved output layer: the model's logits are already "
+        "divided by it, so its softmax/sigmoid scores are the calibrated probabilities."
+        if decision.temperature_in_weights
+        else "Divide the logits by the temperature before the softmax/sigmoid."
+    )
+    notes = "".join(f"- Note: {note}\n" for note in decision.notes)
+    return (
+        "## Decision (fitted on the validation split)\n\n"
+        f"{table}{notes}\n{folded} Then {rule}. The same values are in `{DECISION_FILE}` and "
+        f"under `{CONFIG_KEY}` in config.json (`model.config.{CONFIG_KEY}`).\n\n"
+    )
