@@ -6,8 +6,13 @@ setting's overrides, so a figure here is what `dvc repro` gives with those param
     python benchmarks/long_notes.py --setting right_128 --seed 42 \
         --results benchmarks/results/long_notes.jsonl --workdir /tmp/long-notes
 
-The workspace keeps the model and the predictions (for the calibration figures) and drops the
-tokens and checkpoints.
+The workspace keeps the model and the predictions and drops the tokens and checkpoints.
+`--calibration` then gives each run's test ECE and Brier before and after temperature scaling:
+it re-runs split and tokenize in the workspace (seeded: the same splits), scores validation
+and test with the kept model, fits the temperature on validation (bertpipe.decision) and
+scores test with and without it:
+
+    python benchmarks/long_notes.py --calibration --results benchmarks/results/long_notes.jsonl
 """
 
 from __future__ import annotations
@@ -121,6 +126,55 @@ def run(setting: str, seed: int, workdir: Path) -> dict[str, Any]:
     return result
 
 
+def calibration(workspace: Path) -> dict[str, float]:
+    """Test ECE and Brier of a run's model before and after temperature scaling."""
+    import torch
+
+    from bertpipe.decision import Decision, fit_decision
+    from bertpipe.files import read_json
+    from bertpipe.inference import predict_text_logits
+    from bertpipe.metrics import calibration_metrics
+    from bertpipe.model import load_trained
+    from bertpipe.params import load_params
+    from bertpipe.tokens import read_split
+
+    pipeline = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}"}
+    for stage in ("split", "tokenize"):
+        command = shlex.split(pipeline[stage]["cmd"])
+        command[0] = sys.executable
+        subprocess.run(command, cwd=workspace, env=env, check=True, capture_output=True)
+    params = load_params(workspace / "params.yaml")
+    model, tokenizer = load_trained(workspace / "models" / "model")
+    saved = workspace / "models" / "model" / "decision.json"
+    # a model saved with its temperature folded in: multiply it back out to get the raw logits
+    folded = read_json(saved)["temperatures"] if saved.is_file() else None
+    logits = {}
+    for split_name in ("val", "test"):
+        split = read_split(workspace / "data" / "tokens" / split_name)
+        with torch.no_grad():
+            raw = predict_text_logits(
+                model, split, 32, tokenizer.pad_token_id or 0, "bf16",
+                pooling=params.windows.pooling,
+            )  # fmt: skip
+        logits[split_name] = (raw * np.asarray(folded) if folded else raw, split.text_labels)
+    decision = fit_decision(*logits["val"], params.task)
+    test_logits, test_targets = logits["test"]
+    before = calibration_metrics(
+        test_targets, Decision(params.task).scores(test_logits), params.task
+    )
+    after = calibration_metrics(test_targets, decision.scores(test_logits), params.task)
+    shutil.rmtree(workspace / "data" / "tokens", ignore_errors=True)
+    shutil.rmtree(workspace / "data" / "split", ignore_errors=True)
+    return {
+        "temperature": round(decision.temperatures[0], 4),
+        "ece_before": before["ece"],
+        "ece_after": after["ece"],
+        "brier_before": before["brier"],
+        "brier_after": after["brier"],
+    }
+
+
 def _children_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -135,11 +189,26 @@ def _cpu_name() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--setting", choices=sorted(SETTINGS), action="append", required=True)
-    parser.add_argument("--seed", type=int, action="append", required=True)
+    parser.add_argument("--setting", choices=sorted(SETTINGS), action="append")
+    parser.add_argument("--seed", type=int, action="append")
     parser.add_argument("--results", type=Path, required=True, help="JSON lines, appended")
-    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--workdir", type=Path)
+    parser.add_argument(
+        "--calibration",
+        action="store_true",
+        help="add ECE/Brier before and after scaling to every result that lacks them",
+    )
     args = parser.parse_args()
+    if args.calibration:
+        results = [json.loads(line) for line in args.results.read_text().splitlines()]
+        for result in results:
+            if "calibration" not in result:
+                result["calibration"] = calibration(Path(result["workspace"]))
+                print(result["setting"], result["seed"], result["calibration"], flush=True)
+        args.results.write_text("".join(json.dumps(result) + "\n" for result in results))
+        return
+    if not (args.setting and args.seed and args.workdir):
+        parser.error("--setting, --seed and --workdir are needed to run")
     for seed in args.seed:
         for setting in args.setting:
             result = run(setting, seed, args.workdir)
