@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -321,6 +322,21 @@ def test_model_card_metadata() -> None:
     results = {result.metric_type: result.metric_value for result in data.eval_results}
     assert results == {"f1_macro": 0.75, "loss": 0.5}
     assert {result.dataset_split for result in data.eval_results} == {"validation"}
+
+
+@pytest.mark.parametrize(
+    ("layout", "warned"),
+    [
+        ({"truncation": "right", "windows": {"stride": None}}, False),
+        ({"truncation": "head_tail", "windows": {"stride": None}}, True),
+        ({"truncation": "right", "windows": {"stride": 64, "pooling": "mean"}}, True),
+    ],
+)
+def test_the_card_says_when_pipeline_cannot_fit_texts_as_training_did(
+    layout: dict[str, Any], warned: bool
+) -> None:
+    card = model_card("multiclass", NAMES, {"model": "minilm", **layout}, None, 1, {}, None)
+    assert ("`pipeline()` sees only their first" in card) is warned
 
 
 def test_a_broken_training_params_file_is_one_line_under_predict(

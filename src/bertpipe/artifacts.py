@@ -141,6 +141,15 @@ def model_card(
         training_data_sha256=data_sha256,
     )
     labels = ", ".join(f"`{name}`" for name in label_names) or "(a numeric target)"
+    long_texts = ""
+    if params.get("truncation", "right") != "right" or params.get("windows", {}).get("stride"):
+        # pipeline() truncates right only: it cannot apply head_tail or windows
+        long_texts = (
+            "\nThis model was trained and evaluated with `truncation: "
+            f"{params.get('truncation')}` and `windows: {json.dumps(params.get('windows'))}`:\n"
+            "`bertpipe predict` fits long texts the same way; `pipeline()` sees only their first\n"
+            "max_length tokens, so its predictions on long texts differ.\n"
+        )
     metrics = "\n".join(f"| {name} | {value} |" for name, value in validation.items())
     body = (
         "# bertpipe model\n\n"
@@ -161,6 +170,6 @@ def model_card(
         "the tokenizer's model_max_length is the trained max_length, so `truncation=True` cuts\n"
         "long texts where training did. bertpipe predict also cleans texts as training did, and\n"
         "applies the decision above; `pipeline()` gives the calibrated scores, to which you apply\n"
-        "the threshold(s) yourself (`top_k=None` returns every label's score).\n"
+        "the threshold(s) yourself (`top_k=None` returns every label's score).\n" + long_texts
     )
     return str(ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}"))
