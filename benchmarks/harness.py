@@ -159,6 +159,14 @@ def measure_peak(size: int, repeats: int) -> MatmulPeak:
     )
 
 
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), for results that say which CPU they came from."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
 def machine_info() -> dict[str, Any]:
     model_name = "unknown"
     try:

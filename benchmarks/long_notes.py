@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+from harness import cpu_name
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_PARAMS = REPO / "benchmarks" / "medical_abstracts.params.yaml"
@@ -118,7 +119,7 @@ def run(setting: str, seed: int, workdir: Path) -> dict[str, Any]:
         "train_samples": stats["train_samples"],
         "best_epoch": stats["best_epoch"],
         "tokens": _token_count(workspace / "data" / "tokens"),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "workspace": str(workspace),
     }
     for leftover in ("data/tokens", "models/checkpoints", "data/split"):
@@ -178,13 +179,6 @@ def calibration(workspace: Path) -> dict[str, float]:
 def _children_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def _cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
+from harness import cpu_name
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO.parent / "shared" / "data" / "medical_abstracts" / "medical_abstracts.csv"
@@ -115,7 +116,7 @@ def run(setting: str, workdir: Path, table: pd.DataFrame) -> dict[str, Any]:
         "decision": decision,
         "calibration": calibration,
         "stage_seconds": seconds,
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
     }
 
 
@@ -156,13 +157,6 @@ def calibration_before_after(workspace: Path, task: str = "multilabel") -> dict[
         "brier_before": before["brier"],
         "brier_after": after["brier"],
     }
-
-
-def _cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def main() -> None:
