@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import shlex
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
+REPO = Path(__file__).resolve().parents[1]
 QUIET_CORES = 0.15  # other processes below this many cores' worth: the machine counts as quiet
 
 
@@ -203,3 +207,43 @@ def print_table(headers: list[str], rows: list[list[str]]) -> None:
             )
         )
     print()
+
+
+def set_dotted(params: dict[str, Any], dotted: str, value: Any) -> None:
+    """params["train"]["lr"] = value for dotted "train.lr", as `dvc exp run -S` sets it."""
+    *parents, last = dotted.split(".")
+    section = params
+    for part in parents:
+        section = section.setdefault(part, {})
+    section[last] = value
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class StageTimes:
+    seconds: dict[str, float]
+    cpu_seconds: dict[str, float]  # what the stage itself used: moves less than wall time when
+    # other work shares the machine; the 1-minute load average at its end says how busy it was
+    load_average_1min: dict[str, float]
+
+
+def run_stages(workspace: Path, stages: tuple[str, ...] | None = None) -> StageTimes:
+    """Run dvc.yaml's stage commands (all of them, in the file's order, unless `stages` names
+    some) in `workspace`, which holds a params.yaml: what `dvc repro` runs there, without DVC's
+    cache, using this checkout's code and this Python."""
+    pipeline = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}"}
+    times = StageTimes({}, {}, {})
+    for stage in stages or tuple(pipeline):
+        command = shlex.split(pipeline[stage]["cmd"])
+        command[0] = sys.executable
+        start, cpu_start = time.perf_counter(), _children_cpu_seconds()
+        subprocess.run(command, cwd=workspace, env=env, check=True)
+        times.seconds[stage] = round(time.perf_counter() - start, 1)
+        times.cpu_seconds[stage] = round(_children_cpu_seconds() - cpu_start, 1)
+        times.load_average_1min[stage] = round(os.getloadavg()[0], 2)
+    return times

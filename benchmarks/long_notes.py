@@ -20,22 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import shlex
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
-from harness import cpu_name
+from harness import REPO, cpu_name, run_stages, set_dotted
 
-REPO = Path(__file__).resolve().parents[1]
 BASE_PARAMS = REPO / "benchmarks" / "medical_abstracts.params.yaml"
-STAGES = ("clean", "split", "tokenize", "train", "evaluate")
 
 # each setting: dotted params keys and the values that differ from BASE_PARAMS
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -49,14 +42,6 @@ SETTINGS: dict[str, dict[str, Any]] = {
 }
 
 
-def _set(params: dict[str, Any], dotted: str, value: Any) -> None:
-    *parents, last = dotted.split(".")
-    section = params
-    for part in parents:
-        section = section.setdefault(part, {})
-    section[last] = value
-
-
 def workspace_params(setting: str, seed: int, known_keys: set[str]) -> dict[str, Any]:
     """BASE_PARAMS with the setting applied; keys the schema does not have yet (an older
     checkout) are only allowed at their 'off' value."""
@@ -68,7 +53,7 @@ def workspace_params(setting: str, seed: int, known_keys: set[str]) -> dict[str,
             if value not in (None, "right", False):
                 raise SystemExit(f"{setting}: this checkout has no '{dotted}'")
             continue
-        _set(params, dotted, value)
+        set_dotted(params, dotted, value)
     return params
 
 
@@ -91,30 +76,16 @@ def run(setting: str, seed: int, workdir: Path) -> dict[str, Any]:
     workspace.mkdir(parents=True)
     params = workspace_params(setting, seed, set(Params.model_fields))
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    pipeline = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}"}
-    seconds: dict[str, float] = {}
-    cpu_seconds: dict[str, float] = {}
-    load: dict[str, float] = {}
-    for stage in STAGES:
-        command = shlex.split(pipeline[stage]["cmd"])
-        command[0] = sys.executable
-        start, cpu_start = time.perf_counter(), _children_cpu_seconds()
-        subprocess.run(command, cwd=workspace, env=env, check=True)
-        seconds[stage] = round(time.perf_counter() - start, 1)
-        # CPU time is what the stage itself used: it moves less than wall time when other work
-        # shares the machine; the 1-minute load average at the end says how busy it was
-        cpu_seconds[stage] = round(_children_cpu_seconds() - cpu_start, 1)
-        load[stage] = round(os.getloadavg()[0], 2)
+    times = run_stages(workspace)
     stats = json.loads((workspace / "models" / "training_stats.json").read_text())
     result = {
         "setting": setting,
         "seed": seed,
         "overrides": SETTINGS[setting],
         "metrics": json.loads((workspace / "metrics.json").read_text()),
-        "stage_seconds": seconds,
-        "stage_cpu_seconds": cpu_seconds,
-        "load_average_1min": load,
+        "stage_seconds": times.seconds,
+        "stage_cpu_seconds": times.cpu_seconds,
+        "load_average_1min": times.load_average_1min,
         "cores": os.cpu_count(),
         "train_seconds": stats["train_seconds"],
         "train_tokens": round(stats["train_tokens_per_second"] * stats["train_seconds"]),
@@ -135,18 +106,13 @@ def calibration(workspace: Path) -> dict[str, float]:
 
     from bertpipe.decision import Decision, fit_decision
     from bertpipe.files import read_json
-    from bertpipe.inference import predict_text_logits
+    from bertpipe.inference import predict_logits
     from bertpipe.metrics import calibration_metrics
     from bertpipe.model import load_trained
     from bertpipe.params import load_params
     from bertpipe.tokens import read_split
 
-    pipeline = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}"}
-    for stage in ("split", "tokenize"):
-        command = shlex.split(pipeline[stage]["cmd"])
-        command[0] = sys.executable
-        subprocess.run(command, cwd=workspace, env=env, check=True, capture_output=True)
+    run_stages(workspace, ("split", "tokenize"))
     params = load_params(workspace / "params.yaml")
     model, tokenizer = load_trained(workspace / "models" / "model")
     saved = workspace / "models" / "model" / "decision.json"
@@ -156,7 +122,7 @@ def calibration(workspace: Path) -> dict[str, float]:
     for split_name in ("val", "test"):
         split = read_split(workspace / "data" / "tokens" / split_name)
         with torch.no_grad():
-            raw = predict_text_logits(
+            raw = predict_logits(
                 model, split, 32, tokenizer.pad_token_id or 0, "bf16",
                 pooling=params.windows.pooling,
             )  # fmt: skip
@@ -178,9 +144,37 @@ def calibration(workspace: Path) -> dict[str, float]:
     }
 
 
-def _children_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+def summary(results: list[dict[str, Any]]) -> str:
+    """A markdown table, one row per setting: test macro-F1 mean and standard error over its
+    seeds (and each seed's figure), each seed's train and evaluate seconds (a run that shared
+    the CPU shows as an outlier), mean training tokens and mean test ECE before and after
+    scaling."""
+    lines = [
+        "| setting | seeds | test macro-F1 mean ± SE | per seed | train s per seed "
+        "| evaluate s per seed "
+        "| train tokens | test ECE before -> after |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- |",
+    ]
+    for setting in dict.fromkeys(result["setting"] for result in results):
+        runs = sorted((r for r in results if r["setting"] == setting), key=lambda r: r["seed"])
+        f1 = np.array([run["metrics"]["f1_macro"] for run in runs])
+        standard_error = f1.std(ddof=1) / np.sqrt(len(f1)) if len(f1) > 1 else float("nan")
+        per_seed = ", ".join(f"{run['seed']}: {run['metrics']['f1_macro']:.3f}" for run in runs)
+        calibrated = [run["calibration"] for run in runs if "calibration" in run]
+        ece = (
+            f"{np.mean([c['ece_before'] for c in calibrated]):.3f} -> "
+            f"{np.mean([c['ece_after'] for c in calibrated]):.3f}"
+            if calibrated
+            else "-"
+        )
+        train_seconds = " / ".join(f"{run['train_seconds']:.0f}" for run in runs)
+        evaluate_seconds = " / ".join(f"{run['stage_seconds']['evaluate']:.0f}" for run in runs)
+        lines.append(
+            f"| {setting} | {len(runs)} | {f1.mean():.3f} ± {standard_error:.3f} | {per_seed} "
+            f"| {train_seconds} | {evaluate_seconds} "
+            f"| {np.mean([run['train_tokens'] for run in runs]):,.0f} | {ece} |"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -194,7 +188,13 @@ def main() -> None:
         action="store_true",
         help="add ECE/Brier before and after scaling to every result that lacks them",
     )
+    parser.add_argument(
+        "--summary", action="store_true", help="print the results file as a markdown table"
+    )
     args = parser.parse_args()
+    if args.summary:
+        print(summary([json.loads(line) for line in args.results.read_text().splitlines()]))
+        return
     if args.calibration:
         results = [json.loads(line) for line in args.results.read_text().splitlines()]
         for result in results:

@@ -14,23 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import yaml
-from harness import cpu_name
+from harness import REPO, cpu_name, run_stages, set_dotted
 
-REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO.parent / "shared" / "data" / "medical_abstracts" / "medical_abstracts.csv"
-STAGES = ("clean", "split", "tokenize", "train", "evaluate")
 ROWS = 800
 SEED = 42
 CLASS_NAMES = {
@@ -75,14 +68,6 @@ def build_table() -> pd.DataFrame:
     return pd.DataFrame({"text": sample["medical_abstract"].to_numpy(), "labels": labels})
 
 
-def _set(params: dict[str, Any], dotted: str, value: Any) -> None:
-    *parents, last = dotted.split(".")
-    section = params
-    for part in parents:
-        section = section.setdefault(part, {})
-    section[last] = value
-
-
 def run(setting: str, workdir: Path, table: pd.DataFrame) -> dict[str, Any]:
     workspace = workdir / setting
     if workspace.exists():
@@ -91,17 +76,9 @@ def run(setting: str, workdir: Path, table: pd.DataFrame) -> dict[str, Any]:
     table.to_csv(workspace / "data" / "multilabel.csv", index=False)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     for dotted, value in {**BASE, **SETTINGS[setting]}.items():
-        _set(params, dotted, value)
+        set_dotted(params, dotted, value)
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    pipeline = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}"}
-    seconds: dict[str, float] = {}
-    for stage in STAGES:
-        command = shlex.split(pipeline[stage]["cmd"])
-        command[0] = sys.executable
-        start = time.perf_counter()
-        subprocess.run(command, cwd=workspace, env=env, check=True)
-        seconds[stage] = round(time.perf_counter() - start, 1)
+    times = run_stages(workspace)
     per_label = json.loads((workspace / "eval" / "per_label.json").read_text())
     decision = json.loads((workspace / "models" / "model" / "decision.json").read_text())
     val_positives = _val_positives(workspace)
@@ -115,7 +92,7 @@ def run(setting: str, workdir: Path, table: pd.DataFrame) -> dict[str, Any]:
         "val_positives": val_positives,
         "decision": decision,
         "calibration": calibration,
-        "stage_seconds": seconds,
+        "stage_seconds": times.seconds,
         "cpu": cpu_name(),
     }
 

@@ -14,7 +14,7 @@ from bertpipe.checkpoint import STATUS, remove_partial_checkpoints
 from bertpipe.decision import check_decision_params, fit_decision, fold_temperature, warn_notes
 from bertpipe.errors import run_main
 from bertpipe.files import read_json, remove_leftovers, write_json
-from bertpipe.inference import predict_text_logits
+from bertpipe.inference import predict_logits
 from bertpipe.labels import num_model_outputs, problem_type
 from bertpipe.launch import inside_launcher, relaunch_command
 from bertpipe.model import base_model_id, load_classifier, load_tokenizer
@@ -91,7 +91,7 @@ def main() -> None:
     # the best model's decision: fitted on the validation split, the temperature folded into the
     # output layer so that the saved model's logits are calibrated
     trained_model = accelerator.unwrap_model(model)
-    val_logits = predict_text_logits(
+    val_logits = predict_logits(
         trained_model,
         val,
         params.train.eval_batch_size,

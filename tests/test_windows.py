@@ -14,7 +14,7 @@ from conftest import build_tiny_bert
 from test_tokens import assert_splits_equal
 
 from bertpipe.errors import UserError
-from bertpipe.inference import pool_windows, predict_text_logits
+from bertpipe.inference import pool_windows, predict_logits
 from bertpipe.params import parse_params
 from bertpipe.tokens import (
     SequenceLayout,
@@ -141,7 +141,7 @@ def test_pooled_logits_map_back_to_texts_in_input_order(word_tokenizer: Any) -> 
         SequenceLayout(10, stride=5), ["a"], "multiclass",
     )  # fmt: skip
     # batches run longest first, in an order unlike the texts'
-    pooled = predict_text_logits(TokenSum(), split, 3, 0, pooling="mean")
+    pooled = predict_logits(TokenSum(), split, 3, 0, pooling="mean")
     assert pooled.shape == (25, 2)
     for text, row in zip(texts, pooled, strict=True):
         windows = encode_rows([text], word_tokenizer, SequenceLayout(10, stride=5))

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from bertpipe.decision import Decision
-from bertpipe.inference import default_device, predict_text_logits, resolve_precision
+from bertpipe.inference import default_device, predict_logits, resolve_precision
 from bertpipe.metrics import (
     calibration_metrics,
     class_curve_rows,
@@ -51,7 +51,7 @@ def evaluate_model(
     decision = decision or Decision(task)
     device = default_device()
     model.to(device)
-    logits = predict_text_logits(
+    logits = predict_logits(
         model,
         split,
         batch_size,

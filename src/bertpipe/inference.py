@@ -68,8 +68,10 @@ def predict_logits(
     mixed_precision: str = "no",
     device: torch.device | None = None,
     progress: bool = False,
+    pooling: str = "mean",
 ) -> np.ndarray:
-    """(n, num_labels) float32 logits, row i for example i whatever order the batches ran in."""
+    """(texts, num_labels) float32 logits, row i for text i whatever order the batches ran in;
+    a split with windows has its windows' logits pooled per text (`pool_windows`)."""
     device = device or next(model.parameters()).device
     num_labels = int(model.config.num_labels)
     logits = np.zeros((len(split), num_labels), dtype=np.float32)
@@ -84,7 +86,7 @@ def predict_logits(
             output = model(**batch)
             logits[indices] = output.logits.float().cpu().numpy()
     model.train(was_training)
-    return logits
+    return pool_windows(logits, split.text_index, pooling)
 
 
 def pool_windows(logits: np.ndarray, text_index: np.ndarray | None, pooling: str) -> np.ndarray:
@@ -103,20 +105,3 @@ def pool_windows(logits: np.ndarray, text_index: np.ndarray | None, pooling: str
     np.add.at(sums, text_index, logits)
     counts = np.bincount(text_index, minlength=num_texts)[:, None]
     return (sums / counts).astype(np.float32)
-
-
-def predict_text_logits(
-    model: torch.nn.Module,
-    split: TokenizedSplit,
-    batch_size: int,
-    pad_token_id: int,
-    mixed_precision: str = "no",
-    device: torch.device | None = None,
-    progress: bool = False,
-    pooling: str = "mean",
-) -> np.ndarray:
-    """(texts, num_labels) logits: `predict_logits` with a split's windows pooled per text."""
-    logits = predict_logits(
-        model, split, batch_size, pad_token_id, mixed_precision, device, progress
-    )
-    return pool_windows(logits, split.text_index, pooling)

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from bertpipe.artifacts import model_folder_lock, read_training_params
 from bertpipe.decision import Decision, read_decision
 from bertpipe.errors import UserError
-from bertpipe.inference import default_device, predict_text_logits, resolve_precision
+from bertpipe.inference import default_device, predict_logits, resolve_precision
 from bertpipe.model import load_trained
 from bertpipe.tables import TableChunks, table_format
 from bertpipe.text import clean_text
@@ -102,7 +102,7 @@ class Predictor:
             values, offsets, types, np.zeros(rows), np.arange(rows), text_index=text_index
         )
         device = next(self.model.parameters()).device
-        logits = predict_text_logits(
+        logits = predict_logits(
             self.model,
             split,
             batch_size,

@@ -40,7 +40,7 @@ from bertpipe.checkpoint import (
 from bertpipe.decision import fit_decision
 from bertpipe.errors import UserError
 from bertpipe.files import sha256_file
-from bertpipe.inference import predict_text_logits, resolve_precision
+from bertpipe.inference import predict_logits, resolve_precision
 from bertpipe.metrics import METRICS_BY_TASK, compute_metrics, is_better
 from bertpipe.params import Params, resolve_task_defaults
 from bertpipe.progress import progress_bar
@@ -244,7 +244,7 @@ def validate(
     the two curves of one plot measure the same thing. With windows, each text's windows are
     pooled into one prediction first, as evaluate does.
     """
-    val_logits = predict_text_logits(
+    val_logits = predict_logits(
         model,
         val,
         params.train.eval_batch_size,
