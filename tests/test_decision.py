@@ -14,6 +14,7 @@ from bertpipe.artifacts import save_model_folder
 from bertpipe.decision import (
     CONFIG_KEY,
     DECISION_FILE,
+    TEMPERATURE_BOUNDS,
     Decision,
     check_decision_params,
     fit_decision,
@@ -65,7 +66,10 @@ def test_no_positive_keeps_the_default_and_says_so() -> None:
     targets = np.array([[1, 0], [1, 0], [0, 0], [1, 0]])
     decision = fit_decision(logits, targets, "multilabel", label_names=["a", "b"])
     assert decision.thresholds[1] == 0.5
-    assert decision.notes == ("label 'b' has no validation positives: its threshold stays 0.5",)
+    assert "label 'b' has no validation positives: its threshold stays 0.5" in decision.notes
+    # both labels are separated on these 4 rows (b by having no positive): neither gets a T
+    assert decision.temperatures == (1.0, 1.0)
+    assert sum("no temperature could be fitted" in note for note in decision.notes) == 2
 
 
 def test_one_threshold_per_label_for_multilabel() -> None:
@@ -145,6 +149,37 @@ def test_one_temperature_per_label_for_multilabel() -> None:
     temperatures = fit_temperatures(logits, targets, "multilabel")
     assert temperatures == pytest.approx(tuple(planted), rel=0.15)
     assert fit_temperatures(logits[:, :1], np.zeros(4000), "regression") == ()
+
+
+def test_a_temperature_on_its_bound_is_no_fit() -> None:
+    """Validation the model separates perfectly pushes T to 0, scores without signal push it
+    up: either way the label keeps T 1 and the decision says why, one line per label."""
+    rng = np.random.default_rng(3)
+    truth = rng.integers(0, 2, size=(60, 3))
+    logits = np.column_stack(
+        [
+            np.where(truth[:, 0] == 1, 2.0, -2.0),  # separated: the NLL falls as T shrinks
+            np.where(truth[:, 1] == 1, -1.0, 1.0) * rng.uniform(2, 3, 60),  # reversed signal
+            rng.normal(0, 2, 60) + 2 * (truth[:, 2] - 0.5) * 2,  # overlapping: a real fit
+        ]
+    )
+    decision = fit_decision(logits, truth, "multilabel", label_names=["sep", "rev", "real"])
+    assert decision.temperatures[:2] == (1.0, 1.0)
+    assert TEMPERATURE_BOUNDS[0] < decision.temperatures[2] < TEMPERATURE_BOUNDS[1]
+    assert decision.temperatures[2] != 1.0
+    unfit = [note for note in decision.notes if "temperature" in note]
+    assert len(unfit) == 2
+    assert unfit[0].startswith("label 'sep': the model separates the validation split perfectly")
+    assert unfit[1].startswith("label 'rev': its scores carry no signal")
+    # multiclass: one temperature for the model
+    classes = rng.integers(0, 3, 90)
+    separated = np.eye(3)[classes] * 4.0
+    multiclass = fit_decision(separated, classes, "multiclass")
+    assert multiclass.temperatures == (1.0,)
+    assert multiclass.notes == (
+        "the model separates the validation split perfectly, so no temperature could be "
+        "fitted: the scores stay unscaled (T 1)",
+    )
 
 
 def test_temperature_fitting_is_deterministic() -> None:

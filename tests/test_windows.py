@@ -15,6 +15,7 @@ from test_tokens import assert_splits_equal
 
 from bertpipe.errors import UserError
 from bertpipe.inference import pool_windows, predict_logits
+from bertpipe.labels import encode_labels
 from bertpipe.params import parse_params
 from bertpipe.tokens import (
     SequenceLayout,
@@ -151,25 +152,41 @@ def test_pooled_logits_map_back_to_texts_in_input_order(word_tokenizer: Any) -> 
         assert row[0] == pytest.approx(np.mean(sums))
 
 
-def test_chunked_windows_equal_the_whole_split(word_tokenizer: Any, tmp_path: Path) -> None:
+def labels_of(task: str, rng: np.random.Generator, count: int) -> list[Any]:
+    if task == "multilabel":
+        label_sets = [[], ["a"], ["b"], ["a", "b"]]
+        return [label_sets[i] for i in rng.integers(0, 4, size=count)]
+    if task == "regression":
+        return rng.normal(size=count).round(3).tolist()
+    return rng.choice(["a", "b"], size=count).tolist()
+
+
+@pytest.mark.parametrize("task", ["multiclass", "multilabel", "regression"])
+def test_chunked_windows_equal_the_whole_split(
+    task: str, word_tokenizer: Any, tmp_path: Path
+) -> None:
     rng = np.random.default_rng(1)
     texts = [" ".join(rng.choice(WORDS, size=int(n))) for n in rng.integers(0, 30, size=23)]
-    labels = rng.choice(["a", "b"], size=23).tolist()
+    labels = labels_of(task, rng, 23)
     frame = pd.DataFrame({"row_id": np.arange(23) * 2, "text": texts, "label": labels})
     frame.to_parquet(tmp_path / "train.parquet")
     layout = SequenceLayout(8, stride=3)
     summary = tokenize_parquet(
         tmp_path / "train.parquet", tmp_path / "train", word_tokenizer, layout,
-        ["a", "b"], "multiclass", chunk_rows=4,
+        ["a", "b"], task, chunk_rows=4,
     )  # fmt: skip
     whole = tokenize_split(
-        texts, labels, frame["row_id"].to_numpy(), word_tokenizer, layout, ["a", "b"], "multiclass"
+        texts, labels, frame["row_id"].to_numpy(), word_tokenizer, layout, ["a", "b"], task
     )
     chunked = read_split(tmp_path / "train")
     assert_splits_equal(chunked, whole)
     np.testing.assert_array_equal(chunked.text_index, whole.text_index)
     assert summary.rows == 23 and summary.sequences == len(whole)
     assert summary.truncated == int((np.bincount(whole.text_index) > 1).sum())
+    # every window carries its own text's label: a multi-hot row, a class id or a target
+    per_text = encode_labels(labels, ["a", "b"], task)
+    np.testing.assert_array_equal(chunked.labels, per_text[chunked.text_index])
+    np.testing.assert_array_equal(chunked.text_labels, per_text)
 
 
 def test_layout_of_each_split() -> None:

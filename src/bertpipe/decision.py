@@ -35,9 +35,16 @@ DECISION_FILE = "decision.json"
 CONFIG_KEY = "bertpipe_decision"
 # the threshold of a label that validation cannot fit (no positive example)
 DEFAULT_THRESHOLD = 0.5
-# the temperature is searched on log T within these bounds: a perfectly separated validation
-# split drives the NLL-optimal T towards 0, which the lower bound stops
+# the temperature is searched on log T within these bounds. A validation split that the model
+# separates perfectly drives the NLL-optimal T towards 0, scores without signal drive it up:
+# an optimum on a bound is no fit, and that label keeps T = 1 (DEFAULT_TEMPERATURE) with a note
 TEMPERATURE_BOUNDS = (0.05, 20.0)
+DEFAULT_TEMPERATURE = 1.0
+# why the NLL's minimum lies on the lower bound, or on the upper one
+_UNFIT_TEMPERATURE = (
+    "the model separates the validation split perfectly",
+    "its scores carry no signal on the validation split",
+)
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,7 @@ class Decision:
     temperatures: tuple[float, ...] = ()
     thresholds: tuple[float, ...] = ()
     temperature_in_weights: bool = False
-    # why a threshold kept its default, one line each (for the model card)
+    # why a threshold or a temperature kept its default, one line each (for the model card)
     notes: tuple[str, ...] = ()
 
     @property
@@ -131,17 +138,27 @@ def _sigmoid_nll(logits: np.ndarray, targets: np.ndarray, temperature: float) ->
     return float((np.logaddexp(0.0, scaled) - targets * scaled).mean())
 
 
-def _best_temperature(nll: Any) -> float:
+def _best_temperature(nll: Any) -> float | str:
+    """The T in TEMPERATURE_BOUNDS that minimises `nll`; when the minimum is on a bound (the
+    NLL keeps falling beyond it, so nothing was fitted), the reason instead, as a phrase."""
     low, high = (math.log(bound) for bound in TEMPERATURE_BOUNDS)
     result = optimize.minimize_scalar(
         lambda log_t: nll(math.exp(log_t)), bounds=(low, high), method="bounded"
     )
-    return round(math.exp(float(result.x)), 6)
+    best = math.exp(float(result.x))
+    # a minimum inside the bounds costs less than both bounds do. Where the NLL only falls
+    # towards a bound, the search stops short of it, once the NLL is flat to float precision
+    # (a separated split's NLL is about 0 well before T = 0.05), so compare the bounds' NLL
+    for reason, bound in zip(_UNFIT_TEMPERATURE, TEMPERATURE_BOUNDS, strict=True):
+        if nll(bound) <= nll(best) + 1e-9:
+            return reason
+    return round(best, 6)
 
 
-def fit_temperatures(logits: np.ndarray, targets: np.ndarray, task: str) -> tuple[float, ...]:
+def fit_temperatures(logits: np.ndarray, targets: np.ndarray, task: str) -> tuple[float | str, ...]:
     """The temperature(s) that minimise the validation NLL: one (softmax), one per label
-    (sigmoid), none for regression or an empty split."""
+    (sigmoid), none for regression or an empty split. A phrase in place of a temperature says
+    why none could be fitted (`_best_temperature`)."""
     logits = np.asarray(logits, dtype=np.float64)
     if task == "regression" or len(logits) == 0:
         return ()
@@ -201,20 +218,31 @@ def fit_decision(
     """The decision for a model whose validation logits are `logits` ((n, k); (n, 1) for
     regression) and targets `targets`: temperatures first, then thresholds on the calibrated
     probabilities."""
-    temperatures = fit_temperatures(logits, targets, task)
-    calibrated = Decision(task, temperatures)
+    fitted_temperatures = fit_temperatures(logits, targets, task)
+    names = label_names or [str(i) for i in range(np.shape(logits)[1])]
+    notes = []
+    for index, fitted in enumerate(fitted_temperatures):
+        if isinstance(fitted, str):
+            label = f"label '{names[index]}': " if task == "multilabel" else ""
+            notes.append(
+                f"{label}{fitted}, so no temperature could be fitted: the scores stay unscaled "
+                f"(T {DEFAULT_TEMPERATURE:g})"
+            )
+    temperatures = tuple(
+        DEFAULT_TEMPERATURE if isinstance(t, str) else t for t in fitted_temperatures
+    )
+    calibrated = Decision(task, temperatures, notes=tuple(notes))
     if task in ("multiclass", "regression"):
         return calibrated
     scores = calibrated.scores(logits)
     if task == "binary":
         columns = [(scores[:, 1], np.asarray(targets) == 1, "the positive class")]
     else:
-        names = label_names or [str(i) for i in range(scores.shape[1])]
         columns = [
             (scores[:, i], np.asarray(targets)[:, i] == 1, f"label '{names[i]}'")
             for i in range(scores.shape[1])
         ]
-    thresholds, notes = [], []
+    thresholds = []
     for column_scores, truth, name in columns:
         fitted = None
         if threshold == "auto":
