@@ -6,6 +6,7 @@ No module state: the quiet-waiting budget and the seconds waited live in a `Harn
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 
@@ -247,3 +249,34 @@ def run_stages(workspace: Path, stages: tuple[str, ...] | None = None) -> StageT
         times.cpu_seconds[stage] = round(_children_cpu_seconds() - cpu_start, 1)
         times.load_average_1min[stage] = round(os.getloadavg()[0], 2)
     return times
+
+
+def calibration_before_after(workspace: Path, task: str = "multilabel") -> dict[str, float]:
+    """Test ECE and Brier of the calibrated scores in a run's eval/predictions.csv, and of the
+    scores its model gave before the temperatures were folded in: sigmoid(T * logit(p)) per
+    label, or softmax(T * log p), which is softmax(logits) again. Works for any classification
+    run of this pipeline (the medical abstracts' multiclass runs too), with windows as well:
+    pooling commutes with dividing every window's logits by T."""
+    from scipy import special
+
+    from bertpipe.metrics import calibration_metrics
+    from bertpipe.predictions import read_predictions
+
+    text = (workspace / "eval" / "predictions.csv").read_text()
+    targets, scores = read_predictions(text, task, "predictions", 0.5).targets_and_scores(task)
+    decision = json.loads((workspace / "models" / "model" / "decision.json").read_text())
+    temperatures = np.asarray(decision["temperatures"])
+    # the file rounds scores to 6 decimals: keep them off 0 and 1 to invert them
+    clipped = np.clip(scores, 1e-6, 1 - 1e-6)
+    if task == "multilabel":
+        raw = special.expit(special.logit(clipped) * temperatures)
+    else:
+        raw = special.softmax(np.log(clipped) * temperatures, axis=1)
+    before = calibration_metrics(targets, raw, task)
+    after = calibration_metrics(targets, scores, task)
+    return {
+        "ece_before": before["ece"],
+        "ece_after": after["ece"],
+        "brier_before": before["brier"],
+        "brier_after": after["brier"],
+    }

@@ -7,10 +7,9 @@ setting's overrides, so a figure here is what `dvc repro` gives with those param
         --results benchmarks/results/long_notes.jsonl --workdir /tmp/long-notes
 
 The workspace keeps the model and the predictions and drops the tokens and checkpoints.
-`--calibration` then gives each run's test ECE and Brier before and after temperature scaling:
-it re-runs split and tokenize in the workspace (seeded: the same splits), scores validation
-and test with the kept model, fits the temperature on validation (bertpipe.decision) and
-scores test with and without it:
+`--calibration` then gives each run's test ECE and Brier before and after temperature scaling,
+from the run's eval/predictions.csv (the calibrated scores) and the temperature in its
+decision.json (the scores without it: harness.calibration_before_after):
 
     python benchmarks/long_notes.py --calibration --results benchmarks/results/long_notes.jsonl
 """
@@ -26,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import yaml
-from harness import REPO, cpu_name, run_stages, set_dotted
+from harness import REPO, calibration_before_after, cpu_name, run_stages, set_dotted
 
 BASE_PARAMS = REPO / "benchmarks" / "medical_abstracts.params.yaml"
 
@@ -101,46 +100,12 @@ def run(setting: str, seed: int, workdir: Path) -> dict[str, Any]:
 
 
 def calibration(workspace: Path) -> dict[str, float]:
-    """Test ECE and Brier of a run's model before and after temperature scaling."""
-    import torch
-
-    from bertpipe.decision import Decision, fit_decision
-    from bertpipe.files import read_json
-    from bertpipe.inference import predict_logits
-    from bertpipe.metrics import calibration_metrics
-    from bertpipe.model import load_trained
-    from bertpipe.params import load_params
-    from bertpipe.tokens import read_split
-
-    run_stages(workspace, ("split", "tokenize"))
-    params = load_params(workspace / "params.yaml")
-    model, tokenizer = load_trained(workspace / "models" / "model")
-    saved = workspace / "models" / "model" / "decision.json"
-    # a model saved with its temperature folded in: multiply it back out to get the raw logits
-    folded = read_json(saved)["temperatures"] if saved.is_file() else None
-    logits = {}
-    for split_name in ("val", "test"):
-        split = read_split(workspace / "data" / "tokens" / split_name)
-        with torch.no_grad():
-            raw = predict_logits(
-                model, split, 32, tokenizer.pad_token_id or 0, "bf16",
-                pooling=params.windows.pooling,
-            )  # fmt: skip
-        logits[split_name] = (raw * np.asarray(folded) if folded else raw, split.text_labels)
-    decision = fit_decision(*logits["val"], params.task)
-    test_logits, test_targets = logits["test"]
-    before = calibration_metrics(
-        test_targets, Decision(params.task).scores(test_logits), params.task
-    )
-    after = calibration_metrics(test_targets, decision.scores(test_logits), params.task)
-    shutil.rmtree(workspace / "data" / "tokens", ignore_errors=True)
-    shutil.rmtree(workspace / "data" / "split", ignore_errors=True)
+    """Test ECE and Brier of a run's model before and after temperature scaling, from its
+    eval/predictions.csv and decision.json (harness.calibration_before_after)."""
+    decision = json.loads((workspace / "models" / "model" / "decision.json").read_text())
     return {
-        "temperature": round(decision.temperatures[0], 4),
-        "ece_before": before["ece"],
-        "ece_after": after["ece"],
-        "brier_before": before["brier"],
-        "brier_after": after["brier"],
+        "temperature": decision["temperatures"][0],
+        **calibration_before_after(workspace, "multiclass"),
     }
 
 

@@ -18,10 +18,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import yaml
-from harness import REPO, cpu_name, run_stages, set_dotted
+from harness import REPO, calibration_before_after, cpu_name, run_stages, set_dotted
 
 SOURCE = REPO.parent / "shared" / "data" / "medical_abstracts" / "medical_abstracts.csv"
 ROWS = 800
@@ -104,36 +103,6 @@ def _val_positives(workspace: Path) -> dict[str, int]:
     names = json.loads((tokens / "labels.json").read_text())["label_names"]
     counts = read_split(tokens / "val").labels.sum(axis=0)
     return {name: int(count) for name, count in zip(names, counts, strict=True)}
-
-
-def calibration_before_after(workspace: Path, task: str = "multilabel") -> dict[str, float]:
-    """Test ECE and Brier of the calibrated scores in a run's eval/predictions.csv, and of the
-    scores its model gave before the temperatures were folded in: sigmoid(T * logit(p)) per
-    label, or softmax(T * log p), which is softmax(logits) again. Works for any classification
-    run of this pipeline (the medical abstracts' multiclass runs too)."""
-    from scipy import special
-
-    from bertpipe.metrics import calibration_metrics
-    from bertpipe.predictions import read_predictions
-
-    text = (workspace / "eval" / "predictions.csv").read_text()
-    targets, scores = read_predictions(text, task, "predictions", 0.5).targets_and_scores(task)
-    decision = json.loads((workspace / "models" / "model" / "decision.json").read_text())
-    temperatures = np.asarray(decision["temperatures"])
-    # the file rounds scores to 6 decimals: keep them off 0 and 1 to invert them
-    clipped = np.clip(scores, 1e-6, 1 - 1e-6)
-    if task == "multilabel":
-        raw = special.expit(special.logit(clipped) * temperatures)
-    else:
-        raw = special.softmax(np.log(clipped) * temperatures, axis=1)
-    before = calibration_metrics(targets, raw, task)
-    after = calibration_metrics(targets, scores, task)
-    return {
-        "ece_before": before["ece"],
-        "ece_after": after["ece"],
-        "brier_before": before["brier"],
-        "brier_after": after["brier"],
-    }
 
 
 def main() -> None:
