@@ -112,13 +112,13 @@ def calibration(workspace: Path) -> dict[str, float]:
 def summary(results: list[dict[str, Any]]) -> str:
     """A markdown table, one row per setting: test macro-F1 mean and standard error over its
     seeds (and each seed's figure), each seed's train and evaluate seconds (a run that shared
-    the CPU shows as an outlier), mean training tokens and mean test ECE before and after
-    scaling."""
+    the CPU shows as an outlier), the mean tokens scored in training (every epoch) and in
+    evaluate's test pass, and the mean test ECE before and after scaling."""
     lines = [
         "| setting | seeds | test macro-F1 mean ± SE | per seed | train s per seed "
-        "| evaluate s per seed "
+        "| evaluate s per seed | test tokens "
         "| train tokens | test ECE before -> after |",
-        "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for setting in dict.fromkeys(result["setting"] for result in results):
         runs = sorted((r for r in results if r["setting"] == setting), key=lambda r: r["seed"])
@@ -137,6 +137,7 @@ def summary(results: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {setting} | {len(runs)} | {f1.mean():.3f} ± {standard_error:.3f} | {per_seed} "
             f"| {train_seconds} | {evaluate_seconds} "
+            f"| {np.mean([run['tokens']['test_tokens'] for run in runs]):,.0f} "
             f"| {np.mean([run['train_tokens'] for run in runs]):,.0f} | {ece} |"
         )
     return "\n".join(lines)
