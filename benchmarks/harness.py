@@ -174,17 +174,9 @@ def cpu_name() -> str:
 
 
 def machine_info() -> dict[str, Any]:
-    model_name = "unknown"
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in lscpu.splitlines():
-            if line.startswith("Model name:"):
-                model_name = line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
     flags = Path("/proc/cpuinfo").read_text()
     return {
-        "cpu": model_name,
+        "cpu": cpu_name(),
         "logical_cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "avx512_bf16": " avx512_bf16" in flags,
