@@ -38,6 +38,13 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "right_256": {"truncation": "right", "windows.stride": None, "max_length": 256},
     # candidates for the quality target (test macro-F1 >= 0.70 within 15 minutes of training)
     "right_128_epochs8": {"truncation": "right", "windows.stride": None, "epochs": 8},
+    "right_128_balanced": {
+        "truncation": "right",
+        "windows.stride": None,
+        "train.class_weights": "balanced",
+    },
+    "right_128_lr5e-5": {"truncation": "right", "windows.stride": None, "lr": 5.0e-5},
+    "right_128_lr2e-4": {"truncation": "right", "windows.stride": None, "lr": 2.0e-4},
 }
 
 
