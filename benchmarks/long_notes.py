@@ -12,11 +12,16 @@ from the run's eval/predictions.csv (the calibrated scores) and the temperature 
 decision.json (the scores without it: harness.calibration_before_after):
 
     python benchmarks/long_notes.py --calibration --results benchmarks/results/long_notes.jsonl
+
+`--ensembles` asks what averaging models would give: for every set of up to three settings
+run at the same seeds, the test macro-F1 of the mean of their calibrated test scores (the runs'
+eval/predictions.csv; a seed's runs share its split, so their rows are the same texts).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -24,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import yaml
 from harness import REPO, calibration_before_after, cpu_name, run_stages, set_dotted
 
@@ -150,6 +156,52 @@ def summary(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _mean_scores_f1(predictions: list[pd.DataFrame]) -> float:
+    """Macro-F1 of the argmax of the mean of several runs' test scores on the same texts."""
+    from sklearn.metrics import f1_score
+
+    first = predictions[0]
+    if any(not frame.index.equals(first.index) for frame in predictions):
+        raise SystemExit("runs of one seed scored different test rows")
+    columns = [column for column in first.columns if column.startswith("score_")]
+    mean = np.mean([frame[columns].to_numpy() for frame in predictions], axis=0)
+    labels = np.array([column.removeprefix("score_") for column in columns])
+    return float(f1_score(first["gold"].astype(str), labels[mean.argmax(1)], average="macro"))
+
+
+def ensembles(
+    results: list[dict[str, Any]], largest: int = 3
+) -> list[tuple[float, tuple[str, ...], dict[int, float]]]:
+    """(mean test macro-F1 over the seeds, settings, per-seed figures) for every set of up to
+    `largest` settings that ran at all of the results' seeds, best first."""
+    seeds = sorted({result["seed"] for result in results})
+    runs = {(result["setting"], result["seed"]): result for result in results}
+    settings = [
+        setting
+        for setting in dict.fromkeys(result["setting"] for result in results)
+        if all((setting, seed) in runs for seed in seeds)
+    ]
+    predictions = {
+        key: pd.read_csv(
+            Path(runs[key]["workspace"]) / "eval" / "predictions.csv", dtype={"gold": str}
+        )
+        .set_index("row_id")
+        .sort_index()
+        for key in itertools.product(settings, seeds)
+    }
+    found = []
+    for size in range(1, largest + 1):
+        for chosen in itertools.combinations(settings, size):
+            per_seed = [
+                _mean_scores_f1([predictions[setting, seed] for setting in chosen])
+                for seed in seeds
+            ]
+            found.append(
+                (float(np.mean(per_seed)), chosen, dict(zip(seeds, per_seed, strict=True)))
+            )
+    return sorted(found, key=lambda item: -item[0])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--setting", choices=sorted(SETTINGS), action="append")
@@ -164,7 +216,19 @@ def main() -> None:
     parser.add_argument(
         "--summary", action="store_true", help="print the results file as a markdown table"
     )
+    parser.add_argument(
+        "--ensembles",
+        action="store_true",
+        help="test macro-F1 of averaging the scores of every set of up to 3 settings",
+    )
     args = parser.parse_args()
+    if args.ensembles:
+        for mean, chosen, per_seed in ensembles(
+            [json.loads(line) for line in args.results.read_text().splitlines()]
+        ):
+            figures = ", ".join(f"{seed}: {f1:.3f}" for seed, f1 in per_seed.items())
+            print(f"{mean:.3f}  {' + '.join(chosen)}  ({figures})")
+        return
     if args.summary:
         print(summary([json.loads(line) for line in args.results.read_text().splitlines()]))
         return
