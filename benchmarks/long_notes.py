@@ -51,6 +51,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     },
     "right_128_lr5e-5": {"truncation": "right", "windows.stride": None, "lr": 5.0e-5},
     "right_128_lr2e-4": {"truncation": "right", "windows.stride": None, "lr": 2.0e-4},
+    "right_128_batch8": {"truncation": "right", "windows.stride": None, "batch_size": 8},
 }
 
 
