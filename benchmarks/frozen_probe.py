@@ -16,7 +16,6 @@ trained as a sentence encoder).
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
-from harness import cpu_name, run_stages
+from harness import append_result, cpu_name, run_stages
 from long_notes import workspace_params
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
@@ -117,10 +116,7 @@ def main() -> None:
                 **probe(features, labels),
                 "cpu": cpu_name(),
             }
-            args.results.parent.mkdir(parents=True, exist_ok=True)
-            with args.results.open("a") as out:
-                out.write(json.dumps(result) + "\n")
-            print(json.dumps(result), flush=True)
+            append_result(args.results, result)
 
 
 if __name__ == "__main__":

@@ -203,6 +203,19 @@ def print_table(headers: list[str], rows: list[list[str]]) -> None:
     print()
 
 
+def append_result(results: Path, result: dict[str, Any]) -> None:
+    """One run's result as a JSON line at the end of the results file, and on stdout."""
+    results.parent.mkdir(parents=True, exist_ok=True)
+    with results.open("a") as out:
+        out.write(json.dumps(result) + "\n")
+    print(json.dumps(result), flush=True)
+
+
+def read_results(results: Path) -> list[dict[str, Any]]:
+    """Every result in a JSON-lines results file, in order."""
+    return [json.loads(line) for line in results.read_text().splitlines()]
+
+
 def set_dotted(params: dict[str, Any], dotted: str, value: Any) -> None:
     """params["train"]["lr"] = value for dotted "train.lr", as `dvc exp run -S` sets it."""
     *parents, last = dotted.split(".")

@@ -31,7 +31,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-from harness import REPO, calibration_before_after, cpu_name, run_stages, set_dotted
+from harness import (
+    REPO,
+    append_result,
+    calibration_before_after,
+    cpu_name,
+    read_results,
+    run_stages,
+    set_dotted,
+)
 
 BASE_PARAMS = REPO / "benchmarks" / "medical_abstracts.params.yaml"
 
@@ -224,17 +232,15 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.ensembles:
-        for mean, chosen, per_seed in ensembles(
-            [json.loads(line) for line in args.results.read_text().splitlines()]
-        ):
+        for mean, chosen, per_seed in ensembles(read_results(args.results)):
             figures = ", ".join(f"{seed}: {f1:.3f}" for seed, f1 in per_seed.items())
             print(f"{mean:.3f}  {' + '.join(chosen)}  ({figures})")
         return
     if args.summary:
-        print(summary([json.loads(line) for line in args.results.read_text().splitlines()]))
+        print(summary(read_results(args.results)))
         return
     if args.calibration:
-        results = [json.loads(line) for line in args.results.read_text().splitlines()]
+        results = read_results(args.results)
         for result in results:
             if "calibration" not in result:
                 result["calibration"] = calibration(Path(result["workspace"]))
@@ -246,10 +252,7 @@ def main() -> None:
     for seed in args.seed:
         for setting in args.setting:
             result = run(setting, seed, args.workdir)
-            args.results.parent.mkdir(parents=True, exist_ok=True)
-            with args.results.open("a") as out:
-                out.write(json.dumps(result) + "\n")
-            print(json.dumps(result), flush=True)
+            append_result(args.results, result)
 
 
 if __name__ == "__main__":

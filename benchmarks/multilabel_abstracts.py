@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 import yaml
-from harness import REPO, calibration_before_after, cpu_name, run_stages, set_dotted
+from harness import REPO, append_result, calibration_before_after, cpu_name, run_stages, set_dotted
 
 SOURCE = REPO.parent / "shared" / "data" / "medical_abstracts" / "medical_abstracts.csv"
 ROWS = 800
@@ -114,10 +114,7 @@ def main() -> None:
     table = build_table()
     for setting in args.setting or list(SETTINGS):
         result = run(setting, args.workdir, table)
-        args.results.parent.mkdir(parents=True, exist_ok=True)
-        with args.results.open("a") as out:
-            out.write(json.dumps(result) + "\n")
-        print(json.dumps(result), flush=True)
+        append_result(args.results, result)
 
 
 if __name__ == "__main__":
