@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import yaml
 from harness import (
     REPO,
@@ -165,17 +164,27 @@ def summary(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _mean_scores_f1(predictions: list[pd.DataFrame]) -> float:
+def _test_scores(workspace: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row ids, gold class indices, scores) of a run's eval/predictions.csv, by row id."""
+    from bertpipe.predictions import read_predictions
+
+    text = (workspace / "eval" / "predictions.csv").read_text()
+    predictions = read_predictions(text, "multiclass", "predictions", 0.5)
+    targets, scores = predictions.targets_and_scores("multiclass")
+    rows = predictions.frame["row_id"].to_numpy()
+    order = np.argsort(rows)
+    return rows[order], targets[order], scores[order]
+
+
+def _mean_scores_f1(runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float:
     """Macro-F1 of the argmax of the mean of several runs' test scores on the same texts."""
     from sklearn.metrics import f1_score
 
-    first = predictions[0]
-    if any(not frame.index.equals(first.index) for frame in predictions):
+    rows, targets, _ = runs[0]
+    if any(not np.array_equal(other_rows, rows) for other_rows, _, _ in runs):
         raise SystemExit("runs of one seed scored different test rows")
-    columns = [column for column in first.columns if column.startswith("score_")]
-    mean = np.mean([frame[columns].to_numpy() for frame in predictions], axis=0)
-    labels = np.array([column.removeprefix("score_") for column in columns])
-    return float(f1_score(first["gold"].astype(str), labels[mean.argmax(1)], average="macro"))
+    mean = np.mean([scores for _, _, scores in runs], axis=0)
+    return float(f1_score(targets, mean.argmax(1), average="macro"))
 
 
 def ensembles(
@@ -191,11 +200,7 @@ def ensembles(
         if all((setting, seed) in runs for seed in seeds)
     ]
     predictions = {
-        key: pd.read_csv(
-            Path(runs[key]["workspace"]) / "eval" / "predictions.csv", dtype={"gold": str}
-        )
-        .set_index("row_id")
-        .sort_index()
+        key: _test_scores(Path(runs[key]["workspace"]))
         for key in itertools.product(settings, seeds)
     }
     found = []
