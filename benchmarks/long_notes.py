@@ -168,8 +168,10 @@ def _test_scores(workspace: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row ids, gold class indices, scores) of a run's eval/predictions.csv, by row id."""
     from bertpipe.predictions import read_predictions
 
-    text = (workspace / "eval" / "predictions.csv").read_text()
-    predictions = read_predictions(text, "multiclass", "predictions", 0.5)
+    path = workspace / "eval" / "predictions.csv"
+    if not path.is_file():
+        raise SystemExit(f"{path}: no predictions (the run's workspace was removed?)")
+    predictions = read_predictions(path.read_text(), "multiclass", "predictions", 0.5)
     targets, scores = predictions.targets_and_scores("multiclass")
     rows = predictions.frame["row_id"].to_numpy()
     order = np.argsort(rows)
