@@ -207,6 +207,57 @@ def fit_threshold(
     return float(min(max(threshold, np.finfo(np.float64).tiny), np.nextafter(1.0, 0.0)))
 
 
+def _temperatures_with_notes(
+    logits: np.ndarray, targets: np.ndarray, task: str, names: list[str]
+) -> tuple[tuple[float, ...], list[str]]:
+    """The fitted temperatures, T 1 where none could be fitted, and a note for each of those."""
+    temperatures, notes = [], []
+    for index, fitted in enumerate(fit_temperatures(logits, targets, task)):
+        if isinstance(fitted, str):
+            label = f"label '{names[index]}': " if task == "multilabel" else ""
+            notes.append(
+                f"{label}{fitted}, so no temperature could be fitted: the scores stay unscaled "
+                f"(T {DEFAULT_TEMPERATURE:g})"
+            )
+            fitted = DEFAULT_TEMPERATURE
+        temperatures.append(fitted)
+    return tuple(temperatures), notes
+
+
+def _thresholds_with_notes(
+    scores: np.ndarray,
+    targets: np.ndarray,
+    task: str,
+    names: list[str],
+    threshold: float | str,
+    target_recall: float | None,
+) -> tuple[tuple[float, ...], list[str]]:
+    """One threshold for binary (on the positive class), one per label for multilabel, and a
+    note for each that validation could not fit."""
+    if task == "binary":
+        columns = [(scores[:, 1], np.asarray(targets) == 1, "the positive class")]
+    else:
+        columns = [
+            (scores[:, i], np.asarray(targets)[:, i] == 1, f"label '{names[i]}'")
+            for i in range(scores.shape[1])
+        ]
+    thresholds, notes = [], []
+    for column_scores, truth, name in columns:
+        fitted = None
+        if threshold == "auto":
+            fitted = fit_threshold(column_scores, truth, target_recall)
+            if fitted is None:
+                notes.append(
+                    f"{name} has no validation positives: its threshold stays {DEFAULT_THRESHOLD}"
+                )
+        else:
+            fitted = float(threshold)
+        rounded = round(DEFAULT_THRESHOLD if fitted is None else fitted, 6)
+        # rounding must not move a threshold out of (0, 1)
+        thresholds.append(min(max(rounded, 1e-6), 1 - 1e-6))
+    return tuple(thresholds), notes
+
+
 def fit_decision(
     logits: np.ndarray,
     targets: np.ndarray,
@@ -218,45 +269,15 @@ def fit_decision(
     """The decision for a model whose validation logits are `logits` ((n, k); (n, 1) for
     regression) and targets `targets`: temperatures first, then thresholds on the calibrated
     probabilities."""
-    fitted_temperatures = fit_temperatures(logits, targets, task)
     names = label_names or [str(i) for i in range(np.shape(logits)[1])]
-    notes = []
-    for index, fitted in enumerate(fitted_temperatures):
-        if isinstance(fitted, str):
-            label = f"label '{names[index]}': " if task == "multilabel" else ""
-            notes.append(
-                f"{label}{fitted}, so no temperature could be fitted: the scores stay unscaled "
-                f"(T {DEFAULT_TEMPERATURE:g})"
-            )
-    temperatures = tuple(
-        DEFAULT_TEMPERATURE if isinstance(t, str) else t for t in fitted_temperatures
-    )
+    temperatures, notes = _temperatures_with_notes(logits, targets, task, names)
     calibrated = Decision(task, temperatures, notes=tuple(notes))
     if task in ("multiclass", "regression"):
         return calibrated
-    scores = calibrated.scores(logits)
-    if task == "binary":
-        columns = [(scores[:, 1], np.asarray(targets) == 1, "the positive class")]
-    else:
-        columns = [
-            (scores[:, i], np.asarray(targets)[:, i] == 1, f"label '{names[i]}'")
-            for i in range(scores.shape[1])
-        ]
-    thresholds = []
-    for column_scores, truth, name in columns:
-        fitted = None
-        if threshold == "auto":
-            fitted = fit_threshold(column_scores, truth, target_recall)
-            if fitted is None:
-                notes.append(
-                    f"{name} has no validation positives: its threshold stays {DEFAULT_THRESHOLD}"
-                )
-        else:
-            fitted = float(threshold)
-        thresholds.append(round(DEFAULT_THRESHOLD if fitted is None else fitted, 6))
-    # rounding must not move a threshold out of (0, 1)
-    thresholds = [min(max(t, 1e-6), 1 - 1e-6) for t in thresholds]
-    return Decision(task, temperatures, tuple(thresholds), notes=tuple(notes))
+    thresholds, threshold_notes = _thresholds_with_notes(
+        calibrated.scores(logits), targets, task, names, threshold, target_recall
+    )
+    return Decision(task, temperatures, thresholds, notes=tuple(notes + threshold_notes))
 
 
 def output_layer(model: torch.nn.Module) -> torch.nn.Linear | None:
