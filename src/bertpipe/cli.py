@@ -171,26 +171,12 @@ def _predict(
         typer.echo(f"wrote {rows} predictions to {output}", err=True)
         return
 
-    filled = [index for index, text in enumerate(texts) if not _is_empty(text)]
-    results: list[dict[str, Any] | None] = [None] * len(texts)
-    predicted = predictor.predict([texts[i] for i in filled], batch_size) if filled else []
-    for index, result in zip(filled, predicted, strict=True):
-        results[index] = result
+    results = predictor.predict(texts, batch_size)  # an empty text gets EMPTY, unscored
     if output is None:
         for text, result in zip(texts, results, strict=True):
-            line = (
-                {"text": text, **result}
-                if result
-                else {"text": text, "label": None, "error": "empty"}
-            )
-            typer.echo(json.dumps(line, ensure_ascii=False))
+            typer.echo(json.dumps({"text": text, **result}, ensure_ascii=False))
         return
     _write_text_predictions(predictor, texts, results, output, output_format, prefix)
-
-
-def _is_empty(text: str | list[str]) -> bool:
-    parts = [text] if isinstance(text, str) else text
-    return not any(part.strip() for part in parts)
 
 
 def _read_stdin(stdin_format: str, text_columns: list[str]) -> list[Any]:
@@ -270,7 +256,7 @@ def _print_table_predictions(
 def _write_text_predictions(
     predictor: Predictor,
     texts: list[Any],
-    results: list[dict[str, Any] | None],
+    results: list[dict[str, Any]],
     output: Path,
     output_format: str | None,
     prefix: str,
@@ -281,10 +267,8 @@ def _write_text_predictions(
     from bertpipe.files import atomic_path
 
     added = predictor.output_columns(prefix)
-    empty = [None] * len(added)
     rows = [
-        [text, *(predictor.output_cells(result) if result else empty)]
-        for text, result in zip(texts, results, strict=True)
+        [text, *predictor.output_cells(result)] for text, result in zip(texts, results, strict=True)
     ]
     frame = pd.DataFrame(rows, columns=["text", *added])
     with atomic_path(output) as tmp:

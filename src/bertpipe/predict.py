@@ -36,6 +36,8 @@ from bertpipe.tokens import (
 )
 
 PREDICTED_LABEL = "predicted_label"
+# the result of a text that is empty after cleaning: no label, no scores, and why
+EMPTY: dict[str, Any] = {"label": None, "error": "empty"}
 # Rows predicted at a time: memory stays bounded by this, whatever the size of the input.
 CHUNK_ROWS = 2048
 
@@ -90,10 +92,25 @@ class Predictor:
     def predict(
         self, texts: Sequence[Any], batch_size: int = 64, progress: bool = False
     ) -> list[dict[str, Any]]:
-        """One result per text, in input order: {"label": ..., "scores": {...}}."""
+        """One result per text, in input order: {"label": ..., "scores": {...}}, or EMPTY for a
+        text with nothing left after cleaning (the clean stage drops those rows, so the model
+        never learned what to say of them)."""
         cleaned = [
             self.clean(t) if isinstance(t, str) else [self.clean(part) for part in t] for t in texts
         ]
+        filled = [
+            i for i, text in enumerate(cleaned) if any(text if isinstance(text, list) else [text])
+        ]
+        results: list[dict[str, Any]] = [dict(EMPTY) for _ in texts]
+        if filled:
+            scored = self._predict_cleaned([cleaned[i] for i in filled], batch_size, progress)
+            for index, result in zip(filled, scored, strict=True):
+                results[index] = result
+        return results
+
+    def _predict_cleaned(
+        self, cleaned: list[Any], batch_size: int, progress: bool
+    ) -> list[dict[str, Any]]:
         values, offsets, types, text_index = encode_rows(
             cleaned, self.tokenizer, self.layout, self.text_pair
         )
@@ -114,7 +131,7 @@ class Predictor:
         )
         scores = self.decision.scores(logits)
         predicted = self.decision.predict(scores)
-        return [self._result(scores[i], predicted[i]) for i in range(len(texts))]
+        return [self._result(scores[i], predicted[i]) for i in range(len(cleaned))]
 
     def _result(self, scores: Any, predicted: Any) -> dict[str, Any]:
         if self.task == "regression":
@@ -131,7 +148,9 @@ class Predictor:
         return [prefix + PREDICTED_LABEL, *(f"{prefix}score_{name}" for name in self.label_names)]
 
     def output_cells(self, result: dict[str, Any]) -> list[Any]:
-        """The values of `output_columns` for one result of `predict`."""
+        """The values of `output_columns` for one result of `predict`: all empty for EMPTY."""
+        if "error" in result:
+            return [None] * len(self.output_columns())
         label = result["label"]
         if isinstance(label, list):
             label = self.label_separator.join(label)
