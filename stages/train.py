@@ -18,10 +18,17 @@ from bertpipe.inference import predict_logits
 from bertpipe.labels import num_model_outputs, problem_type
 from bertpipe.launch import inside_launcher, relaunch_command
 from bertpipe.model import base_model_id, load_classifier, load_tokenizer
-from bertpipe.params import load_params
+from bertpipe.params import ignored_settings, load_params
 from bertpipe.tokens import read_split
 from bertpipe.tracking import LiveLogger
-from bertpipe.training import fit, make_accelerator, run_fingerprint, seed_everything
+from bertpipe.training import (
+    class_weight,
+    fit,
+    make_accelerator,
+    pos_weight,
+    run_fingerprint,
+    seed_everything,
+)
 
 
 def main() -> None:
@@ -45,6 +52,9 @@ def main() -> None:
         remove_partial_checkpoints(Path(args.checkpoint_dir))
 
     params = load_params(args.params)
+    if not inside_launcher():  # once per run, not once per process
+        for line in ignored_settings(params):
+            print(f"warning: {line}", file=sys.stderr)
     relaunch = relaunch_command(
         __spec__.name,  # "stages.train": this module, as `python -m` named it
         sys.argv[1:],
@@ -88,8 +98,8 @@ def main() -> None:
     if not accelerator.is_main_process:
         return
 
-    # the best model's decision: fitted on the validation split, the temperature folded into the
-    # output layer so that the saved model's logits are calibrated
+    # the best model's decision: fitted on the validation split (undoing pos_weight's shift of
+    # the logits), folded into the output layer so that the saved model's logits are calibrated
     trained_model = accelerator.unwrap_model(model)
     val_logits = predict_logits(
         trained_model,
@@ -106,6 +116,9 @@ def main() -> None:
         params.train.threshold,
         params.train.target_recall,
         label_names,
+        pos_weight(
+            class_weight(train, params, num_model_outputs(label_names, params.task)), params.task
+        ),
     )
     warn_notes(decision)
     decision = fold_temperature(trained_model, decision)

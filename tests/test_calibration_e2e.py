@@ -9,10 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from pipeline_helpers import commit, dvc, env, init_repo, read_json, run, set_params
 from test_tasks_e2e import task_data
+
+from bertpipe.tokens import read_split
 
 pytestmark = pytest.mark.slow
 
@@ -37,6 +40,16 @@ def test_the_fitted_decision_is_used_everywhere(
     assert len(decision["temperatures"]) == (len(names) if task == "multilabel" else 1)
     assert len(decision["thresholds"]) == (len(names) if task == "multilabel" else 1)
     assert read_json(model / "config.json")["bertpipe_decision"] == decision
+    if task == "multilabel":
+        # class_weights auto is pos_weight for multilabel: its shift of each label's logits,
+        # log(negatives / positives) over the training rows, is undone before the temperature
+        labels = read_split(project_copy / "data" / "tokens" / "train").labels
+        positives = labels.sum(axis=0)
+        expected = np.log((len(labels) - positives) / positives)
+        assert decision["shifts"] == pytest.approx(expected.tolist(), abs=1e-5)
+        assert any(abs(shift) > 0.1 for shift in decision["shifts"])
+    else:
+        assert decision["shifts"] == []
     card = (model / "README.md").read_text()
     assert "## Decision (fitted on the validation split)" in card
     assert str(decision["thresholds"][0]) in card

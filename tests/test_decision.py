@@ -171,6 +171,17 @@ def test_a_temperature_on_its_bound_is_no_fit() -> None:
     assert len(unfit) == 2
     assert unfit[0].startswith("label 'sep': the model separates the validation split perfectly")
     assert unfit[1].startswith("label 'rev': its scores carry no signal")
+    # an under-trained head: logits about -0.013 whatever the text, 7 positives of 20. The NLL
+    # falls as T shrinks, but nothing is separated: the note must not say so
+    flat = (-0.013 + rng.normal(0, 3e-4, 20))[:, None]
+    under = fit_decision(
+        flat, np.array([1] * 7 + [0] * 13)[:, None], "multilabel", label_names=["flat"]
+    )
+    assert under.temperatures == (1.0,)
+    assert under.notes[0].startswith("label 'flat': its logits barely vary on the validation")
+    # a label with no validation positive (its logits all negative) is not "separated" either
+    none = fit_decision(-np.ones((30, 1)), np.zeros((30, 1)), "multilabel", label_names=["none"])
+    assert none.notes[0].startswith("label 'none': it has no positive example in the validation")
     # multiclass: one temperature for the model
     classes = rng.integers(0, 3, 90)
     separated = np.eye(3)[classes] * 4.0
@@ -180,6 +191,39 @@ def test_a_temperature_on_its_bound_is_no_fit() -> None:
         "the model separates the validation split perfectly, so no temperature could be "
         "fitted: the scores stay unscaled (T 1)",
     )
+
+
+def planted_pos_weight(rows: int = 6000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validation logits of a multilabel model trained with pos_weight w: weighted BCE is
+    minimised by logit(p) + log(w), so each label's logits are the true ones raised by log(w)."""
+    rng = np.random.default_rng(11)
+    true_logits = rng.normal([-3.0, -1.5, 0.5], 1.5, (rows, 3))
+    targets = (rng.random((rows, 3)) < special.expit(true_logits)).astype(int)
+    weights = (rows - targets.sum(0)) / targets.sum(0)
+    return true_logits + np.log(weights), targets, weights
+
+
+def test_the_shift_of_pos_weight_is_undone_before_the_temperature() -> None:
+    logits, targets, weights = planted_pos_weight()
+    shifted = fit_decision(logits, targets, "multilabel", pos_weight=weights)
+    plain = fit_decision(logits, targets, "multilabel")
+    assert shifted.shifts == pytest.approx(tuple(np.log(weights)), abs=1e-6)
+    assert plain.shifts == ()
+    # the logits were right once shifted, so T is about 1
+    assert shifted.temperatures == pytest.approx((1.0, 1.0, 1.0), abs=0.1)
+    prevalence = targets.mean(0)
+    shifted_scores, plain_scores = shifted.scores(logits), plain.scores(logits)
+    # each label's mean score is its rate; a temperature alone leaves the rare ones far above it
+    np.testing.assert_allclose(shifted_scores.mean(0), prevalence, atol=0.01)
+    assert plain_scores.mean(0)[0] > prevalence[0] + 0.05
+    shifted_metrics = calibration_metrics(targets, shifted_scores, "multilabel")
+    plain_metrics = calibration_metrics(targets, plain_scores, "multilabel")
+    assert shifted_metrics["brier"] < plain_metrics["brier"] - 0.03
+    assert shifted_metrics["ece"] <= plain_metrics["ece"]
+    # a shift is monotone per label: the fitted thresholds decide every row as before
+    np.testing.assert_array_equal(shifted.predict(shifted_scores), plain.predict(plain_scores))
+    # pos_weight is a multilabel matter: another task keeps its logits
+    assert fit_decision(logits[:, :2], targets[:, 0], "binary", pos_weight=weights).shifts == ()
 
 
 def test_temperature_fitting_is_deterministic() -> None:
@@ -266,6 +310,31 @@ def test_folding_divides_the_logits_of_every_family(
     np.testing.assert_allclose(
         decision.scores(after), Decision(task, temperatures).scores(before), atol=1e-5
     )
+
+
+def test_shifts_and_temperatures_fold_into_the_output_layer(tiny_bert: Path) -> None:
+    model = load_classifier(str(tiny_bert), 3, "multi_label_classification", ["a", "b", "c"])
+    model.eval()
+    batch = load_tokenizer(str(tiny_bert))(
+        ["chest pain", "a cough at night"], padding=True, return_tensors="pt"
+    )
+    with torch.no_grad():
+        before = model(**batch).logits.double().numpy()
+    unfolded = Decision("multilabel", (2.0, 0.5, 4.0), (0.3, 0.5, 0.7), shifts=(1.5, -0.5, 3.0))
+    folded = fold_temperature(model, unfolded)
+    assert folded.temperature_in_weights and folded.shifts == unfolded.shifts
+    with torch.no_grad():
+        after = model(**batch).logits.double().numpy()
+    expected = (before - np.array([1.5, -0.5, 3.0])) / np.array([2.0, 0.5, 4.0])
+    np.testing.assert_allclose(after, expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(folded.scores(after), unfolded.scores(before), atol=1e-5)
+    # saved and read back with its shifts; a decision.json written before shifts has none
+    assert Decision.from_json(folded.to_json(), "d") == folded
+    old = {key: value for key, value in folded.to_json().items() if key != "shifts"}
+    assert Decision.from_json(old, "d").shifts == ()
+    bad = {**folded.to_json(), "shifts": [1.0]}  # one shift for three labels
+    with pytest.raises(UserError, match="not a valid decision"):
+        Decision.from_json(bad, "d")
 
 
 def test_the_decision_is_saved_with_the_model_and_read_back(

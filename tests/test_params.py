@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from bertpipe.errors import UserError
 from bertpipe.params import (
     Params,
+    ignored_settings,
     load_params,
     parse_params,
     resolve_task_defaults,
@@ -358,3 +359,32 @@ def test_the_medical_abstracts_params_are_a_complete_params_file() -> None:
     assert params.data.path == "../shared/data/medical_abstracts/medical_abstracts.csv"
     given = _dotted_keys(safe_load_yaml(path.read_text()))
     assert given == _dotted_keys(Params().model_dump(mode="json"))
+
+
+def test_settings_without_effect_are_named_and_the_defaults_have_none() -> None:
+    assert ignored_settings(load_params(REPO / "params.yaml")) == []
+    inert = parse_params(
+        {
+            "task": "multiclass",
+            "train": {"target_recall": 0.9},
+            "tokenize": {"head_tokens": 16},
+            "windows": {"train": True},
+        }
+    )
+    lines = ignored_settings(inert)
+    assert [line.split(":")[0] for line in lines] == [
+        "train.target_recall",
+        "tokenize.head_tokens",
+        "windows.train",
+    ]
+    # each has its effect once the setting it needs is there: no line
+    live = parse_params(
+        {
+            "task": "binary",
+            "truncation": "head_tail",
+            "train": {"target_recall": 0.9},
+            "tokenize": {"head_tokens": 16},
+            "windows": {"train": True, "stride": 32},
+        }
+    )
+    assert ignored_settings(live) == []

@@ -174,6 +174,18 @@ def test_balanced_class_weights() -> None:
     assert not torch.isclose(task_loss(logits, targets, "multiclass"), expected)
 
 
+def test_pos_weight_balances_each_label_and_spares_one_sided_labels() -> None:
+    # labels: 1 of 4 rows, 3 of 4, every row, no row
+    labels = np.array([[1, 1, 1, 0], [0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 1, 0]], dtype=np.float32)
+    weight = balanced_weights(labels, "multilabel", 4)
+    # negatives / positives; a label on every row (or none) has nothing to balance: weight 1,
+    # not 0 / 4 = 0, which would zero its loss so that it never trains
+    torch.testing.assert_close(weight, torch.tensor([3.0, 1 / 3, 1.0, 1.0]))
+    # the label on every row still has a loss to learn from
+    on_every_row = torch.from_numpy(labels[:, 2:3])
+    assert task_loss(torch.zeros(4, 1), on_every_row, "multilabel", weight[2:3]) > 0.5
+
+
 def test_class_weights_change_training(tiny_bert: Path, splits: tuple) -> None:
     train, val = splits
     plain, weighted = new_model(tiny_bert), new_model(tiny_bert)

@@ -2,10 +2,15 @@
 
 After training, the train stage fits a decision on the validation split and saves it with the
 model (decision.json, and `bertpipe_decision` in config.json):
+- for a multilabel model trained with pos_weight (`class_weights: balanced`), a shift per label,
+  log(pos_weight), subtracted from its logit: weighted BCE is minimised by logit(p) + log(w),
+  not logit(p), so every sigmoid is pulled up by the weighting, and a temperature alone can
+  rescale the logits but not move them back;
 - a temperature T (one for binary and multiclass, one per label for multilabel, none for
-  regression), fitted by minimising the validation NLL of softmax(logits / T) or
-  sigmoid(logits / T). It is folded into the classifier's output layer (its weight and bias rows
-  divided by T), so the saved model's logits are already calibrated, for `pipeline()` users too;
+  regression), fitted by minimising the validation NLL of softmax((logits - shift) / T) or
+  sigmoid((logits - shift) / T). Both are folded into the classifier's output layer (the shift
+  taken from its bias, then its weight and bias rows divided by T), so the saved model's logits
+  are already calibrated, for `pipeline()` users too;
 - a threshold on the calibrated probability of the positive class (binary: label index 1) or of
   each label (multilabel): with `train.threshold: auto`, the one that maximises validation F1,
   or the highest that reaches `train.target_recall`; otherwise the number given. Multiclass
@@ -15,6 +20,7 @@ Evaluate, `bertpipe predict` and the metrics gate read the saved decision.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -40,11 +46,12 @@ DEFAULT_THRESHOLD = 0.5
 # an optimum on a bound is no fit, and that label keeps T = 1 (DEFAULT_TEMPERATURE) with a note
 TEMPERATURE_BOUNDS = (0.05, 20.0)
 DEFAULT_TEMPERATURE = 1.0
-# why the NLL's minimum lies on the lower bound, or on the upper one
-_UNFIT_TEMPERATURE = (
-    "the model separates the validation split perfectly",
-    "its scores carry no signal on the validation split",
-)
+# why the NLL's minimum lies on the upper bound
+_NO_SIGNAL = "its scores carry no signal on the validation split"
+# why it lies on the lower bound: the split is separated perfectly (or one-sided), or else the
+# logits are too close together for any T in bounds (an under-trained head)
+_SEPARATED = "the model separates the validation split perfectly"
+_NO_SPREAD = "its logits barely vary on the validation split (the NLL falls as T shrinks to 0.05)"
 
 
 @dataclass(frozen=True)
@@ -52,7 +59,9 @@ class Decision:
     """A fitted decision. `temperatures`: () for regression, one for binary and multiclass, one
     per label for multilabel. `thresholds`: one for binary, one per label for multilabel, ()
     for multiclass, regression, and binary models saved before thresholds (argmax).
-    `temperature_in_weights`: the model's output layer already divides by the temperature."""
+    `shifts`: one per label (multilabel with pos_weight), subtracted from the logits before the
+    temperature; () for none. `temperature_in_weights`: the model's output layer already
+    applies the shifts and the temperature."""
 
     task: str
     temperatures: tuple[float, ...] = ()
@@ -60,6 +69,7 @@ class Decision:
     temperature_in_weights: bool = False
     # why a threshold or a temperature kept its default, one line each (for the model card)
     notes: tuple[str, ...] = ()
+    shifts: tuple[float, ...] = ()
 
     @property
     def threshold(self) -> Threshold:
@@ -73,8 +83,11 @@ class Decision:
     def scores(self, logits: np.ndarray) -> np.ndarray:
         """Calibrated probabilities (the value for regression) from the model's (n, k) logits."""
         logits = np.asarray(logits, dtype=np.float64)
-        if self.temperatures and not self.temperature_in_weights:
-            logits = logits / np.asarray(self.temperatures)
+        if not self.temperature_in_weights:
+            if self.shifts:
+                logits = logits - np.asarray(self.shifts)
+            if self.temperatures:
+                logits = logits / np.asarray(self.temperatures)
         return scores_from_logits(logits, self.task)
 
     def predict(self, scores: np.ndarray) -> np.ndarray:
@@ -87,6 +100,7 @@ class Decision:
             "thresholds": list(self.thresholds),
             "temperature_in_weights": self.temperature_in_weights,
             "notes": list(self.notes),
+            "shifts": list(self.shifts),
         }
 
     @classmethod
@@ -98,15 +112,21 @@ class Decision:
                 thresholds=tuple(float(t) for t in raw["thresholds"]),
                 temperature_in_weights=bool(raw["temperature_in_weights"]),
                 notes=tuple(str(note) for note in raw.get("notes", [])),
+                # a decision saved before shifts existed has none
+                shifts=tuple(float(shift) for shift in raw.get("shifts", [])),
             )
         except (KeyError, TypeError, ValueError):
             decision = None
-        valid = decision is not None and all(
-            math.isfinite(t) and t > 0 for t in decision.temperatures
+        valid = (
+            decision is not None
+            and all(math.isfinite(t) and t > 0 for t in decision.temperatures)
+            and all(math.isfinite(shift) for shift in decision.shifts)
+            and (not decision.shifts or len(decision.shifts) == len(decision.temperatures))
         )
         if not valid or not all(0 < t < 1 for t in decision.thresholds):
             raise UserError(
-                f"{source}: not a valid decision (temperatures > 0, thresholds in (0, 1)); "
+                f"{source}: not a valid decision (temperatures > 0, thresholds in (0, 1), "
+                "finite shifts); "
                 "train the model again with dvc repro"
             )
         return decision
@@ -138,9 +158,10 @@ def _sigmoid_nll(logits: np.ndarray, targets: np.ndarray, temperature: float) ->
     return float((np.logaddexp(0.0, scaled) - targets * scaled).mean())
 
 
-def _best_temperature(nll: Any) -> float | str:
+def _best_temperature(nll: Any, low_reason: str) -> float | str:
     """The T in TEMPERATURE_BOUNDS that minimises `nll`; when the minimum is on a bound (the
-    NLL keeps falling beyond it, so nothing was fitted), the reason instead, as a phrase."""
+    NLL keeps falling beyond it, so nothing was fitted), the reason instead, as a phrase:
+    `low_reason` for the lower bound, _NO_SIGNAL for the upper one."""
     low, high = (math.log(bound) for bound in TEMPERATURE_BOUNDS)
     result = optimize.minimize_scalar(
         lambda log_t: nll(math.exp(log_t)), bounds=(low, high), method="bounded"
@@ -149,7 +170,7 @@ def _best_temperature(nll: Any) -> float | str:
     # a minimum inside the bounds costs less than both bounds do. Where the NLL only falls
     # towards a bound, the search stops short of it, once the NLL is flat to float precision
     # (a separated split's NLL is about 0 well before T = 0.05), so compare the bounds' NLL
-    for reason, bound in zip(_UNFIT_TEMPERATURE, TEMPERATURE_BOUNDS, strict=True):
+    for reason, bound in zip((low_reason, _NO_SIGNAL), TEMPERATURE_BOUNDS, strict=True):
         if nll(bound) <= nll(best) + 1e-9:
             return reason
     return round(best, 6)
@@ -166,12 +187,30 @@ def fit_temperatures(logits: np.ndarray, targets: np.ndarray, task: str) -> tupl
         targets = np.asarray(targets, dtype=np.float64)
         return tuple(
             _best_temperature(
-                lambda t, column=column: _sigmoid_nll(logits[:, column], targets[:, column], t)
+                lambda t, column=column: _sigmoid_nll(logits[:, column], targets[:, column], t),
+                _sigmoid_low_reason(logits[:, column], targets[:, column]),
             )
             for column in range(logits.shape[1])
         )
     targets = np.asarray(targets, dtype=np.int64)
-    return (_best_temperature(lambda t: _softmax_nll(logits, targets, t)),)
+    separated = bool((logits.argmax(axis=1) == targets).all())
+    return (
+        _best_temperature(
+            lambda t: _softmax_nll(logits, targets, t), _SEPARATED if separated else _NO_SPREAD
+        ),
+    )
+
+
+def _sigmoid_low_reason(logits: np.ndarray, targets: np.ndarray) -> str:
+    """Why one label's NLL would fall below the lowest temperature."""
+    positives, negatives = logits[targets == 1], logits[targets == 0]
+    if len(positives) == 0:
+        return "it has no positive example in the validation split"
+    if len(negatives) == 0:
+        return "it is on every row of the validation split"
+    if positives.min() > 0 > negatives.max():
+        return _SEPARATED
+    return _NO_SPREAD
 
 
 def fit_threshold(
@@ -252,9 +291,9 @@ def _thresholds_with_notes(
                 )
         else:
             fitted = float(threshold)
-        rounded = round(DEFAULT_THRESHOLD if fitted is None else fitted, 6)
-        # rounding must not move a threshold out of (0, 1)
-        thresholds.append(min(max(rounded, 1e-6), 1 - 1e-6))
+        # kept as fitted, not rounded: a very confident label's best cut can lie at 1e-9, and
+        # rounding it to 1e-6 would decide validation rows otherwise than the fit did
+        thresholds.append(DEFAULT_THRESHOLD if fitted is None else fitted)
     return tuple(thresholds), notes
 
 
@@ -265,19 +304,26 @@ def fit_decision(
     threshold: float | str = "auto",
     target_recall: float | None = None,
     label_names: list[str] | None = None,
+    pos_weight: np.ndarray | None = None,
 ) -> Decision:
     """The decision for a model whose validation logits are `logits` ((n, k); (n, 1) for
-    regression) and targets `targets`: temperatures first, then thresholds on the calibrated
-    probabilities."""
+    regression) and targets `targets`: for multilabel trained with `pos_weight`, the shifts
+    log(pos_weight) first, then temperatures, then thresholds on the calibrated probabilities."""
     names = label_names or [str(i) for i in range(np.shape(logits)[1])]
-    temperatures, notes = _temperatures_with_notes(logits, targets, task, names)
-    calibrated = Decision(task, temperatures, notes=tuple(notes))
+    shifts: tuple[float, ...] = ()
+    if task == "multilabel" and pos_weight is not None:
+        shifts = tuple(round(float(shift), 6) for shift in np.log(np.asarray(pos_weight)))
+    unshifted = np.asarray(logits, dtype=np.float64) - np.asarray(shifts or 0.0)
+    temperatures, notes = _temperatures_with_notes(unshifted, targets, task, names)
+    calibrated = Decision(task, temperatures, notes=tuple(notes), shifts=shifts)
     if task in ("multiclass", "regression"):
         return calibrated
     thresholds, threshold_notes = _thresholds_with_notes(
         calibrated.scores(logits), targets, task, names, threshold, target_recall
     )
-    return Decision(task, temperatures, thresholds, notes=tuple(notes + threshold_notes))
+    return Decision(
+        task, temperatures, thresholds, notes=tuple(notes + threshold_notes), shifts=shifts
+    )
 
 
 def output_layer(model: torch.nn.Module) -> torch.nn.Linear | None:
@@ -292,25 +338,25 @@ def output_layer(model: torch.nn.Module) -> torch.nn.Linear | None:
 
 
 def fold_temperature(model: torch.nn.Module, decision: Decision) -> Decision:
-    """Divide the output layer's weight and bias rows by the temperature(s), so that the model's
-    logits become logits / T; the decision returned says so. Without such a layer the model is
-    left as it is, and the decision divides at scoring time."""
+    """Subtract the shifts from the output layer's bias, then divide its weight and bias rows by
+    the temperature(s), so that the model's logits become (logits - shift) / T; the decision
+    returned says so. Without such a layer (or without a bias to take shifts from) the model is
+    left as it is, and the decision applies both at scoring time."""
     layer = output_layer(model)
     if not decision.temperatures or decision.temperature_in_weights or layer is None:
+        return decision
+    if decision.shifts and layer.bias is None:
         return decision
     scale = torch.tensor(decision.temperatures, dtype=torch.float64).reciprocal()
     scale = scale.expand(layer.out_features)  # one temperature for every class, or one per label
     with torch.no_grad():
+        if decision.shifts:
+            shifts = torch.tensor(decision.shifts, dtype=torch.float64)
+            layer.bias.sub_(shifts.to(layer.bias.dtype).to(layer.bias.device))
         layer.weight.mul_(scale.to(layer.weight.dtype).unsqueeze(1).to(layer.weight.device))
         if layer.bias is not None:
             layer.bias.mul_(scale.to(layer.bias.dtype).to(layer.bias.device))
-    return Decision(
-        decision.task,
-        decision.temperatures,
-        decision.thresholds,
-        temperature_in_weights=True,
-        notes=decision.notes,
-    )
+    return dataclasses.replace(decision, temperature_in_weights=True)
 
 
 def legacy_decision(task: str, trained: dict[str, Any], num_labels: int) -> Decision:
@@ -349,15 +395,16 @@ def decision_card_lines(decision: Decision, label_names: list[str]) -> str:
         return ""
     if decision.task == "multilabel":
         rows = "\n".join(
-            f"| `{name}` | {temperature} | {threshold} |"
-            for name, temperature, threshold in zip(
+            f"| `{name}` | {shift} | {temperature} | {threshold} |"
+            for name, shift, temperature, threshold in zip(
                 label_names,
+                decision.shifts or (0,) * len(label_names),
                 decision.temperatures or ("-",) * len(label_names),
                 decision.thresholds,
                 strict=True,
             )
         )
-        table = f"| label | temperature | threshold |\n| --- | --- | --- |\n{rows}\n"
+        table = f"| label | shift | temperature | threshold |\n| --- | --- | --- | --- |\n{rows}\n"
         rule = "a label applies where its sigmoid score reaches its threshold"
     else:
         temperature = decision.temperatures[0] if decision.temperatures else "none"
@@ -367,12 +414,24 @@ def decision_card_lines(decision: Decision, label_names: list[str]) -> str:
             rule = f"the label is `{label_names[1]}` where its softmax score reaches the threshold"
         else:
             rule = "the label is the class with the highest softmax score"
-    folded = (
-        "The temperature is folded into the saved output layer: the model's logits are already "
-        "divided by it, so its softmax/sigmoid scores are the calibrated probabilities."
-        if decision.temperature_in_weights
-        else "Divide the logits by the temperature before the softmax/sigmoid."
-    )
+    if decision.shifts:
+        folded = (
+            "The shifts (log pos_weight: the training loss weighted each label's positives, "
+            "which raises its logits by that much) and the temperatures are folded into the "
+            "saved output layer: the model's logits are already (logit - shift) / temperature, "
+            "so its sigmoid scores are the calibrated probabilities."
+            if decision.temperature_in_weights
+            else "Subtract each label's shift from its logit and divide by its temperature "
+            "before the sigmoid."
+        )
+    else:
+        folded = (
+            "The temperature is folded into the saved output layer: the model's logits are "
+            "already divided by it, so its softmax/sigmoid scores are the calibrated "
+            "probabilities."
+            if decision.temperature_in_weights
+            else "Divide the logits by the temperature before the softmax/sigmoid."
+        )
     notes = "".join(f"- Note: {note}\n" for note in decision.notes)
     return (
         "## Decision (fitted on the validation split)\n\n"

@@ -347,6 +347,27 @@ def resolve_task_defaults(params: Params) -> Params:
     )
 
 
+def ignored_settings(params: Params) -> list[str]:
+    """One line for each setting that is given but has no effect with the others: the run goes
+    on (a `-S task=...` must not fail on a key meant for another task), but says so."""
+    lines = []
+    if params.train.target_recall is not None and params.task not in ("binary", "multilabel"):
+        lines.append(
+            f"train.target_recall: {params.train.target_recall} has no effect on a {params.task} "
+            "task (it sets the threshold of binary and multilabel tasks)"
+        )
+    if params.tokenize.head_tokens is not None and params.truncation != "head_tail":
+        lines.append(
+            f"tokenize.head_tokens: {params.tokenize.head_tokens} has no effect with truncation: "
+            f"{params.truncation} (it is the head of head_tail)"
+        )
+    if params.windows.train and params.windows.stride is None:
+        lines.append(
+            "windows.train: true has no effect while windows.stride is null (windows are off)"
+        )
+    return lines
+
+
 def parse_params(raw: Any, source: str = "params.yaml") -> Params:
     """Validate a loaded mapping; every problem names its key, all on one line."""
     if raw is None:

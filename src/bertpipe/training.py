@@ -99,11 +99,16 @@ def check_params(params: Params) -> None:
 
 
 def balanced_weights(labels: np.ndarray, task: str, num_labels: int) -> torch.Tensor:
-    """n / (k * count) per class; for multi-label, negatives / positives per label (pos_weight)."""
+    """n / (k * count) per class; for multi-label, negatives / positives per label (pos_weight),
+    1 for a label that is on every training row or on none: with nothing to balance, a weight of
+    negatives / positives = 0 would zero the loss of a label on every row, which then never
+    trains."""
     if task == "multilabel":
-        positives = labels.sum(axis=0)
+        positives = labels.sum(axis=0).astype(np.float64)
         negatives = len(labels) - positives
-        return torch.tensor(negatives / np.maximum(positives, 1), dtype=torch.float32)
+        both = (positives > 0) & (negatives > 0)
+        weights = np.where(both, negatives / np.maximum(positives, 1), 1.0)
+        return torch.tensor(weights, dtype=torch.float32)
     counts = np.bincount(labels, minlength=num_labels).astype(np.float64)
     weights = len(labels) / (num_labels * np.maximum(counts, 1))
     return torch.tensor(weights, dtype=torch.float32)
@@ -253,15 +258,20 @@ def validate(
         pooling=params.windows.pooling,
     )
     targets = val.text_labels
-    class_weight = None if weight is None else weight.cpu()
+    loss_weight = None if weight is None else weight.cpu()
     loss = task_loss(
-        torch.from_numpy(val_logits), torch.from_numpy(targets), params.task, class_weight
+        torch.from_numpy(val_logits), torch.from_numpy(targets), params.task, loss_weight
     )
     val_loss = float(loss)
     # the decision this epoch's model would be saved with, so that early stopping compares each
     # model at its own fitted threshold(s)
     decision = fit_decision(
-        val_logits, targets, params.task, params.train.threshold, params.train.target_recall
+        val_logits,
+        targets,
+        params.task,
+        params.train.threshold,
+        params.train.target_recall,
+        pos_weight=pos_weight(loss_weight, params.task),
     )
     scores = decision.scores(val_logits)
     val_metrics = compute_metrics(targets, scores, params.task, decision.threshold)
@@ -271,13 +281,26 @@ def validate(
     }
 
 
+def pos_weight(class_weight: torch.Tensor | None, task: str) -> np.ndarray | None:
+    """The pos_weight a multilabel model trained with (its class weight), for the decision to
+    undo; None for another task or an unweighted loss."""
+    if task != "multilabel" or class_weight is None:
+        return None
+    return class_weight.detach().cpu().numpy().astype(np.float64)
+
+
+def class_weight(train: TokenizedSplit, params: Params, num_labels: int) -> torch.Tensor | None:
+    """The loss's class weight (pos_weight for multilabel) under `train.class_weights`."""
+    if params.train.class_weights != "balanced":
+        return None
+    return balanced_weights(train.labels, params.task, num_labels)
+
+
 def _class_weight(
     model: torch.nn.Module, train: TokenizedSplit, params: Params, device: torch.device
 ) -> torch.Tensor | None:
-    if params.train.class_weights != "balanced":
-        return None
-    num_labels = int(model.config.num_labels)
-    return balanced_weights(train.labels, params.task, num_labels).to(device)
+    weight = class_weight(train, params, int(model.config.num_labels))
+    return None if weight is None else weight.to(device)
 
 
 def _train_loader(
