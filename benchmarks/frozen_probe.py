@@ -53,29 +53,30 @@ def split_texts(seed: int, workdir: Path) -> tuple[dict[str, pd.DataFrame], int]
 
 @torch.inference_mode()
 def embed(texts: list[str], max_length: int, batch_size: int = 32) -> dict[str, np.ndarray]:
-    """Each pooling's vector for every text, in input order."""
+    """Each pooling's vector for every text, in input order; tokenized and batched as the
+    pipeline's own inference does (right truncation, length-sorted batches, bf16 autocast)."""
     from transformers import AutoModel
 
+    from bertpipe.batching import pad_batch, sorted_batches
     from bertpipe.model import load_tokenizer, resolve_model
+    from bertpipe.tokens import TokenizedSplit, encode_texts
 
     tokenizer = load_tokenizer("minilm")
     encoder = AutoModel.from_pretrained(resolve_model("minilm")).eval()
-    order = np.argsort([len(text) for text in texts], kind="stable")  # little padding per batch
-    pooled: dict[str, list[np.ndarray]] = {name: [] for name in POOLINGS}
-    for start in range(0, len(texts), batch_size):
-        batch = [texts[i] for i in order[start : start + batch_size]]
-        inputs = tokenizer(
-            batch, truncation=True, max_length=max_length, padding=True, return_tensors="pt"
-        )
+    values, offsets, types = encode_texts(texts, tokenizer, max_length)
+    split = TokenizedSplit(values, offsets, types, np.zeros(len(texts)), np.arange(len(texts)))
+    width = int(encoder.config.hidden_size)
+    pooled = {name: np.zeros((len(texts), width), dtype=np.float32) for name in POOLINGS}
+    for indices in sorted_batches(split.lengths, batch_size):
+        inputs = pad_batch(split, indices.tolist(), tokenizer.pad_token_id)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             output = encoder(**inputs)
         hidden = output.last_hidden_state.float()
         mask = inputs["attention_mask"].unsqueeze(-1).float()
-        pooled["cls_pooler"].append(output.pooler_output.float().numpy())
-        pooled["cls"].append(hidden[:, 0].numpy())
-        pooled["mean"].append(((hidden * mask).sum(1) / mask.sum(1)).numpy())
-    inverse = np.argsort(order)
-    return {name: np.concatenate(parts)[inverse] for name, parts in pooled.items()}
+        pooled["cls_pooler"][indices] = output.pooler_output.float().numpy()
+        pooled["cls"][indices] = hidden[:, 0].numpy()
+        pooled["mean"][indices] = ((hidden * mask).sum(1) / mask.sum(1)).numpy()
+    return pooled
 
 
 def probe(features: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> dict[str, Any]:

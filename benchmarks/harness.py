@@ -258,8 +258,9 @@ def run_stages(workspace: Path, stages: tuple[str, ...] | None = None) -> StageT
 
 def calibration_before_after(workspace: Path, task: str = "multilabel") -> dict[str, float]:
     """Test ECE and Brier of the calibrated scores in a run's eval/predictions.csv, and of the
-    scores its model gave before the temperatures were folded in: sigmoid(T * logit(p)) per
-    label, or softmax(T * log p), which is softmax(logits) again. Works for any classification
+    scores its model gave before the decision's shifts and temperatures were folded in:
+    sigmoid(T * logit(p) + shift) per label, or softmax(T * log p), which is softmax(logits)
+    again. Works for any classification
     run of this pipeline (the medical abstracts' multiclass runs too), with windows as well:
     pooling commutes with dividing every window's logits by T."""
     from scipy import special
@@ -274,7 +275,9 @@ def calibration_before_after(workspace: Path, task: str = "multilabel") -> dict[
     # the file rounds scores to 6 decimals: keep them off 0 and 1 to invert them
     clipped = np.clip(scores, 1e-6, 1 - 1e-6)
     if task == "multilabel":
-        raw = special.expit(special.logit(clipped) * temperatures)
+        # a decision saved before shifts existed (or without pos_weight) has none
+        shifts = np.asarray(decision.get("shifts") or np.zeros(len(temperatures)))
+        raw = special.expit(special.logit(clipped) * temperatures + shifts)
     else:
         raw = special.softmax(np.log(clipped) * temperatures, axis=1)
     before = calibration_metrics(targets, raw, task)
