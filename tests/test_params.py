@@ -68,6 +68,12 @@ def test_yaml_ints_and_strings_unchanged() -> None:
         ({"epochs": 2.5}, "epochs: "),
         ({"epochs": "3"}, "epochs: "),
         ({"split": {"test_size": 1.0}}, "split.test_size: "),
+        # no validation split: the message says what it is needed for
+        (
+            {"split": {"val_size": 0}},
+            "split.val_size: Input should be greater than 0 (got 0): "
+            "the validation split picks the best epoch and fits the temperature and thresholds",
+        ),
         ({"split": {"test_size": 0.6, "val_size": 0.5}}, "split: test_size + val_size"),
         ({"task": "ranking"}, "task: "),
         ({"train": {"precision": "int8"}}, "train.precision: "),

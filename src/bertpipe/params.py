@@ -278,6 +278,13 @@ def _sibling_keys(loc: tuple[Any, ...]) -> list[str]:
     return list(section.model_fields)
 
 
+# why a bound holds, where the bound alone would puzzle a user
+_WHY: dict[str, str] = {
+    "split.val_size": "the validation split picks the best epoch and fits the temperature and "
+    "thresholds",
+}
+
+
 def _describe(error: dict[str, Any]) -> str:
     key = ".".join(str(part) for part in error["loc"]) or "(top level)"
     if error["type"] == "extra_forbidden":
@@ -291,7 +298,8 @@ def _describe(error: dict[str, Any]) -> str:
     if error["type"] == "value_error":
         # a check across sections names its keys itself
         return f"{key}: {message}" if error["loc"] else message
-    return f"{key}: {message} (got {error['input']!r})"
+    why = f": {_WHY[key]}" if key in _WHY else ""
+    return f"{key}: {message} (got {error['input']!r}){why}"
 
 
 # what `train.early_stopping_metric: auto` means for each task
