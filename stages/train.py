@@ -52,9 +52,6 @@ def main() -> None:
         remove_partial_checkpoints(Path(args.checkpoint_dir))
 
     params = load_params(args.params)
-    if not inside_launcher():  # once per run, not once per process
-        for line in ignored_settings(params):
-            print(f"warning: {line}", file=sys.stderr)
     relaunch = relaunch_command(
         __spec__.name,  # "stages.train": this module, as `python -m` named it
         sys.argv[1:],
@@ -80,6 +77,10 @@ def main() -> None:
         label_names,
         attention_dropout=params.train.attention_dropout,
     )
+    if accelerator.is_main_process:
+        # after every check that can refuse the run, so that bad input still gets one line
+        for line in ignored_settings(params):
+            print(f"warning: {line}", file=sys.stderr)
     logger = LiveLogger(args.live_dir) if accelerator.is_main_process else None
     result = fit(
         model,
