@@ -20,12 +20,17 @@ from typing import Any
 
 import numpy as np
 from harness import append_result, cpu_name, read_results
-from long_notes import SETTINGS, _test_scores
+from long_notes import SETTINGS, read_test_scores
 from sklearn.metrics import f1_score
 
 OFFSET_GRID = np.round(np.arange(-1.5, 1.5001, 0.05), 2)
 ROUNDS = 3
 VAL_CODE = 1  # bertpipe.split.SPLIT_NAMES.index("val")
+
+
+def log_scores(scores: np.ndarray) -> np.ndarray:
+    """Log-probabilities, kept finite where a score is 0 (the file rounds to 6 decimals)."""
+    return np.log(np.clip(scores, 1e-12, None))
 
 
 def fit_offsets(log_scores: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, float]:
@@ -89,15 +94,15 @@ def validation_log_scores(workspace: Path) -> tuple[np.ndarray, np.ndarray]:
         params.train.precision,
         pooling=params.windows.pooling,
     )
-    return np.log(np.clip(evaluation.scores, 1e-12, None)), evaluation.targets
+    return log_scores(evaluation.scores), evaluation.targets
 
 
 def run_offsets(result: dict[str, Any]) -> dict[str, Any]:
     workspace = Path(result["workspace"])
     val_scores, val_targets = validation_log_scores(workspace)
     offsets, val_fitted = fit_offsets(val_scores, val_targets)
-    _, test_targets, test_scores = _test_scores(workspace)
-    test_log = np.log(np.clip(test_scores, 1e-12, None))
+    _, test_targets, test_scores = read_test_scores(workspace)
+    test_log = log_scores(test_scores)
 
     def macro_f1(targets: np.ndarray, log_scores: np.ndarray) -> float:
         return round(float(f1_score(targets, log_scores.argmax(1), average="macro")), 6)

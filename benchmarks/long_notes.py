@@ -164,7 +164,7 @@ def summary(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _test_scores(workspace: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def read_test_scores(workspace: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row ids, gold class indices, scores) of a run's eval/predictions.csv, by row id."""
     from bertpipe.predictions import read_predictions
 
@@ -202,7 +202,7 @@ def ensembles(
         if all((setting, seed) in runs for seed in seeds)
     ]
     predictions = {
-        key: _test_scores(Path(runs[key]["workspace"]))
+        key: read_test_scores(Path(runs[key]["workspace"]))
         for key in itertools.product(settings, seeds)
     }
     found = []

@@ -22,12 +22,11 @@ from bertpipe.params import ignored_settings, load_params
 from bertpipe.tokens import read_split
 from bertpipe.tracking import LiveLogger
 from bertpipe.training import (
-    class_weight,
     fit,
     make_accelerator,
-    pos_weight,
     run_fingerprint,
     seed_everything,
+    training_class_weight,
 )
 
 
@@ -117,9 +116,7 @@ def main() -> None:
         params.train.threshold,
         params.train.target_recall,
         label_names,
-        pos_weight(
-            class_weight(train, params, num_model_outputs(label_names, params.task)), params.task
-        ),
+        training_class_weight(train, params, num_model_outputs(label_names, params.task)),
     )
     warn_notes(decision)
     decision = fold_temperature(trained_model, decision)

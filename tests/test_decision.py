@@ -205,7 +205,7 @@ def planted_pos_weight(rows: int = 6000) -> tuple[np.ndarray, np.ndarray, np.nda
 
 def test_the_shift_of_pos_weight_is_undone_before_the_temperature() -> None:
     logits, targets, weights = planted_pos_weight()
-    shifted = fit_decision(logits, targets, "multilabel", pos_weight=weights)
+    shifted = fit_decision(logits, targets, "multilabel", class_weight=weights)
     plain = fit_decision(logits, targets, "multilabel")
     assert shifted.shifts == pytest.approx(tuple(np.log(weights)), abs=1e-6)
     assert plain.shifts == ()
@@ -223,7 +223,7 @@ def test_the_shift_of_pos_weight_is_undone_before_the_temperature() -> None:
     # a shift is monotone per label: the fitted thresholds decide every row as before
     np.testing.assert_array_equal(shifted.predict(shifted_scores), plain.predict(plain_scores))
     # pos_weight is a multilabel matter: another task keeps its logits
-    assert fit_decision(logits[:, :2], targets[:, 0], "binary", pos_weight=weights).shifts == ()
+    assert fit_decision(logits[:, :2], targets[:, 0], "binary", class_weight=weights).shifts == ()
 
 
 def test_temperature_fitting_is_deterministic() -> None:

@@ -80,15 +80,19 @@ class Decision:
             return np.asarray(self.thresholds, dtype=np.float64)
         return self.thresholds[0]
 
-    def scores(self, logits: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities (the value for regression) from the model's (n, k) logits."""
+    def calibrated_logits(self, logits: np.ndarray) -> np.ndarray:
+        """(logits - shift) / T, unless the model's output layer already applies them."""
         logits = np.asarray(logits, dtype=np.float64)
         if not self.temperature_in_weights:
             if self.shifts:
                 logits = logits - np.asarray(self.shifts)
             if self.temperatures:
                 logits = logits / np.asarray(self.temperatures)
-        return scores_from_logits(logits, self.task)
+        return logits
+
+    def scores(self, logits: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities (the value for regression) from the model's (n, k) logits."""
+        return scores_from_logits(self.calibrated_logits(logits), self.task)
 
     def predict(self, scores: np.ndarray) -> np.ndarray:
         return predict_from_scores(scores, self.task, self.threshold)
@@ -304,16 +308,17 @@ def fit_decision(
     threshold: float | str = "auto",
     target_recall: float | None = None,
     label_names: list[str] | None = None,
-    pos_weight: np.ndarray | None = None,
+    class_weight: Any = None,
 ) -> Decision:
     """The decision for a model whose validation logits are `logits` ((n, k); (n, 1) for
-    regression) and targets `targets`: for multilabel trained with `pos_weight`, the shifts
-    log(pos_weight) first, then temperatures, then thresholds on the calibrated probabilities."""
+    regression) and targets `targets`: for multilabel trained with a `class_weight` (BCE's
+    pos_weight), the shifts log(pos_weight) first, then temperatures, then thresholds on the
+    calibrated probabilities. Another task's class weight moves no logit to undo."""
     names = label_names or [str(i) for i in range(np.shape(logits)[1])]
     shifts: tuple[float, ...] = ()
-    if task == "multilabel" and pos_weight is not None:
-        shifts = tuple(round(float(shift), 6) for shift in np.log(np.asarray(pos_weight)))
-    unshifted = np.asarray(logits, dtype=np.float64) - np.asarray(shifts or 0.0)
+    if task == "multilabel" and class_weight is not None:
+        shifts = tuple(round(float(shift), 6) for shift in np.log(np.asarray(class_weight)))
+    unshifted = Decision(task, shifts=shifts).calibrated_logits(logits)
     temperatures, notes = _temperatures_with_notes(unshifted, targets, task, names)
     calibrated = Decision(task, temperatures, notes=tuple(notes), shifts=shifts)
     if task in ("multiclass", "regression"):
@@ -414,23 +419,20 @@ def decision_card_lines(decision: Decision, label_names: list[str]) -> str:
             rule = f"the label is `{label_names[1]}` where its softmax score reaches the threshold"
         else:
             rule = "the label is the class with the highest softmax score"
-    if decision.shifts:
-        folded = (
-            "The shifts (log pos_weight: the training loss weighted each label's positives, "
-            "which raises its logits by that much) and the temperatures are folded into the "
-            "saved output layer: the model's logits are already (logit - shift) / temperature, "
-            "so its sigmoid scores are the calibrated probabilities."
-            if decision.temperature_in_weights
-            else "Subtract each label's shift from its logit and divide by its temperature "
-            "before the sigmoid."
-        )
-    else:
-        folded = (
-            "The temperature is folded into the saved output layer: the model's logits are "
-            "already divided by it, so its softmax/sigmoid scores are the calibrated "
-            "probabilities."
-            if decision.temperature_in_weights
-            else "Divide the logits by the temperature before the softmax/sigmoid."
+    shifted = bool(decision.shifts)
+    what = "The shifts and temperatures are" if shifted else "The temperature is"
+    applied = "(logit - shift) / temperature" if shifted else "divided by it"
+    undo = "Subtract each label's shift from its logit, then divide" if shifted else "Divide"
+    folded = (
+        f"{what} folded into the saved output layer: the model's logits are already {applied}, "
+        "so its softmax/sigmoid scores are the calibrated probabilities."
+        if decision.temperature_in_weights
+        else f"{undo} the logits by the temperature before the softmax/sigmoid."
+    )
+    if shifted:
+        folded += (
+            " A shift is log(pos_weight): the training loss weighted the label's positives, "
+            "which raised its logits by that much."
         )
     notes = "".join(f"- Note: {note}\n" for note in decision.notes)
     return (

@@ -271,7 +271,7 @@ def validate(
         params.task,
         params.train.threshold,
         params.train.target_recall,
-        pos_weight=pos_weight(loss_weight, params.task),
+        class_weight=loss_weight,
     )
     scores = decision.scores(val_logits)
     val_metrics = compute_metrics(targets, scores, params.task, decision.threshold)
@@ -281,15 +281,9 @@ def validate(
     }
 
 
-def pos_weight(class_weight: torch.Tensor | None, task: str) -> np.ndarray | None:
-    """The pos_weight a multilabel model trained with (its class weight), for the decision to
-    undo; None for another task or an unweighted loss."""
-    if task != "multilabel" or class_weight is None:
-        return None
-    return class_weight.detach().cpu().numpy().astype(np.float64)
-
-
-def class_weight(train: TokenizedSplit, params: Params, num_labels: int) -> torch.Tensor | None:
+def training_class_weight(
+    train: TokenizedSplit, params: Params, num_labels: int
+) -> torch.Tensor | None:
     """The loss's class weight (pos_weight for multilabel) under `train.class_weights`."""
     if params.train.class_weights != "balanced":
         return None
@@ -299,7 +293,7 @@ def class_weight(train: TokenizedSplit, params: Params, num_labels: int) -> torc
 def _class_weight(
     model: torch.nn.Module, train: TokenizedSplit, params: Params, device: torch.device
 ) -> torch.Tensor | None:
-    weight = class_weight(train, params, int(model.config.num_labels))
+    weight = training_class_weight(train, params, int(model.config.num_labels))
     return None if weight is None else weight.to(device)
 
 
