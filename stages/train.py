@@ -18,7 +18,7 @@ from bertpipe.inference import predict_logits
 from bertpipe.labels import num_model_outputs, problem_type
 from bertpipe.launch import inside_launcher, relaunch_command
 from bertpipe.model import base_model_id, load_classifier, load_tokenizer
-from bertpipe.params import ignored_settings, load_params
+from bertpipe.params import ignored_settings, load_params, resolve_batch_size
 from bertpipe.tokens import read_split
 from bertpipe.tracking import LiveLogger
 from bertpipe.training import (
@@ -66,6 +66,9 @@ def main() -> None:
     train, val = read_split(tokens / "train"), read_split(tokens / "val")
     check_decision_params(params, len(val))
     accelerator = make_accelerator(params.train.precision)
+    # `batch_size: auto` is the device's: resolved here, so that training_params.json and the
+    # checkpoints' fingerprint hold the number used
+    params = resolve_batch_size(params, accelerator.device.type)
 
     tokenizer = load_tokenizer(params.model)
     seed_everything(params.seed)  # the new classifier head is initialised from torch's RNG
@@ -133,7 +136,6 @@ def main() -> None:
         "resumed_from_step": result.resumed_from_step,
         "world_size": result.world_size,
         "mixed_precision": result.mixed_precision,
-        "device": str(accelerator.device),
     }
     data_sha256 = read_json(args.clean_report).get("source_sha256")
     card = model_card(

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import math
+import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState, PartialState
+from accelerate.utils import DistributedType
 from helpers import set_dropout
+from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
 from bertpipe import training
 from bertpipe.batching import Collator
 from bertpipe.checkpoint import step_folders
+from bertpipe.inference import default_device
 from bertpipe.labels import sorted_label_names
 from bertpipe.metrics import METRICS_BY_TASK
 from bertpipe.model import load_classifier
-from bertpipe.params import Params
+from bertpipe.params import AUTO_BATCH_SIZE, Params
 from bertpipe.tokens import TokenizedSplit, tokenize_split
 from bertpipe.training import balanced_weights, fit, task_loss
 
@@ -375,3 +383,210 @@ def test_val_loss_is_weighted_by_the_class_weights_like_train_loss(
     weighted = training.validate(model, val, settings, 0, "no", weight)
     assert result.history[0]["val_loss"] == weighted["val_loss"]
     assert weighted["val_loss"] != training.validate(model, val, settings, 0, "no")["val_loss"]
+
+
+def test_train_loss_is_the_mean_of_the_step_losses_to_the_bit(
+    tiny_bert: Path, splits: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the running loss is summed on the device, in float64 like the Python float it replaced;
+    # the epoch's train_loss must be what summing each step's `loss.item()` on the host gave
+    train, val = splits
+    step_losses: list[float] = []
+    real_step = training.train_step
+
+    def recording_step(*args: object, **kwargs: object) -> torch.Tensor:
+        loss = real_step(*args, **kwargs)  # type: ignore[arg-type]
+        step_losses.append(loss.item())
+        return loss
+
+    monkeypatch.setattr(training, "train_step", recording_step)
+    result = fit(new_model(tiny_bert), train, val, config(batch_size=8), 0, progress=False)
+    host_sum = 0.0
+    for loss in step_losses:
+        host_sum += loss
+    # as `_mean_over_processes` reduces it: a float32 tensor of [sum, count]
+    expected = round(float(torch.tensor([host_sum, len(step_losses)])[0]) / len(step_losses), 6)
+    assert len(step_losses) == 8
+    assert result.history[0]["train_loss"] == expected
+
+
+def test_a_training_step_reads_nothing_back_from_the_device(
+    tiny_bert: Path, splits: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On a GPU, reading a value (loss.item(), int(mask.sum())) makes the host wait for the
+    # step. Count the reads inside the epochs: twice the steps must not add any. Not counted:
+    # the model's own, transformers' `padding_mask.all()` in each eager forward pass
+    # (masking_utils; torch.compile skips it).
+    train, val = splits
+    reads = 0
+    counting = False
+
+    def counted(real: Any) -> Any:
+        def read(self: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+            nonlocal reads
+            caller = sys._getframe(1).f_code.co_filename
+            reads += counting and not caller.endswith("masking_utils.py")
+            return real(self, *args, **kwargs)
+
+        return read
+
+    for name in ("item", "tolist", "__float__", "__int__", "__index__", "__bool__"):
+        monkeypatch.setattr(torch.Tensor, name, counted(getattr(torch.Tensor, name)))
+    real_epoch = training._train_epoch
+
+    def counted_epoch(*args: Any, **kwargs: Any) -> float:
+        nonlocal counting
+        counting = True
+        try:
+            return real_epoch(*args, **kwargs)
+        finally:
+            counting = False
+
+    monkeypatch.setattr(training, "_train_epoch", counted_epoch)
+    reads_by_steps = {}
+    for batch_size in (16, 8):  # 4 steps, then 8
+        reads = 0
+        fit(new_model(tiny_bert), train, val, config(batch_size=batch_size), 0, progress=False)
+        reads_by_steps[len(train) // batch_size] = reads
+    assert reads_by_steps[8] == reads_by_steps[4], reads_by_steps
+
+
+def test_each_fit_gets_the_precision_it_asks_for(tiny_bert: Path, splits: tuple) -> None:
+    # Accelerate keeps its state per process; a second fit must not inherit the first one's
+    train, val = splits
+    asked = ["fp32", "bf16", "fp32"]
+    results = [
+        fit(new_model(tiny_bert), train, val, config(precision=p), 0, progress=False) for p in asked
+    ]
+    assert [r.mixed_precision for r in results] == ["no", "bf16", "no"]
+    for result in results:
+        assert result.stats["device"] == str(default_device())
+        assert result.stats["device_name"]  # the CPU's model, or the GPU's
+        assert result.stats["batch_size"] == 16
+
+
+def test_a_cpu_pinned_accelerator_does_not_leak_into_the_next_fit() -> None:
+    # Trainer(use_cpu=True) and Accelerator(cpu=True) leave Accelerate's PartialState on the
+    # CPU; the next fit ran there beside an idle GPU. Here the leftover state is put on a device
+    # that is not the one asked for (this machine may have no GPU to leave it off).
+    Accelerator(cpu=True)
+    PartialState._shared_state["device"] = torch.device("meta")
+    accelerator = training.make_accelerator("fp32")
+    assert accelerator.device.type == default_device().type
+    assert training.make_accelerator("auto", device="cpu").device.type == "cpu"
+
+
+def test_a_launchers_process_group_is_kept() -> None:
+    # several processes share a PartialState that holds the process group: it must survive
+    training.make_accelerator("fp32", device="cpu")
+    state = PartialState._shared_state
+    state["distributed_type"] = DistributedType.MULTI_CPU  # as torchrun's would be
+    try:
+        accelerator = training.make_accelerator("bf16", device="cpu")
+        assert PartialState._shared_state is state
+        assert state["distributed_type"] == DistributedType.MULTI_CPU
+        assert accelerator.mixed_precision == "bf16"
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+def test_asking_for_cuda_without_a_gpu_is_one_clear_error() -> None:
+    from bertpipe.errors import UserError
+
+    with pytest.raises(UserError, match="device cuda: this machine has no CUDA GPU"):
+        training.make_accelerator("auto", device="cuda")
+
+
+def test_batch_size_auto_is_resolved_for_the_device(tiny_bert: Path, splits: tuple) -> None:
+    train, val = splits
+    result = fit(new_model(tiny_bert), train, val, config(batch_size="auto"), 0, progress=False)
+    expected = AUTO_BATCH_SIZE[default_device().type]
+    assert result.stats["batch_size"] == expected
+    assert result.stats["train_samples"] == len(train)
+
+
+def test_compile_trains_and_saves_plain_weights(
+    tiny_bert: Path, splits: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the aot_eager backend goes through dynamo and AOT autograd, as inductor does, without
+    # inductor's C++ build (minutes on 2 cores); inductor itself is measured in benchmarks/
+    compiled: list[torch.nn.Module] = []
+    real_compile = torch.compile
+
+    def light_compile(model: torch.nn.Module, **kwargs: Any) -> Any:
+        compiled.append(model)
+        return real_compile(model, backend="aot_eager")
+
+    monkeypatch.setattr(torch, "compile", light_compile)
+    train, val = splits
+    model = new_model(tiny_bert)
+    before = weights(model)
+    result = fit(model, train, val, config(compile=True), 0, progress=False)
+    assert compiled == [model]
+    assert math.isfinite(result.history[0]["train_loss"])
+    assert any(not torch.equal(before[name], t) for name, t in weights(model).items())
+    model.save_pretrained(tmp_path)
+    saved = load_file(tmp_path / "model.safetensors")
+    assert not [key for key in saved if "_orig_mod" in key]
+    reloaded = load_classifier(
+        str(tmp_path), 5, "single_label_classification", [str(i) for i in range(5)]
+    )
+    for name, tensor in weights(model).items():
+        assert torch.equal(weights(reloaded)[name], tensor), name
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_the_fit_runs_there_in_bf16_and_batches_are_pinned(
+    tiny_bert: Path, splits: tuple
+) -> None:
+    train, val = splits
+    Accelerator(cpu=True)  # a CPU-pinned run before this one, as Trainer(use_cpu=True) leaves
+    accelerator = training.make_accelerator("auto")
+    assert accelerator.device.type == "cuda"
+    assert accelerator.mixed_precision == ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
+    loader, _ = training._train_loader(train, config(), 0, accelerator.device)
+    prepared = accelerator.prepare(loader)
+    assert prepared.pin_memory and prepared._non_blocking
+    batch = next(iter(prepared))
+    assert batch["input_ids"].device.type == "cuda"
+    result = fit(new_model(tiny_bert), train, val, config(precision="auto"), 0, progress=False)
+    assert result.stats["device"].startswith("cuda")
+    assert result.stats["device_name"] == torch.cuda.get_device_name(0)
+    assert result.stats["batch_size"] == 16
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_the_steps_of_an_epoch_do_not_synchronise(tiny_bert: Path, splits: tuple) -> None:
+    # CUDA's own count: with sync debug mode on, each synchronising call warns; twice the
+    # steps must not add any (the model's own mask check aside: compile skips it)
+    import warnings
+
+    train, val = splits
+
+    def sync_warnings(batch_size: int) -> int:
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                fit(new_model(tiny_bert), train, val, config(batch_size=batch_size), 0, False)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        return sum("synchroniz" in str(w.message) for w in caught)
+
+    few, many = sync_warnings(16), sync_warnings(8)  # 4 steps an epoch, then 8
+    # at most one per step more: transformers' `padding_mask.all()` in each eager forward
+    assert many - few <= 4, (few, many)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_compile_with_cuda_graphs_trains(tiny_bert: Path, splits: tuple) -> None:
+    train, val = splits
+    eager_model, compiled_model = new_model(tiny_bert), new_model(tiny_bert)
+    eager = fit(eager_model, train, val, config(epochs=2, precision="auto"), 0, progress=False)
+    compiled = fit(
+        compiled_model, train, val, config(epochs=2, precision="auto", compile=True), 0, False
+    )
+    for mine, theirs in zip(compiled.history, eager.history, strict=True):
+        assert mine["train_loss"] == pytest.approx(theirs["train_loss"], rel=0.05)
+    assert not [key for key in compiled_model.state_dict() if "_orig_mod" in key]

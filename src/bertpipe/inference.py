@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import platform
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -25,6 +26,20 @@ def cpu_has_bf16() -> bool:
     except OSError:
         return False
     return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def device_name(device: torch.device) -> str:
+    """What the device is, for a run's stats: the GPU's model, or the CPU's."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        cpuinfo = ""
+    for line in cpuinfo.splitlines():
+        if line.startswith("model name"):
+            return line.partition(":")[2].strip()
+    return platform.processor() or platform.machine() or "cpu"
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -81,10 +96,17 @@ def predict_logits(
     if progress:
         total = -(-len(split) // batch_size)
         batches = progress_bar(batches, "predict", total=total, leave=False)
+    # The batches' logits stay on the device and come back in one copy at the end: a copy per
+    # batch would make the host wait for each forward pass before it queues the next one.
+    # (texts, num_labels) float32 is small next to the model.
+    order: list[np.ndarray] = []
+    outputs: list[torch.Tensor] = []
     with torch.no_grad(), autocast(device, mixed_precision):
         for indices, batch in batches:
-            output = model(**batch)
-            logits[indices] = output.logits.float().cpu().numpy()
+            order.append(indices)
+            outputs.append(model(**batch).logits.float())
+    if outputs:
+        logits[np.concatenate(order)] = torch.cat(outputs).cpu().numpy()
     model.train(was_training)
     return pool_windows(logits, split.text_index, pooling)
 

@@ -116,6 +116,8 @@ class TrainParams(_Strict):
     # 1500: about 10 minutes of work at the measured CPU speed of the defaults (40 samples/s,
     # batch 16: 2.5 steps/s, BENCHMARKS.md), so a kill costs at most that much
     checkpoint_every_steps: int | None = Field(1500, ge=1)
+    # torch.compile the model's training steps (training.compile_for_training); false: eager
+    compile: bool = False
 
     @field_validator("threshold", mode="before")
     @classmethod
@@ -179,7 +181,8 @@ class Params(_Strict):
     task: Task = "multiclass"
     lr: float = Field(1e-4, gt=0, lt=1)
     epochs: int = Field(4, ge=1)
-    batch_size: int = Field(16, ge=1)
+    # auto: AUTO_BATCH_SIZE for the device the train stage runs on (resolve_batch_size)
+    batch_size: int | Literal["auto"] = 16
     max_length: int = Field(128, ge=8, le=8192)
     # how a text longer than max_length is cut: keep its start (right), or its start and end
     truncation: Truncation = "right"
@@ -192,6 +195,15 @@ class Params(_Strict):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     gate: GateParams = GateParams()
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _check_batch_size(cls, batch_size: Any) -> Any:
+        # one message for every wrong value, in place of one per member of the union
+        is_int = isinstance(batch_size, int) and not isinstance(batch_size, bool)
+        if batch_size != "auto" and not (is_int and batch_size >= 1):
+            raise ValueError(f"must be auto or a whole number of 1 or more (got {batch_size!r})")
+        return batch_size
 
     @model_validator(mode="after")
     def _check_lengths(self) -> Params:
@@ -330,6 +342,22 @@ AUTO_GATE_TOLERANCE: dict[str, dict[str, float]] = {
     "multilabel": {"f1_macro": 0.02, "f1_micro": 0.02},
     "regression": {"r2": 0.02},
 }
+
+
+# what `batch_size: auto` means on each device type. CPU: 16, the measured default (BENCHMARKS.md).
+# CUDA: 64, from the first run on one H200 (MiniLM, 128 tokens, bf16: 259 samples/s at batch
+# 16, 860 at 64, 1,204 at 64 over 3 epochs); to be measured again now that the step no longer
+# waits for the host.
+AUTO_BATCH_SIZE: dict[str, int] = {"cpu": 16, "cuda": 64}
+
+
+def resolve_batch_size(params: Params, device_type: str) -> Params:
+    """`params` with `batch_size: auto` replaced by AUTO_BATCH_SIZE[device_type] ("cpu" or
+    "cuda"): unlike the task's defaults it depends on the device, so the train stage resolves
+    it once it knows where it trains, and the trained model's training_params.json records it."""
+    if params.batch_size != "auto":
+        return params
+    return params.model_copy(update={"batch_size": AUTO_BATCH_SIZE[device_type]})
 
 
 def resolve_gate(gate: GateParams, task: str) -> GateParams:

@@ -40,9 +40,9 @@ from bertpipe.checkpoint import (
 from bertpipe.decision import fit_decision
 from bertpipe.errors import UserError
 from bertpipe.files import sha256_file
-from bertpipe.inference import predict_logits, resolve_precision
+from bertpipe.inference import default_device, device_name, predict_logits, resolve_precision
 from bertpipe.metrics import METRICS_BY_TASK, compute_metrics, is_better
-from bertpipe.params import Params, resolve_task_defaults
+from bertpipe.params import Params, resolve_batch_size, resolve_task_defaults
 from bertpipe.progress import progress_bar
 from bertpipe.tokens import TokenizedSplit, split_files
 
@@ -138,21 +138,69 @@ def optimizer_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[s
     ]
 
 
-def make_accelerator(precision: str) -> Accelerator:
-    from accelerate.state import AcceleratorState
+def make_accelerator(precision: str, device: str | torch.device | None = None) -> Accelerator:
+    """An Accelerator on `device` ("cpu" or "cuda"; None: default_device(), the CPU where
+    ACCELERATE_USE_CPU is set) with `precision` resolved for it (resolve_precision).
 
-    on_cpu = not torch.cuda.is_available()
-    device = torch.device("cpu") if on_cpu else torch.device("cuda")
-    # Accelerate keeps one state per process and refuses a second Accelerator with another
-    # precision; a second fit in one process (tests, a notebook) starts from a clean state.
-    # The process group (PartialState) is kept.
-    AcceleratorState._reset_state(reset_partial_state=False)
-    return Accelerator(
-        mixed_precision=resolve_precision(precision, device),
+    Accelerate keeps its state per process: AcceleratorState (the precision) and, under it,
+    PartialState (the device and the process group). Both outlive the Accelerator, so a second
+    fit in one process (tests, a notebook, a benchmark) would inherit the first one's. Each
+    call starts AcceleratorState afresh. PartialState is kept when it holds a launcher's process
+    group (several processes), and dropped when it is a single process on another device: an
+    `Accelerator(cpu=True)` or a `Trainer(use_cpu=True)` run before this one left it on the CPU,
+    and the next fit then trained on the CPU beside an idle GPU."""
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+    from accelerate.utils import DistributedType, parse_flag_from_env
+
+    if device is not None:
+        wanted = torch.device(device)
+    elif parse_flag_from_env("ACCELERATE_USE_CPU"):
+        wanted = torch.device("cpu")
+    else:
+        wanted = default_device()
+    if wanted.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be cpu or cuda, not {wanted}")
+    if wanted.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("device cuda: this machine has no CUDA GPU that torch can use")
+    partial = PartialState._shared_state
+    stale = (
+        partial != {}
+        and partial.get("distributed_type") == DistributedType.NO
+        and partial["device"].type != wanted.type
+    )
+    AcceleratorState._reset_state(reset_partial_state=stale)
+    GradientState._reset_state()  # it holds the last fit's data loaders
+    on_cpu = wanted.type == "cpu"
+    accelerator = Accelerator(
+        mixed_precision=resolve_precision(precision, wanted),
         cpu=on_cpu,
         # with the DataLoader's pinned memory on CUDA, host-to-device copies overlap compute
         dataloader_config=DataLoaderConfiguration(non_blocking=not on_cpu),
     )
+    if accelerator.device.type != wanted.type:
+        raise UserError(
+            f"device {wanted.type}: this process's Accelerate state is on "
+            f"{accelerator.device.type} (set by the launcher that started it); run on "
+            f"{accelerator.device.type}, or start a new process"
+        )
+    return accelerator
+
+
+def compile_for_training(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """`model` under torch.compile, for the training steps (`train.compile: true`).
+
+    The compiled wrapper shares the module's parameters; the module itself is what checkpoints,
+    validation and the saved model use, so its state_dict keys carry no `_orig_mod.` prefix.
+
+    On CUDA, mode "reduce-overhead" also replays each step as CUDA graphs: one launch in place
+    of hundreds, where a GPU step is bound by the host (FACTS.md: 62 ms for 1 ms of arithmetic).
+    A graph is recorded per input shape; batches are padded to a multiple of 8 tokens
+    (bertpipe.batching), so there are at most max_length / 8 lengths, each at most twice (an
+    epoch's last batch may be short). The shapes are dynamic to the compiler (one recompile on
+    the second shape, not one per shape, so torch's recompile limit is never met)."""
+    if device.type == "cuda":
+        return torch.compile(model, mode="reduce-overhead")
+    return torch.compile(model)
 
 
 def _state_on_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -167,19 +215,22 @@ class Throughput:
 
     seconds: float = 0.0
     samples: int = 0
-    tokens: int = 0
+    # summed on the batches' device: reading a CUDA sum back each batch would make the host
+    # wait for the step (`stats` reads it once)
+    tokens: torch.Tensor | int = 0
     padded_tokens: int = 0
 
     def count(self, batch: dict[str, torch.Tensor]) -> None:
-        self.samples += len(batch["labels"])
-        self.tokens += int(batch["attention_mask"].sum())
-        self.padded_tokens += batch["attention_mask"].numel()
+        mask = batch["attention_mask"]
+        self.samples += len(batch["labels"])  # shapes are known on the host: no wait
+        self.padded_tokens += mask.numel()
+        self.tokens = self.tokens + mask.sum()
 
     def stats(self, accelerator: Accelerator, wall_seconds: float) -> dict[str, float]:
         # throughput of the whole job: examples and tokens summed over the processes
         counts = accelerator.reduce(
             torch.tensor(
-                [self.samples, self.tokens, self.padded_tokens], device=accelerator.device
+                [self.samples, int(self.tokens), self.padded_tokens], device=accelerator.device
             ),
             reduction="sum",
         )
@@ -401,6 +452,8 @@ class _Loop:
     params: Params
     weight: torch.Tensor | None
     checkpoint_dir: Path | None
+    # what runs the training steps: `model`, or it compiled (`train.compile`)
+    step_model: torch.nn.Module
     throughput: Throughput = field(default_factory=Throughput)
 
 
@@ -433,11 +486,20 @@ def _checkpoint_mid_epoch(
     state.batches_done, state.loss_sums, state.loss_counts = 0, [], []
 
 
+# How often the progress bar's running loss is read back from the device, at most. A read makes
+# the host wait for the device to finish every queued step, so it is not done per batch.
+LOSS_READ_SECONDS = 1.0
+
+
 def _train_epoch(
     loop: _Loop, state: Checkpoint, epoch: int, pending_rng: Any, progress: bool
 ) -> float:
     """One epoch of `train_step`, from where a mid-epoch checkpoint left it if it did; returns
-    the epoch's mean train loss over every process."""
+    the epoch's mean train loss over every process.
+
+    Nothing in a step waits for the device: the running loss is summed where the losses are,
+    and read back only for the progress bar (at most every LOSS_READ_SECONDS), for a
+    checkpoint, and at the epoch's end."""
     params, accelerator = loop.params, loop.accelerator
     # Accelerate's loader re-seeds its batch sampler with its own epoch counter, which
     # restarts at 0 on a resumed run: set both, so epoch k has the same batches either way.
@@ -445,27 +507,34 @@ def _train_epoch(
     loop.sampler.set_epoch(epoch)
     loop.model.train()
     epoch_start = time.perf_counter()
-    first_batch, loss_sum, loss_count = 0, 0.0, 0
+    first_batch, loss_count = 0, 0
+    # float64, as the Python float that summed `loss.item()` before: the sum, and so the
+    # reported train loss, are the same to the bit
+    loss_sum = torch.zeros((), dtype=torch.float64, device=accelerator.device)
     loader = loop.train_loader
     if state.batches_done:  # resumed inside this epoch: skip the batches already trained
         first_batch = state.batches_done
         process = accelerator.process_index
-        loss_sum, loss_count = state.loss_sums[process], state.loss_counts[process]
+        loss_sum.fill_(state.loss_sums[process])
+        loss_count = state.loss_counts[process]
         # the sampler's order for this epoch, without collating the skipped batches
         loader = accelerator.skip_first_batches(loop.train_loader, first_batch)
         state.batches_done, state.loss_sums, state.loss_counts = 0, [], []
     batches = loader
     if progress and accelerator.is_local_main_process:
         batches = progress_bar(loader, f"epoch {epoch}/{params.epochs}", total=len(loader))
+    loss_read = time.monotonic()
     for batch_index, batch in enumerate(batches, start=first_batch):
         if pending_rng is not None:
             pending_rng.restore_rng()
             pending_rng = None
-        last_of_step = (batch_index + 1) % params.train.grad_accum_steps == 0 or (
-            batch_index + 1 == len(loop.train_loader)
-        )
+        last_batch = batch_index + 1 == len(loop.train_loader)
+        last_of_step = (batch_index + 1) % params.train.grad_accum_steps == 0 or last_batch
+        if params.train.compile and accelerator.device.type == "cuda":
+            # a new step of the CUDA graphs: the last step's outputs may be overwritten
+            torch.compiler.cudagraph_mark_step_begin()
         loss = train_step(
-            loop.model,
+            loop.step_model,
             batch,
             loop.optimizer,
             loop.scheduler,
@@ -475,15 +544,19 @@ def _train_epoch(
             last_of_step,
         )
         state.global_step += last_of_step
-        loss_sum += loss.item()
+        loss_sum += loss.detach()  # in float64, on the device: no wait
         loss_count += 1
         loop.throughput.count(batch)
-        if batches is not loader:
-            batches.set_postfix(loss=f"{loss_sum / loss_count:.4f}")
+        if batches is not loader and (
+            last_batch or time.monotonic() - loss_read >= LOSS_READ_SECONDS
+        ):
+            batches.set_postfix(loss=f"{float(loss_sum) / loss_count:.4f}")
+            loss_read = time.monotonic()
         if _checkpoint_due(loop, state, batch_index, last_of_step):
-            _checkpoint_mid_epoch(loop, state, batch_index + 1, loss_sum, loss_count)
+            _checkpoint_mid_epoch(loop, state, batch_index + 1, float(loss_sum), loss_count)
+    epoch_loss_sum = float(loss_sum)  # waits for the epoch's last step, before the clock stops
     loop.throughput.seconds += time.perf_counter() - epoch_start
-    return _mean_over_processes(accelerator, loss_sum, loss_count)
+    return _mean_over_processes(accelerator, epoch_loss_sum, loss_count)
 
 
 def fit(
@@ -498,11 +571,13 @@ def fit(
     fingerprint: str = "",
     on_epoch_end: EpochCallback | None = None,
 ) -> FitResult:
-    """Train `model` in place; on return it holds the best epoch's weights (early stopping)."""
+    """Train `model` in place; on return it holds the best epoch's weights (early stopping).
+    `batch_size: auto` is resolved for the accelerator's device (resolve_batch_size)."""
     params = resolve_task_defaults(params)
     check_params(params)
     settings = params.train
     accelerator = accelerator or make_accelerator(settings.precision)
+    params = resolve_batch_size(params, accelerator.device.type)
     seed_everything(params.seed)
     weight = _class_weight(model, train, params, accelerator.device)
     unprepared_loader, sampler = _train_loader(train, params, pad_token_id, accelerator.device)
@@ -522,6 +597,7 @@ def fit(
         params,
         weight,
         checkpoint_dir,
+        compile_for_training(model, accelerator.device) if settings.compile else model,
     )
 
     saved = _resume(checkpoint_dir, fingerprint, accelerator, model, optimizer, scheduler)
@@ -579,7 +655,12 @@ def fit(
         resumed_from_step=resumed_from_step,
         world_size=accelerator.num_processes,
         mixed_precision=accelerator.mixed_precision,
-        stats=loop.throughput.stats(accelerator, time.perf_counter() - wall_start),
+        stats={
+            **loop.throughput.stats(accelerator, time.perf_counter() - wall_start),
+            "batch_size": int(params.batch_size),
+            "device": str(accelerator.device),
+            "device_name": device_name(accelerator.device),
+        },
     )
 
 
