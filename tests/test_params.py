@@ -14,10 +14,12 @@ from pydantic import BaseModel
 
 from bertpipe.errors import UserError
 from bertpipe.params import (
+    AUTO_BATCH_SIZE,
     Params,
     ignored_settings,
     load_params,
     parse_params,
+    resolve_batch_size,
     resolve_task_defaults,
     safe_load_yaml,
 )
@@ -394,3 +396,30 @@ def test_settings_without_effect_are_named_and_the_defaults_have_none() -> None:
         }
     )
     assert ignored_settings(live) == []
+
+
+def test_batch_size_auto_as_dvc_writes_it_resolves_per_device(tmp_path: Path) -> None:
+    # `dvc exp run -S batch_size=auto` writes `batch_size: auto`: the string, loaded as given
+    path = tmp_path / "params.yaml"
+    path.write_text("batch_size: auto\n")
+    params = load_params(path)
+    assert params.batch_size == "auto"
+    assert resolve_batch_size(params, "cpu").batch_size == AUTO_BATCH_SIZE["cpu"] == 16
+    assert resolve_batch_size(params, "cuda").batch_size == AUTO_BATCH_SIZE["cuda"] == 64
+    chosen = parse_params({"batch_size": 24})
+    assert resolve_batch_size(chosen, "cuda").batch_size == 24
+
+
+@pytest.mark.parametrize("value", [0, -8, "big", True, 16.0, None])
+def test_a_batch_size_neither_auto_nor_a_count_is_one_message(value: Any) -> None:
+    with pytest.raises(UserError) as caught:
+        parse_params({"batch_size": value})
+    assert str(caught.value) == (
+        f"params.yaml: batch_size: must be auto or a whole number of 1 or more (got {value!r})"
+    )
+
+
+def test_compile_is_a_boolean() -> None:
+    assert parse_params({"train": {"compile": True}}).train.compile is True
+    with pytest.raises(UserError, match=r"train\.compile: Input should be a valid boolean"):
+        parse_params({"train": {"compile": "yes"}})
