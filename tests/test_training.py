@@ -590,3 +590,38 @@ def test_on_a_gpu_compile_with_cuda_graphs_trains(tiny_bert: Path, splits: tuple
     for mine, theirs in zip(compiled.history, eager.history, strict=True):
         assert mine["train_loss"] == pytest.approx(theirs["train_loss"], rel=0.05)
     assert not [key for key in compiled_model.state_dict() if "_orig_mod" in key]
+
+
+@pytest.mark.parametrize(
+    ("precision", "cpu_bf16", "gpu_bf16", "on_cpu", "on_cuda"),
+    [
+        ("auto", True, True, "bf16", "bf16"),
+        ("auto", False, False, "no", "fp16"),  # a GPU before Ampere: fp16, not emulated bf16
+        ("fp32", True, True, "no", "no"),
+        ("bf16", False, False, "bf16", "bf16"),
+        ("fp16", True, True, None, "fp16"),  # None: refused
+    ],
+)
+def test_how_precision_maps_on_each_device(
+    monkeypatch: pytest.MonkeyPatch,
+    precision: str,
+    cpu_bf16: bool,
+    gpu_bf16: bool,
+    on_cpu: str | None,
+    on_cuda: str,
+) -> None:
+    # the README's table; the CUDA column is checked without a GPU, on the device's type alone
+    from bertpipe import inference
+    from bertpipe.errors import UserError
+
+    def gpu_has_bf16(including_emulation: bool = True) -> bool:
+        return gpu_bf16 or including_emulation  # torch emulates bf16 on older GPUs
+
+    monkeypatch.setattr(inference, "cpu_has_bf16", lambda: cpu_bf16)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", gpu_has_bf16)
+    assert inference.resolve_precision(precision, torch.device("cuda")) == on_cuda
+    if on_cpu is None:
+        with pytest.raises(UserError, match="fp16 needs a CUDA GPU"):
+            inference.resolve_precision(precision, torch.device("cpu"))
+    else:
+        assert inference.resolve_precision(precision, torch.device("cpu")) == on_cpu

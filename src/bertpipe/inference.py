@@ -46,7 +46,9 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     """'auto' -> bf16 where supported, else fp32; returns Accelerate's name: no, bf16 or fp16."""
     if precision == "auto":
         if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            # native bf16 only (Ampere and newer): before it, torch emulates bf16, slowly
+            native = torch.cuda.is_bf16_supported(including_emulation=False)
+            return "bf16" if native else "fp16"
         return "bf16" if device.type == "cpu" and cpu_has_bf16() else "no"
     if precision == "fp16" and device.type != "cuda":
         raise UserError("train.precision: fp16 needs a CUDA GPU; use auto, bf16 or fp32")
