@@ -625,3 +625,23 @@ def test_how_precision_maps_on_each_device(
             inference.resolve_precision(precision, torch.device("cpu"))
     else:
         assert inference.resolve_precision(precision, torch.device("cpu")) == on_cpu
+
+
+@pytest.mark.parametrize(
+    ("device", "processes", "grad_accum_steps", "compile", "expected"),
+    [
+        ("cuda", 1, 1, True, True),
+        ("cuda", 1, 1, False, False),
+        ("cpu", 1, 1, True, False),
+        ("cuda", 2, 1, True, False),  # DDP's hooks run between graphs
+        ("cuda", 1, 4, True, False),  # accumulated gradients outlive a replay
+    ],
+)
+def test_cuda_graphs_only_on_one_gpu_without_accumulation(
+    device: str, processes: int, grad_accum_steps: int, compile: bool, expected: bool
+) -> None:
+    from types import SimpleNamespace
+
+    accelerator = SimpleNamespace(device=torch.device(device), num_processes=processes)
+    params = config(compile=compile, grad_accum_steps=grad_accum_steps)
+    assert training.uses_cuda_graphs(params, accelerator) is expected  # type: ignore[arg-type]

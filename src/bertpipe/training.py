@@ -186,19 +186,33 @@ def make_accelerator(precision: str, device: str | torch.device | None = None) -
     return accelerator
 
 
-def compile_for_training(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+def uses_cuda_graphs(params: Params, accelerator: Accelerator) -> bool:
+    """Whether `train.compile` replays the steps as CUDA graphs: on one GPU, without gradient
+    accumulation. A graph's outputs live in memory the next replay overwrites; accumulated
+    gradients would be kept across replays, and DDP's gradient hooks run between graphs, so
+    both compile without graphs."""
+    return (
+        params.train.compile
+        and accelerator.device.type == "cuda"
+        and accelerator.num_processes == 1
+        and params.train.grad_accum_steps == 1
+    )
+
+
+def compile_for_training(model: torch.nn.Module, cuda_graphs: bool) -> torch.nn.Module:
     """`model` under torch.compile, for the training steps (`train.compile: true`).
 
     The compiled wrapper shares the module's parameters; the module itself is what checkpoints,
     validation and the saved model use, so its state_dict keys carry no `_orig_mod.` prefix.
 
-    On CUDA, mode "reduce-overhead" also replays each step as CUDA graphs: one launch in place
-    of hundreds, where a GPU step is bound by the host (FACTS.md: 62 ms for 1 ms of arithmetic).
-    A graph is recorded per input shape; batches are padded to a multiple of 8 tokens
-    (bertpipe.batching), so there are at most max_length / 8 lengths, each at most twice (an
-    epoch's last batch may be short). The shapes are dynamic to the compiler (one recompile on
-    the second shape, not one per shape, so torch's recompile limit is never met)."""
-    if device.type == "cuda":
+    With `cuda_graphs` (uses_cuda_graphs), mode "reduce-overhead" replays each step as CUDA
+    graphs: one launch in place of hundreds, where a GPU step is bound by the host (FACTS.md:
+    62 ms for 1 ms of arithmetic). A graph is recorded per input shape; batches are padded to a
+    multiple of 8 tokens (bertpipe.batching), so there are at most max_length / 8 lengths, each
+    at most twice (an epoch's last batch may be short). The shapes are dynamic to the compiler
+    (one recompile on the second shape, not one per shape, so torch's recompile limit is never
+    met)."""
+    if cuda_graphs:
         return torch.compile(model, mode="reduce-overhead")
     return torch.compile(model)
 
@@ -454,6 +468,7 @@ class _Loop:
     checkpoint_dir: Path | None
     # what runs the training steps: `model`, or it compiled (`train.compile`)
     step_model: torch.nn.Module
+    cuda_graphs: bool
     throughput: Throughput = field(default_factory=Throughput)
 
 
@@ -530,8 +545,8 @@ def _train_epoch(
             pending_rng = None
         last_batch = batch_index + 1 == len(loop.train_loader)
         last_of_step = (batch_index + 1) % params.train.grad_accum_steps == 0 or last_batch
-        if params.train.compile and accelerator.device.type == "cuda":
-            # a new step of the CUDA graphs: the last step's outputs may be overwritten
+        if loop.cuda_graphs:
+            # a new step of the CUDA graphs: the last step's outputs (its loss) may be overwritten
             torch.compiler.cudagraph_mark_step_begin()
         loss = train_step(
             loop.step_model,
@@ -587,6 +602,7 @@ def fit(
     scheduler = get_linear_schedule_with_warmup(
         optimizer, round(settings.warmup_ratio * total_steps), total_steps
     )
+    cuda_graphs = uses_cuda_graphs(params, accelerator)
     loop = _Loop(
         model,
         optimizer,
@@ -597,7 +613,8 @@ def fit(
         params,
         weight,
         checkpoint_dir,
-        compile_for_training(model, accelerator.device) if settings.compile else model,
+        compile_for_training(model, cuda_graphs) if settings.compile else model,
+        cuda_graphs,
     )
 
     saved = _resume(checkpoint_dir, fingerprint, accelerator, model, optimizer, scheduler)
