@@ -385,32 +385,7 @@ def test_val_loss_is_weighted_by_the_class_weights_like_train_loss(
     assert weighted["val_loss"] != training.validate(model, val, settings, 0, "no")["val_loss"]
 
 
-def test_train_loss_is_the_mean_of_the_step_losses_to_the_bit(
-    tiny_bert: Path, splits: tuple, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # the running loss is summed on the device, in float64 like the Python float it replaced;
-    # the epoch's train_loss must be what summing each step's `loss.item()` on the host gave
-    train, val = splits
-    step_losses: list[float] = []
-    real_step = training.train_step
-
-    def recording_step(*args: object, **kwargs: object) -> torch.Tensor:
-        loss = real_step(*args, **kwargs)  # type: ignore[arg-type]
-        step_losses.append(loss.item())
-        return loss
-
-    monkeypatch.setattr(training, "train_step", recording_step)
-    result = fit(new_model(tiny_bert), train, val, config(batch_size=8), 0, progress=False)
-    host_sum = 0.0
-    for loss in step_losses:
-        host_sum += loss
-    # as `_mean_over_processes` reduces it: a float32 tensor of [sum, count]
-    expected = round(float(torch.tensor([host_sum, len(step_losses)])[0]) / len(step_losses), 6)
-    assert len(step_losses) == 8
-    assert result.history[0]["train_loss"] == expected
-
-
-def test_a_training_step_reads_nothing_back_from_the_device(
+def test_a_step_reads_nothing_back_and_the_train_loss_keeps_its_bits(
     tiny_bert: Path, splits: tuple, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # On a GPU, reading a value (loss.item(), int(mask.sum())) makes the host wait for the
@@ -432,7 +407,8 @@ def test_a_training_step_reads_nothing_back_from_the_device(
 
     for name in ("item", "tolist", "__float__", "__int__", "__index__", "__bool__"):
         monkeypatch.setattr(torch.Tensor, name, counted(getattr(torch.Tensor, name)))
-    real_epoch = training._train_epoch
+    real_epoch, real_step = training._train_epoch, training.train_step
+    step_losses: list[torch.Tensor] = []
 
     def counted_epoch(*args: Any, **kwargs: Any) -> float:
         nonlocal counting
@@ -442,13 +418,29 @@ def test_a_training_step_reads_nothing_back_from_the_device(
         finally:
             counting = False
 
+    def recording_step(*args: Any, **kwargs: Any) -> torch.Tensor:
+        loss = real_step(*args, **kwargs)
+        step_losses.append(loss.detach().clone())  # read after the epoch, not counted
+        return loss
+
     monkeypatch.setattr(training, "_train_epoch", counted_epoch)
-    reads_by_steps = {}
+    monkeypatch.setattr(training, "train_step", recording_step)
+    reads_by_steps, train_loss = {}, 0.0
     for batch_size in (16, 8):  # 4 steps, then 8
-        reads = 0
-        fit(new_model(tiny_bert), train, val, config(batch_size=batch_size), 0, progress=False)
-        reads_by_steps[len(train) // batch_size] = reads
+        reads, step_losses = 0, []
+        result = fit(new_model(tiny_bert), train, val, config(batch_size=batch_size), 0, False)
+        reads_by_steps[len(step_losses)] = reads
+        train_loss = result.history[0]["train_loss"]
     assert reads_by_steps[8] == reads_by_steps[4], reads_by_steps
+
+    # The running loss is summed on the device in float64, like the Python float that summed
+    # each step's `loss.item()` before: the epoch's train_loss must be that one, to the bit.
+    host_sum = 0.0
+    for loss in step_losses:
+        host_sum += loss.item()
+    # as `_mean_over_processes` reduces it: a float32 tensor of [sum, count]
+    expected = round(float(torch.tensor([host_sum, len(step_losses)])[0]) / len(step_losses), 6)
+    assert train_loss == expected
 
 
 def test_each_fit_gets_the_precision_it_asks_for(tiny_bert: Path, splits: tuple) -> None:
@@ -456,13 +448,15 @@ def test_each_fit_gets_the_precision_it_asks_for(tiny_bert: Path, splits: tuple)
     train, val = splits
     asked = ["fp32", "bf16", "fp32"]
     results = [
-        fit(new_model(tiny_bert), train, val, config(precision=p), 0, progress=False) for p in asked
+        # batch_size auto: resolved for the device the fit runs on
+        fit(new_model(tiny_bert), train, val, config(precision=p, batch_size="auto"), 0, False)
+        for p in asked
     ]
     assert [r.mixed_precision for r in results] == ["no", "bf16", "no"]
     for result in results:
         assert result.stats["device"] == str(default_device())
         assert result.stats["device_name"]  # the CPU's model, or the GPU's
-        assert result.stats["batch_size"] == 16
+        assert result.stats["batch_size"] == AUTO_BATCH_SIZE[default_device().type]
 
 
 def test_a_cpu_pinned_accelerator_does_not_leak_into_the_next_fit() -> None:
@@ -496,14 +490,6 @@ def test_asking_for_cuda_without_a_gpu_is_one_clear_error() -> None:
 
     with pytest.raises(UserError, match="device cuda: this machine has no CUDA GPU"):
         training.make_accelerator("auto", device="cuda")
-
-
-def test_batch_size_auto_is_resolved_for_the_device(tiny_bert: Path, splits: tuple) -> None:
-    train, val = splits
-    result = fit(new_model(tiny_bert), train, val, config(batch_size="auto"), 0, progress=False)
-    expected = AUTO_BATCH_SIZE[default_device().type]
-    assert result.stats["batch_size"] == expected
-    assert result.stats["train_samples"] == len(train)
 
 
 def test_compile_trains_and_saves_plain_weights(
