@@ -248,3 +248,14 @@ def test_sorted_batches_cover_all_indices_longest_first() -> None:
 def test_sorted_batches_keeps_ties_in_input_order() -> None:
     batches = sorted_batches(np.array([3, 5, 3, 5]), 2)
     assert [batch.tolist() for batch in batches] == [[1, 3], [0, 2]]
+
+
+def test_a_mask_of_ones_is_dropped_only_when_asked_and_only_then() -> None:
+    exact = split_of([list(range(1, 9)), list(range(11, 19))])  # both 8 tokens: no padding
+    assert "attention_mask" in pad_batch(exact, [0, 1], pad_token_id=PAD)
+    assert set(pad_batch(exact, [0, 1], PAD, drop_full_mask=True)) == {"input_ids"}
+    padded = split_of([list(range(1, 9)), [1, 2]])
+    kept = pad_batch(padded, [0, 1], PAD, drop_full_mask=True)
+    assert kept["attention_mask"].sum().item() == 10
+    collated = Collator(exact, pad_token_id=PAD, drop_full_mask=True)([1, 0])
+    assert set(collated) == {"input_ids", "labels"}

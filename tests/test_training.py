@@ -631,3 +631,21 @@ def test_cuda_graphs_only_on_one_gpu_without_accumulation(
     accelerator = SimpleNamespace(device=torch.device(device), num_processes=processes)
     params = config(compile=compile, grad_accum_steps=grad_accum_steps)
     assert training.uses_cuda_graphs(params, accelerator) is expected  # type: ignore[arg-type]
+
+
+def test_without_a_mask_of_ones_the_logits_are_the_same_to_the_bit(
+    tiny_bert: Path, splits: tuple
+) -> None:
+    # the training loader and predict drop a mask that pads nothing (pad_batch): the model
+    # must give exactly what it gives with the mask
+    train, _ = splits
+    model = new_model(tiny_bert).eval()
+    rows = [i for i in range(len(train)) if train.lengths[i] == train.lengths.max()][:4]
+    with_mask = Collator(train, 0)(rows)
+    without = Collator(train, 0, drop_full_mask=True)(rows)
+    assert "attention_mask" in with_mask and "attention_mask" not in without
+    assert int(with_mask["attention_mask"].min()) == 1
+    with torch.no_grad():
+        expected = model(**{k: v for k, v in with_mask.items() if k != "labels"}).logits
+        actual = model(**{k: v for k, v in without.items() if k != "labels"}).logits
+    assert torch.equal(actual, expected)

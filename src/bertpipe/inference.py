@@ -70,7 +70,7 @@ def _batches(
     split: TokenizedSplit, batch_size: int, pad_token_id: int, device: torch.device
 ) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
     for indices in sorted_batches(split.lengths, batch_size):
-        batch = pad_batch(split, indices.tolist(), pad_token_id)
+        batch = pad_batch(split, indices.tolist(), pad_token_id, drop_full_mask=True)
         non_blocking = device.type == "cuda"
         if non_blocking:
             batch = {name: tensor.pin_memory() for name, tensor in batch.items()}

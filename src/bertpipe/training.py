@@ -235,10 +235,10 @@ class Throughput:
     padded_tokens: int = 0
 
     def count(self, batch: dict[str, torch.Tensor]) -> None:
-        mask = batch["attention_mask"]
         self.samples += len(batch["labels"])  # shapes are known on the host: no wait
-        self.padded_tokens += mask.numel()
-        self.tokens = self.tokens + mask.sum()
+        self.padded_tokens += batch["input_ids"].numel()
+        mask = batch.get("attention_mask")  # None: no row is padded (pad_batch)
+        self.tokens = self.tokens + (batch["input_ids"].numel() if mask is None else mask.sum())
 
     def stats(self, accelerator: Accelerator, wall_seconds: float) -> dict[str, float]:
         # throughput of the whole job: examples and tokens summed over the processes
@@ -371,7 +371,7 @@ def _train_loader(
     loader = DataLoader(
         IndexDataset(len(train)),
         batch_sampler=sampler,
-        collate_fn=Collator(train, pad_token_id),
+        collate_fn=Collator(train, pad_token_id, drop_full_mask=True),
         pin_memory=device.type == "cuda",
     )
     return loader, sampler
