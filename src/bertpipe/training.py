@@ -180,7 +180,7 @@ def make_accelerator(precision: str, device: str | torch.device | None = None) -
     if accelerator.device.type != wanted.type:
         raise UserError(
             f"device {wanted.type}: this process's Accelerate state is on "
-            f"{accelerator.device.type} (set by the launcher that started it); run on "
+            f"{accelerator.device.type} (set up by a launcher, or by ACCELERATE_USE_CPU); run on "
             f"{accelerator.device.type}, or start a new process"
         )
     return accelerator
