@@ -649,3 +649,17 @@ def test_without_a_mask_of_ones_the_logits_are_the_same_to_the_bit(
         expected = model(**{k: v for k, v in with_mask.items() if k != "labels"}).logits
         actual = model(**{k: v for k, v in without.items() if k != "labels"}).logits
     assert torch.equal(actual, expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_evaluation_runs_on_the_device_asked_for(tiny_bert: Path, splits: tuple) -> None:
+    # a benchmark pins every contestant to one device, the CPU included
+    from bertpipe.evaluation import evaluate_model
+
+    _, val = splits
+    model = new_model(tiny_bert)
+    on_cpu = evaluate_model(model, val, "multiclass", 0, precision="fp32", device="cpu")
+    assert next(model.parameters()).device.type == "cpu"
+    on_gpu = evaluate_model(model, val, "multiclass", 0, precision="fp32", device="cuda")
+    assert next(model.parameters()).device.type == "cuda"
+    assert on_gpu.metrics["accuracy"] == pytest.approx(on_cpu.metrics["accuracy"], abs=0.05)

@@ -43,13 +43,15 @@ def evaluate_model(
     precision: str = "auto",
     progress: bool = False,
     pooling: str = "mean",
+    device: torch.device | str | None = None,
 ) -> Evaluation:
     """Metrics, scores and predictions of `model` on `split`, per text (windows pooled by
     `pooling`), under the model's saved `decision` (None: uncalibrated, argmax, multilabel at
     0.5); classification metrics gain `ece` and `brier`. `progress` reports the batches on
-    stderr (bertpipe.progress: a bar on a terminal, a line now and then in a log)."""
+    stderr (bertpipe.progress: a bar on a terminal, a line now and then in a log). `device`:
+    where the model runs (None: default_device(); a benchmark pins every contestant to one)."""
     decision = decision or Decision(task)
-    device = default_device()
+    device = torch.device(device) if device is not None else default_device()
     model.to(device)
     logits = predict_logits(
         model,
