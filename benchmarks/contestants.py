@@ -290,6 +290,18 @@ def trainer_collator(tokenizer: Any, count: TokenCount | None) -> Any:
     return CountingCollator(tokenizer, pad_to_multiple_of=8)
 
 
+def trainer_device_options(device: torch.device) -> dict[str, bool]:
+    """TrainingArguments that put Trainer on `device`, as every other contestant: bf16 where
+    bertpipe's precision auto picks it (a GPU that has it; the CPU, where the earlier runs of this
+    benchmark gave Trainer bf16 too), and pinned memory only where a GPU copies from it."""
+    on_cpu = device.type == "cpu"
+    return {
+        "use_cpu": on_cpu,
+        "bf16": on_cpu or torch.cuda.is_bf16_supported(),
+        "dataloader_pin_memory": not on_cpu,
+    }
+
+
 def trainer_args(settings: Settings, output_dir: str, train_size: int) -> Any:
     from transformers import TrainingArguments
 
@@ -304,7 +316,6 @@ def trainer_args(settings: Settings, output_dir: str, train_size: int) -> Any:
         warmup_steps=warmup_steps(params, train_size),
         weight_decay=params.train.weight_decay,
         max_grad_norm=params.train.max_grad_norm,
-        bf16=trainer_bf16(settings.device),
         train_sampling_strategy="group_by_length",
         eval_strategy="no",
         save_strategy="no",
@@ -312,17 +323,9 @@ def trainer_args(settings: Settings, output_dir: str, train_size: int) -> Any:
         report_to="none",
         seed=params.seed,
         dataloader_num_workers=0,
-        # the same device as every other contestant; pinned memory only where a GPU copies it
-        use_cpu=settings.device.type == "cpu",
-        dataloader_pin_memory=settings.device.type == "cuda",
         disable_tqdm=not settings.progress,
+        **trainer_device_options(settings.device),
     )
-
-
-def trainer_bf16(device: torch.device) -> bool:
-    """Trainer's bf16 where bertpipe's precision auto picks it: a GPU that has it, and the CPU
-    (where the earlier runs of this benchmark gave Trainer bf16 too)."""
-    return device.type == "cpu" or torch.cuda.is_bf16_supported()
 
 
 def run_trainer(

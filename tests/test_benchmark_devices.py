@@ -22,7 +22,12 @@ REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
-from contestants import Settings, resolve_device, trainer_args  # noqa: E402
+from contestants import (  # noqa: E402
+    Settings,
+    resolve_device,
+    trainer_args,
+    trainer_device_options,
+)
 from device_bundle import pack_model, restore_model  # noqa: E402
 from harness import cpu_name, machine_info, measure_peak  # noqa: E402
 from speed_report import target_rows  # noqa: E402
@@ -41,8 +46,11 @@ def _env() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def abstracts(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Path:
     """100 abstracts of 5 classes in the shared data's format, in the tiny BERT's words."""
+    from transformers import AutoTokenizer
+
     folder = tmp_path_factory.mktemp("abstracts")
-    words = [w for w in (tiny_bert / "vocab.txt").read_text().split() if w.isalpha() and len(w) > 2]
+    vocab = AutoTokenizer.from_pretrained(tiny_bert).get_vocab()
+    words = sorted(w for w in vocab if w.isalpha() and len(w) > 2)
     rows = []
     for i in range(100):
         label = i % 5 + 1
@@ -178,6 +186,17 @@ def test_trainer_follows_the_device(tmp_path: Path) -> None:
     assert args.use_cpu
     assert args.device.type == "cpu"
     assert not args.dataloader_pin_memory
+
+
+def test_trainer_is_asked_for_the_gpu_in_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    # TrainingArguments itself refuses bf16 on a GPU it cannot see: check what it is given
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert trainer_device_options(torch.device("cuda")) == {
+        "use_cpu": False,
+        "bf16": True,
+        "dataloader_pin_memory": True,
+    }
+    assert trainer_device_options(torch.device("cpu"))["use_cpu"]
 
 
 @pytest.mark.skipif(NO_GPU, reason="needs a CUDA GPU")
