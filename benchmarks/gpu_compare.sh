@@ -5,8 +5,8 @@
 # bf16, all on the GPU, and a last table against the targets.
 #
 # Needs .device/ from `benchmarks/device_bundle.py pack` (run beside the checkout first).
-# Writes gpu_compare.json and gpu_compare.log into $OUT (the device tool's folder that comes
-# back), or into /tmp/gpu_compare when OUT is unset. Extra arguments go to train_speed.py and
+# Writes gpu_compare.json, gpu_compare.log, profile_train.log and profile_inference.log into
+# $OUT (the device tool's folder that comes back), or into /tmp/gpu_compare when OUT is unset. Extra arguments go to train_speed.py and
 # win over the ones below (a dry run on the CPU: BENCH_DEVICE=cpu and small sizes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,4 +49,16 @@ $python benchmarks/train_speed.py \
     --no-progress \
     --json "$out/gpu_compare.json" \
     "$@" 2>&1 | tee -a "$log"
+
+# where a train step and a predict batch go on this device (the step profiler), into files of
+# their own: a failure here leaves the comparison above whole
+for mode in train inference; do
+    flag=$([ "$mode" = inference ] && echo --inference || true)
+    if $python benchmarks/profile_step.py --device "${BENCH_DEVICE:-cuda}" --model "$model" \
+        --data "$bundle/data" --max-length 128 --steps 8 $flag >"$out/profile_$mode.log" 2>&1; then
+        echo "profile_step ($mode): $(grep -m1 -E 'ms/(step|batch)' "$out/profile_$mode.log")"
+    else
+        echo "profile_step ($mode) failed: see profile_$mode.log"
+    fi | tee -a "$log"
+done
 echo "gpu_compare.sh: $(($(date +%s) - started)) s in all" | tee -a "$log"
