@@ -17,14 +17,19 @@ from bertpipe.tokens import TokenizedSplit, tokenize_split
 
 # the one spelling of the shared data path: ../shared/data/medical_abstracts
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "medical_abstracts"
-ABSTRACTS = DATA_DIR / "medical_abstracts.csv"
+ABSTRACTS_FILE = "medical_abstracts.csv"
+LABELS_FILE = "labels.csv"  # condition_label -> condition_name
+ABSTRACTS = DATA_DIR / ABSTRACTS_FILE
 
 
-def first_abstracts(rows: int, max_length: int) -> tuple[TokenizedSplit, list[str], Any]:
-    """(the tokenized split, the label names, the packaged MiniLM's tokenizer)."""
-    frame = pd.read_csv(ABSTRACTS).head(rows)
+def first_abstracts(
+    rows: int, max_length: int, model: str = "minilm", data_dir: Path = DATA_DIR
+) -> tuple[TokenizedSplit, list[str], Any]:
+    """(the tokenized split, the label names, the tokenizer of `model`, the packaged MiniLM's
+    by default); `data_dir` holds medical_abstracts.csv (a copy, on a machine without ../shared)."""
+    frame = pd.read_csv(data_dir / ABSTRACTS_FILE).head(rows)
     names = sorted(frame["condition_label"].astype(str).unique())
-    tokenizer = load_tokenizer("minilm")
+    tokenizer = load_tokenizer(model)
     split = tokenize_split(
         frame["medical_abstract"].tolist(),
         frame["condition_label"].astype(str).tolist(),
@@ -59,14 +64,17 @@ def _subset(frame: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
     return part
 
 
-def load_data(train_size: int, test_size: int, val_size: int, seed: int) -> Data:
+def load_data(
+    train_size: int, test_size: int, val_size: int, seed: int, data_dir: Path = DATA_DIR
+) -> Data:
     """The README's split (stratified 80/20, random_state=42), then stratified subsets.
 
     The val set (bertpipe's fit needs one for its end-of-epoch metrics) comes from the 80% train
     part, outside the train subset, so no contestant trains on anything another one tests on.
+    `data_dir` holds medical_abstracts.csv and labels.csv (../shared's, or a copy of them).
     """
-    frame = pd.read_csv(ABSTRACTS)
-    names = pd.read_csv(DATA_DIR / "labels.csv")
+    frame = pd.read_csv(data_dir / ABSTRACTS_FILE)
+    names = pd.read_csv(data_dir / LABELS_FILE)
     label_of = dict(zip(names["condition_label"], names["condition_name"], strict=True))
     full_train, full_test = train_test_split(
         frame, test_size=0.2, stratify=frame["condition_label"], random_state=42

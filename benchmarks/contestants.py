@@ -4,6 +4,7 @@ bertpipe's `fit`, transformers.Trainer, and the project's first loop (the "seed 
 from __future__ import annotations
 
 import copy
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,12 +14,14 @@ from abstracts import Data
 from harness import Harness, Timing
 
 from bertpipe.batching import LengthGroupedBatchSampler, padded_length
+from bertpipe.errors import UserError
 from bertpipe.evaluation import evaluate_model
+from bertpipe.inference import resolve_precision
 from bertpipe.metrics import compute_metrics
 from bertpipe.model import load_classifier
 from bertpipe.params import Params
 from bertpipe.tokens import TokenizedSplit, tokenize_split
-from bertpipe.training import fit
+from bertpipe.training import fit, make_accelerator
 
 TASK = "multiclass"
 
@@ -27,6 +30,27 @@ PROBLEM_TYPE = "single_label_classification"
 
 
 CONTESTANTS = ("bertpipe", "trainer", "seed-loop")
+
+DEVICES = ("cpu", "cuda")
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """--device: cpu or cuda; None picks a CUDA GPU where torch sees one, else the CPU."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in DEVICES:
+        raise UserError(f"--device {name}: choose cpu or cuda")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError(
+            "--device cuda: torch sees no CUDA GPU here (torch.cuda.is_available() is False); "
+            "run with --device cpu, or on a GPU machine with a CUDA build of torch"
+        )
+    return torch.device(name)
+
+
+def model_device(model: torch.nn.Module) -> str:
+    """Where the model's weights are: "cpu" or "cuda"."""
+    return next(model.parameters()).device.type
 
 
 @dataclass
@@ -67,16 +91,20 @@ class EncodedDataset(torch.utils.data.Dataset[dict[str, Any]]):
 
 
 def fresh_model(
-    seed: int, label_names: list[str], attention_dropout: float | None = None
+    seed: int,
+    label_names: list[str],
+    attention_dropout: float | None = None,
+    model: str = "minilm",
 ) -> torch.nn.Module:
-    """The packaged MiniLM with a classifier head drawn from the same seed for every contestant.
+    """`model` (the packaged MiniLM by default, or a folder) with a classifier head drawn from
+    the same seed for every contestant, on the CPU: each contestant moves it to the device.
 
     `attention_dropout` None keeps the model's published 0.1 (Trainer and the seed loop);
     bertpipe passes its own `train.attention_dropout` default.
     """
     torch.manual_seed(seed)
     return load_classifier(
-        "minilm", len(label_names), PROBLEM_TYPE, label_names, attention_dropout=attention_dropout
+        model, len(label_names), PROBLEM_TYPE, label_names, attention_dropout=attention_dropout
     )
 
 
@@ -111,6 +139,9 @@ class Settings:
     params: Params
     progress: bool
     others_attention_dropout: float | None  # None: the model's own
+    # every contestant trains and predicts here, and the matmul peak is measured here
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    model: str = "minilm"  # the packaged MiniLM, or a folder holding the same model
 
 
 @dataclass
@@ -125,6 +156,7 @@ class Result:
     test_accuracy: float
     test_f1_macro: float
     test_predict: Timing
+    batch_size: int = 0  # the contestant's train batch
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -160,10 +192,20 @@ def run_bertpipe(
     harness: Harness,
 ) -> tuple[Result, torch.nn.Module]:
     params = settings.params
-    model = fresh_model(params.seed, label_names, params.train.attention_dropout)
+    model = fresh_model(params.seed, label_names, params.train.attention_dropout, settings.model)
     checksum = head_checksum(model)
+    accelerator = bertpipe_accelerator(params.train.precision, settings.device)
     with harness.timed() as call:
-        fitted = fit(model, splits.train, splits.val, params, pad_id, progress=settings.progress)
+        fitted = fit(
+            model,
+            splits.train,
+            splits.val,
+            params,
+            pad_id,
+            progress=settings.progress,
+            accelerator=accelerator,
+        )
+    trained_on = model_device(model)
     # fit turns on torch.use_deterministic_algorithms for the process; bertpipe's own evaluate
     # stage runs in a fresh process, so the test pass (and everyone after) runs without it
     torch.use_deterministic_algorithms(False)
@@ -172,6 +214,14 @@ def run_bertpipe(
             model, splits.test, TASK, pad_id, batch_size=params.evaluate.batch_size
         )
     stats = fitted.stats
+    # evaluate_model takes the default device (a GPU where torch sees one): train_speed hides
+    # the GPU for a --device cpu run, and this says so if a run ever mixed devices again
+    predicted_on = model_device(model)
+    if {trained_on, predicted_on} != {settings.device.type}:
+        raise RuntimeError(
+            f"bertpipe trained on {trained_on} and predicted on {predicted_on}, "
+            f"not on {settings.device.type}"
+        )
     return Result(
         contestant="bertpipe",
         max_length=max_length,
@@ -183,7 +233,9 @@ def run_bertpipe(
         test_accuracy=evaluation.metrics["accuracy"],
         test_f1_macro=evaluation.metrics["f1_macro"],
         test_predict=predict,
+        batch_size=params.batch_size,
         notes={
+            "device": trained_on,
             "mixed_precision": fitted.mixed_precision,
             "padding_fraction": stats["padding_fraction"],
             "head_checksum": checksum,
@@ -192,10 +244,36 @@ def run_bertpipe(
 
 
 def reset_accelerate() -> None:
-    # fit's Accelerator leaves a process-wide state behind; give Trainer's its own
-    from accelerate.state import AcceleratorState
+    """Forget the Accelerate state the last contestant left in this process.
 
-    AcceleratorState._reset_state(reset_partial_state=False)
+    fit's Accelerator and Trainer's TrainingArguments leave process-wide state behind
+    (AcceleratorState: the precision; PartialState: the device). train_speed.py is one process,
+    never launched by torchrun or accelerate, so nothing in that state is worth keeping."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+def bertpipe_accelerator(precision: str, device: torch.device) -> Any:
+    """The Accelerator bertpipe's fit builds for itself (training.make_accelerator), on `device`."""
+    reset_accelerate()
+    if "device" in inspect.signature(make_accelerator).parameters:
+        accelerator = make_accelerator(precision, device=device)
+    else:
+        # make_accelerator before it took a device (issue 23): its Accelerator, built here
+        from accelerate import Accelerator
+        from accelerate.utils import DataLoaderConfiguration
+
+        on_cpu = device.type == "cpu"
+        accelerator = Accelerator(
+            mixed_precision=resolve_precision(precision, device),
+            cpu=on_cpu,
+            dataloader_config=DataLoaderConfiguration(non_blocking=not on_cpu),
+        )
+    if accelerator.device.type != device.type:
+        raise RuntimeError(f"bertpipe's Accelerator is on {accelerator.device}, not on {device}")
+    return accelerator
 
 
 def trainer_collator(tokenizer: Any, count: TokenCount | None) -> Any:
@@ -212,6 +290,18 @@ def trainer_collator(tokenizer: Any, count: TokenCount | None) -> Any:
     return CountingCollator(tokenizer, pad_to_multiple_of=8)
 
 
+def trainer_device_options(device: torch.device) -> dict[str, bool]:
+    """TrainingArguments that put Trainer on `device`, as every other contestant: bf16 where
+    bertpipe's precision auto picks it (a GPU that has it; the CPU, where the earlier runs of this
+    benchmark gave Trainer bf16 too), and pinned memory only where a GPU copies from it."""
+    on_cpu = device.type == "cpu"
+    return {
+        "use_cpu": on_cpu,
+        "bf16": on_cpu or torch.cuda.is_bf16_supported(),
+        "dataloader_pin_memory": not on_cpu,
+    }
+
+
 def trainer_args(settings: Settings, output_dir: str, train_size: int) -> Any:
     from transformers import TrainingArguments
 
@@ -226,7 +316,6 @@ def trainer_args(settings: Settings, output_dir: str, train_size: int) -> Any:
         warmup_steps=warmup_steps(params, train_size),
         weight_decay=params.train.weight_decay,
         max_grad_norm=params.train.max_grad_norm,
-        bf16=True,
         train_sampling_strategy="group_by_length",
         eval_strategy="no",
         save_strategy="no",
@@ -234,8 +323,8 @@ def trainer_args(settings: Settings, output_dir: str, train_size: int) -> Any:
         report_to="none",
         seed=params.seed,
         dataloader_num_workers=0,
-        use_cpu=True,
         disable_tqdm=not settings.progress,
+        **trainer_device_options(settings.device),
     )
 
 
@@ -251,7 +340,9 @@ def run_trainer(
     from transformers import Trainer
 
     reset_accelerate()
-    model = fresh_model(settings.params.seed, label_names, settings.others_attention_dropout)
+    model = fresh_model(
+        settings.params.seed, label_names, settings.others_attention_dropout, settings.model
+    )
     checksum = head_checksum(model)
     count = TokenCount()
     trainer = Trainer(
@@ -268,6 +359,12 @@ def run_trainer(
     samples = len(splits.train) * settings.params.epochs
     with harness.timed() as predict:
         prediction = trainer.predict(EncodedDataset(splits.test))
+    trained_on = model_device(trainer.model)
+    if {trained_on, trainer.args.device.type} != {settings.device.type}:
+        raise RuntimeError(
+            f"Trainer ran on {trainer.args.device} with its model on {trained_on}, "
+            f"not on {settings.device.type}"
+        )
     # group_by_length also orders predict's batches: score against its own label_ids
     metrics = compute_metrics(
         np.asarray(prediction.label_ids), _softmax(prediction.predictions), TASK
@@ -283,7 +380,10 @@ def run_trainer(
         test_accuracy=metrics["accuracy"],
         test_f1_macro=metrics["f1_macro"],
         test_predict=predict,
+        batch_size=settings.params.batch_size,
         notes={
+            "device": trained_on,
+            "bf16": trainer.args.bf16,
             "optim": str(trainer.args.optim),
             "warmup_steps": trainer.args.warmup_steps,
             "head_checksum": checksum,
@@ -320,7 +420,10 @@ def run_seed_loop(
     from tqdm.auto import tqdm
 
     params = settings.params
-    model = fresh_model(params.seed, data.label_names, settings.others_attention_dropout)
+    device = settings.device
+    model = fresh_model(
+        params.seed, data.label_names, settings.others_attention_dropout, settings.model
+    ).to(device)
     checksum = head_checksum(model)
     train_set = _padded_tensors(data.train_texts, splits.train.labels, tokenizer, max_length)
     test_set = _padded_tensors(data.test_texts, splits.test.labels, tokenizer, max_length)
@@ -337,6 +440,8 @@ def run_seed_loop(
         for epoch in range(params.epochs):
             batches = tqdm(loader, desc=f"epoch {epoch + 1}", disable=not settings.progress)
             for input_ids, attention_mask, labels in batches:
+                input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+                labels = labels.to(device)
                 loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
                 loss.backward()
                 optimizer.step()
@@ -348,8 +453,11 @@ def run_seed_loop(
         logits = []
         with torch.no_grad():
             for input_ids, attention_mask, _labels in DataLoader(test_set, batch_size=16):
-                logits.append(model(input_ids=input_ids, attention_mask=attention_mask).logits)
-        scores = torch.softmax(torch.cat(logits), dim=-1).numpy()
+                output = model(
+                    input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)
+                )
+                logits.append(output.logits)
+        scores = torch.softmax(torch.cat(logits).float(), dim=-1).cpu().numpy()
     metrics = compute_metrics(splits.test.labels, scores, TASK)
     samples = len(train_set) * params.epochs
     return Result(
@@ -363,5 +471,6 @@ def run_seed_loop(
         test_accuracy=metrics["accuracy"],
         test_f1_macro=metrics["f1_macro"],
         test_predict=predict,
-        notes={"head_checksum": checksum},
+        batch_size=params.batch_size,
+        notes={"device": model_device(model), "head_checksum": checksum},
     )

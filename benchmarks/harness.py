@@ -132,36 +132,60 @@ class MatmulPeak:
     size: int
     fp32_tflops: float
     bf16_tflops: float  # bf16 tensors
-    autocast_bf16_tflops: float  # fp32 tensors under torch.autocast("cpu", bfloat16)
+    autocast_bf16_tflops: float  # fp32 tensors under torch.autocast(device, bfloat16)
+    device: str = "cpu"  # where the products ran: the device the contestants train on
 
 
-def _best_tflops(step: Callable[[], Any], flops: float, repeats: int) -> float:
-    step()  # warm-up: oneDNN builds its kernels on the first call
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _best_tflops(
+    step: Callable[[], Any], flops: float, repeats: int, device: torch.device
+) -> float:
+    """The fastest of `repeats` timed calls of `step`, as TFLOP/s.
+
+    On CUDA a call only queues kernels: each timed call is bracketed by synchronisations, and
+    runs `inner` products so that the launch and the synchronisation are a small part of it.
+    """
+    inner = 10 if device.type == "cuda" else 1
+    step()  # warm-up: oneDNN / cuBLAS pick and build their kernels on the first call
+    _sync(device)
     best = float("inf")
     for _ in range(repeats):
+        _sync(device)
         start = time.perf_counter()
-        step()
-        best = min(best, time.perf_counter() - start)
+        for _ in range(inner):
+            step()
+        _sync(device)
+        best = min(best, (time.perf_counter() - start) / inner)
     return flops / best / 1e12
 
 
-def measure_peak(size: int, repeats: int) -> MatmulPeak:
-    """The CPU's achieved rate on one square matmul, fp32, bf16 and under bf16 autocast."""
-    torch.manual_seed(0)
-    a = torch.randn(size, size)
-    b = torch.randn(size, size)
+def measure_peak(size: int, repeats: int, device: str | torch.device = "cpu") -> MatmulPeak:
+    """The device's achieved rate on one square matmul, fp32, bf16 and under bf16 autocast.
+
+    Random data on purpose: a product of zeros runs faster than real data on some GPUs. fp32
+    is torch's default matmul precision (full fp32, no TF32) on every device.
+    """
+    device = torch.device(device)
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=generator).to(device)
+    b = torch.randn(size, size, generator=generator).to(device)
     a16, b16 = a.bfloat16(), b.bfloat16()
     flops = 2.0 * size**3
 
     def autocast_step() -> torch.Tensor:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16):
             return a @ b
 
     return MatmulPeak(
         size=size,
-        fp32_tflops=_best_tflops(lambda: a @ b, flops, repeats),
-        bf16_tflops=_best_tflops(lambda: a16 @ b16, flops, repeats),
-        autocast_bf16_tflops=_best_tflops(autocast_step, flops, repeats),
+        fp32_tflops=_best_tflops(lambda: a @ b, flops, repeats, device),
+        bf16_tflops=_best_tflops(lambda: a16 @ b16, flops, repeats, device),
+        autocast_bf16_tflops=_best_tflops(autocast_step, flops, repeats, device),
+        device=device.type,
     )
 
 
@@ -173,9 +197,20 @@ def cpu_name() -> str:
     return "unknown"
 
 
-def machine_info() -> dict[str, Any]:
+def device_name(device: str | torch.device) -> str:
+    """What the contestants ran on, by model name: the GPU's, or the CPU's."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return cpu_name()
+
+
+def machine_info(device: str | torch.device = "cpu") -> dict[str, Any]:
+    device = torch.device(device)
     flags = Path("/proc/cpuinfo").read_text()
-    return {
+    info: dict[str, Any] = {
+        "device": device.type,
+        "device_name": device_name(device),
         "cpu": cpu_name(),
         "logical_cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
@@ -186,6 +221,12 @@ def machine_info() -> dict[str, Any]:
         "transformers": __import__("transformers").__version__,
         "accelerate": __import__("accelerate").__version__,
     }
+    if device.type == "cuda":
+        properties = torch.cuda.get_device_properties(device)
+        info["gpu_memory_gib"] = round(properties.total_memory / 2**30, 1)
+        info["gpu_multiprocessors"] = properties.multi_processor_count
+        info["cuda"] = torch.version.cuda
+    return info
 
 
 def print_table(headers: list[str], rows: list[list[str]]) -> None:

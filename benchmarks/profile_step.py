@@ -15,6 +15,10 @@ not GEMM at all.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/profile_step.py --max-length 128
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/profile_step.py --max-length 128 --inference
+
+--device cuda (the default where torch sees a GPU) runs on the GPU: the batches go to the
+model's device, and the profiler records CUDA kernels too (their times are in the tables' CPU
+columns only as launch time: read the CUDA totals printed under them).
 """
 
 from __future__ import annotations
@@ -22,20 +26,45 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
-from abstracts import first_abstracts
+from abstracts import DATA_DIR, first_abstracts
+from contestants import DEVICES, bertpipe_accelerator, resolve_device
 from torch.profiler import ProfilerActivity, profile
 from transformers import get_linear_schedule_with_warmup
 
 from bertpipe.batching import Collator
+from bertpipe.errors import run_main
 from bertpipe.inference import autocast, resolve_precision
 from bertpipe.model import load_classifier
 from bertpipe.params import Params
-from bertpipe.training import make_accelerator, optimizer_groups, train_step
+from bertpipe.training import optimizer_groups, train_step
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """The collated batch on the model's device (the Collator builds it on the CPU)."""
+    return {name: tensor.to(device) for name, tensor in batch.items()}
+
+
+def activities(device: torch.device) -> list[ProfilerActivity]:
+    if device.type == "cuda":
+        return [ProfilerActivity.CPU, ProfilerActivity.CUDA]
+    return [ProfilerActivity.CPU]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def print_cuda_total(events: Any, device: torch.device, steps: int) -> None:
+    if device.type == "cuda":
+        busy = sum(getattr(e, "self_device_time_total", 0) for e in events) / 1000 / steps
+        print(f"\nGPU kernels: {busy:.1f} ms/step busy in all")
 
 
 def main() -> None:
@@ -49,14 +78,20 @@ def main() -> None:
     )
     parser.add_argument("--inference", action="store_true", help="profile the eval forward pass")
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--device", choices=DEVICES, default=None, help="default: cuda if any")
+    parser.add_argument("--model", default="minilm", help="minilm, or a folder holding it")
+    parser.add_argument(
+        "--data", type=Path, default=DATA_DIR, help="medical_abstracts.csv's folder"
+    )
     parser.add_argument("--top", type=int, default=12)
     args = parser.parse_args()
+    device = resolve_device(args.device)
     defaults = Params()
     if args.batch_size is None:
         args.batch_size = defaults.evaluate.batch_size if args.inference else defaults.batch_size
 
     rows = args.batch_size * (args.steps + 1)
-    split, names, tokenizer = first_abstracts(rows, args.max_length)
+    split, names, tokenizer = first_abstracts(rows, args.max_length, args.model, args.data)
     collate = Collator(split, tokenizer.pad_token_id)
     batches = [
         collate(list(range(start, start + args.batch_size)))
@@ -66,7 +101,7 @@ def main() -> None:
     torch.manual_seed(0)
     params = defaults.model_copy(update={"batch_size": args.batch_size})
     model = load_classifier(
-        "minilm",
+        args.model,
         len(names),
         "single_label_classification",
         names,
@@ -74,10 +109,12 @@ def main() -> None:
     )
     if args.inference:
         # predict_logits takes the bare model (no Accelerate wrapper) and autocasts itself
-        precision = resolve_precision(params.train.precision, torch.device("cpu"))
-        profile_inference(model, batches, precision, args)
+        precision = resolve_precision(params.train.precision, device)
+        model.to(device)
+        batches = [to_device(batch, device) for batch in batches]
+        profile_inference(model, batches, precision, device, args)
         return
-    accelerator = make_accelerator(params.train.precision)
+    accelerator = bertpipe_accelerator(params.train.precision, device)
     optimizer = torch.optim.AdamW(
         optimizer_groups(model, params.train.weight_decay), lr=params.lr, fused=True
     )
@@ -87,18 +124,21 @@ def main() -> None:
     )
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
+    batches = [to_device(batch, accelerator.device) for batch in batches]
 
     def step(batch: dict[str, torch.Tensor]) -> None:
         train_step(model, batch, optimizer, scheduler, accelerator, params, None, True)
 
     step(batches[0])  # warm-up
+    _sync(device)
     started = time.perf_counter()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=activities(device)) as prof:
         for batch in batches[1:]:
             step(batch)
+        _sync(device)
     wall = (time.perf_counter() - started) / args.steps
     print(
-        f"max_length {args.max_length}, batch {args.batch_size}, mixed precision "
+        f"{device.type}, max_length {args.max_length}, batch {args.batch_size}, mixed precision "
         f"{accelerator.mixed_precision}: "
         f"{wall * 1000:.0f} ms/step under the profiler, "
         f"{args.batch_size / wall:.1f} samples/s"
@@ -113,30 +153,46 @@ def main() -> None:
         share = event.self_cpu_time_total / total
         per_step = event.self_cpu_time_total / 1000 / args.steps
         print(f"  {event.key:<45} {share:6.1%} {per_step:8.1f} ms/step  x{event.count}")
+    print_cuda_total(events, device, args.steps)
 
 
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm")
 
 
+def matmul_seconds(event: Any, device: torch.device) -> float:
+    """The time a matmul op computes: on the CPU its self time; on CUDA its kernels' time (its
+    CPU time there is only the launch)."""
+    if device.type == "cuda":
+        return getattr(event, "device_time_total", 0) / 1e6 or float("nan")
+    return event.self_cpu_time_total / 1e6
+
+
 def profile_inference(
-    model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], precision: str, args: Any
+    model: torch.nn.Module,
+    batches: list[dict[str, torch.Tensor]],
+    precision: str,
+    device: torch.device,
+    args: Any,
 ) -> None:
     """The forward pass as `predict_logits` runs it, with the achieved rate of each matmul op."""
     model.eval()
 
     def forward(batch: dict[str, torch.Tensor]) -> None:
         batch = {k: v for k, v in batch.items() if k != "labels"}
-        with torch.no_grad(), autocast(torch.device("cpu"), precision):
+        with torch.no_grad(), autocast(device, precision):
             model(**batch)
 
     forward(batches[0])  # warm-up
+    _sync(device)
     started = time.perf_counter()
-    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+    with profile(activities=activities(device), with_flops=True) as prof:
         for batch in batches[1:]:
             forward(batch)
+        _sync(device)
     wall = (time.perf_counter() - started) / args.steps
     print(
-        f"inference, max_length {args.max_length}, batch {args.batch_size}, {precision}: "
+        f"inference on {device.type}, max_length {args.max_length}, "
+        f"batch {args.batch_size}, {precision}: "
         f"{wall * 1000:.0f} ms/batch under the profiler, {args.batch_size / wall:.1f} examples/s"
     )
     events = prof.key_averages()
@@ -149,17 +205,19 @@ def profile_inference(
         per_batch = event.self_cpu_time_total / 1000 / args.steps
         rate = ""
         if event.key in MATMUL_OPS and event.flops:
-            seconds = event.self_cpu_time_total / 1e6
-            rate = f"  {event.flops / seconds / 1e12:.3f} TFLOP/s"
+            rate = f"  {event.flops / matmul_seconds(event, device) / 1e12:.3f} TFLOP/s"
         print(f"  {event.key:<45} {share:6.1%} {per_batch:8.1f} ms/batch  x{event.count}{rate}")
     matmul = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS)
+    matmul_s = sum(matmul_seconds(e, device) for e in events if e.key in MATMUL_OPS)
     flops = sum(e.flops or 0 for e in events if e.key in MATMUL_OPS)
     print(
         f"\nmatmuls (mm, addmm, bmm): {matmul / total:.1%} of self CPU time, "
-        f"{flops / (matmul / 1e6) / 1e12:.3f} TFLOP/s while they run; "
+        f"{flops / matmul_s / 1e12:.3f} TFLOP/s while they run"
+        f"{' (their GPU kernels)' if device.type == 'cuda' else ''}; "
         f"everything else: {1 - matmul / total:.1%}"
     )
+    print_cuda_total(events, device, args.steps)
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -29,8 +29,16 @@ class InferenceResult:
     real_tokens: int  # non-pad tokens of the test subset
 
 
+# Issue 23's targets, on one H200 (MiniLM, medical abstracts, 128 tokens, the same settings)
+TARGET_VS_TRAINER = 1.5  # bertpipe / Trainer train samples/s, at batch 16 and at batch 64
+TARGET_BATCHES = (16, 64)
+TARGET_BEST_SAMPLES_PER_S = 4000.0  # bertpipe train samples/s at its fastest batch size
+TARGET_VS_PIPELINE_BF16 = 2.0  # bertpipe predict examples/s / pipeline() bf16's
+TARGET_MAX_LENGTH = 128
+
+
 def inference_flops(result: dict[str, Any], params: int, peak: MatmulPeak) -> dict[str, float]:
-    """2 x non-embedding params x real tokens, against the bf16 peak (the pipeline: fp32)."""
+    """2 x non-embedding params x real tokens, against the bf16 peak (the fp32 pipeline: fp32)."""
     tflops = 2.0 * params * result["real_tokens"] / result["timing"]["wall_s"] / 1e12
     reference = peak.fp32_tflops if result["path"] == "pipeline" else peak.bf16_tflops
     return {"tflops_real": tflops, "fraction_of_peak_real": tflops / reference}
@@ -98,23 +106,24 @@ def build_report(
     hidden: int,
     bertpipe_params: Params,
 ) -> dict[str, Any]:
-    by_key = {(r.contestant, r.max_length): r for r in results}
-    ratios: dict[str, dict[str, float]] = {}
-    for max_length in args.max_lengths:
-        ours = by_key.get(("bertpipe", max_length))
+    by_key = {(r.contestant, r.max_length, r.batch_size): r for r in results}
+    ratios: dict[str, dict[str, float]] = {}  # "max_length/batch", e.g. "128/16"
+    for _, max_length, batch_size in by_key:
+        ours = by_key.get(("bertpipe", max_length, batch_size))
         if ours is None:
             continue
         entry: dict[str, float] = {}
         for other in ("trainer", "seed-loop"):
-            if (other, max_length) in by_key:
-                theirs = by_key[(other, max_length)]
+            if (other, max_length, batch_size) in by_key:
+                theirs = by_key[(other, max_length, batch_size)]
                 entry[f"samples_per_s_vs_{other}"] = ours.samples_per_s / theirs.samples_per_s
                 entry[f"f1_macro_minus_{other}"] = ours.test_f1_macro - theirs.test_f1_macro
-        ratios[str(max_length)] = entry
+        if entry:
+            ratios[f"{max_length}/{batch_size}"] = entry
     inference_ratios: dict[str, float] = {}
     for max_length in args.max_lengths:
         rates = {r.path: r.examples_per_s for r in inference if r.max_length == max_length}
-        others = [rates[p] for p in ("trainer.predict", "pipeline") if p in rates]
+        others = [rates[p] for p in ("trainer.predict", "pipeline", "pipeline-bf16") if p in rates]
         if "bertpipe" in rates and others:
             inference_ratios[str(max_length)] = rates["bertpipe"] / max(others)
             inference_ratios[f"{max_length}_with_tokenize"] = rates["bertpipe+tokenize"] / max(
@@ -132,6 +141,9 @@ def build_report(
             "max_lengths": args.max_lengths,
             "epochs": args.epochs,
             "batch_size": args.batch_size,
+            "sweep_batch_sizes": args.sweep_batch_sizes,
+            "device": peak.device,
+            "model": args.model,
             "lr": args.lr,
             "seed": args.seed,
             "data_seed": args.data_seed,
@@ -164,8 +176,11 @@ def print_report(report: dict[str, Any]) -> None:
         f"epochs {settings['epochs']}, batch {settings['batch_size']}, lr {settings['lr']}"
     )
     peak = report["matmul_peak"]
+    machine = report["machine"]
+    print(f"device: {machine['device']} ({machine['device_name']})")
     print(
-        f"measured matmul peak {peak['size']}^3: fp32 {peak['fp32_tflops']:.3f} TFLOP/s, "
+        f"measured matmul peak {peak['size']}^3 on {peak.get('device', 'cpu')}: "
+        f"fp32 {peak['fp32_tflops']:.3f} TFLOP/s, "
         f"bf16 {peak['bf16_tflops']:.3f}, autocast bf16 {peak['autocast_bf16_tflops']:.3f}"
     )
     print(
@@ -179,6 +194,7 @@ def print_report(report: dict[str, Any]) -> None:
             [
                 r["contestant"],
                 str(r["max_length"]),
+                str(r["batch_size"]),
                 f"{r['samples_per_s']:.2f}",
                 f"{r['train_loop_s']:.1f}",
                 f"{r['train_call']['wall_s']:.1f}",
@@ -196,6 +212,7 @@ def print_report(report: dict[str, Any]) -> None:
         [
             "contestant",
             "max_len",
+            "batch",
             "train samples/s",
             "train s",
             "call s",
@@ -212,9 +229,10 @@ def print_report(report: dict[str, Any]) -> None:
     )
     print(
         "of peak: against the measured bf16 matmul peak (bertpipe, Trainer) or the fp32 one "
-        "(the seed loop, the pipeline); real = non-pad tokens x 6N (train) or 2N (inference)\n"
+        "(the seed loop, the fp32 pipeline); real = non-pad tokens x 6N (train) or 2N (inference)\n"
     )
-    for max_length, entry in report["ratios"].items():
+    for key, entry in report["ratios"].items():
+        max_length, batch_size = key.split("/")
         parts = [
             f"{key.replace('samples_per_s_vs_', 'bertpipe/')} {value:.2f}x"
             for key, value in entry.items()
@@ -225,7 +243,7 @@ def print_report(report: dict[str, Any]) -> None:
             for key, value in entry.items()
             if key.startswith("f1_macro")
         ]
-        print(f"max_length {max_length}: " + ", ".join(parts))
+        print(f"max_length {max_length}, batch {batch_size}: " + ", ".join(parts))
     for max_length, entry in report.get("f1_seeds", {}).items():
         seeds = ", ".join(
             f"{seed}: {v.get('bertpipe', float('nan')):.3f} / {v.get('trainer', float('nan')):.3f}"
@@ -267,11 +285,92 @@ def print_report(report: dict[str, Any]) -> None:
         )
         for key, value in report["inference_ratio_vs_faster_other"].items():
             print(
-                f"inference bertpipe / faster of (Trainer.predict, pipeline), {key}: {value:.2f}x"
+                f"inference bertpipe / fastest of (Trainer.predict, pipeline, pipeline-bf16), "
+                f"{key}: {value:.2f}x"
             )
     print(
         f"\ntotal {report['total_wall_s']:.0f}s (of which {report['waited_for_quiet_s']:.0f}s "
         f"waiting for a quiet machine), peak RSS {report['peak_rss_mib']:.0f} MiB, "
         f"load average start {report['load_average_start'][0]:.2f} "
         f"end {report['load_average_end'][0]:.2f}"
+    )
+
+
+def target_rows(
+    report: dict[str, Any], max_length: int = TARGET_MAX_LENGTH
+) -> list[dict[str, Any]]:
+    """The run's figures at `max_length` against issue 23's targets; a figure the run did not
+    take (a batch size or a path it skipped) is None, and so is its verdict."""
+    train = {
+        (r["contestant"], r["batch_size"]): r["samples_per_s"]
+        for r in report["results"]
+        if r["max_length"] == max_length
+    }
+    rows: list[dict[str, Any]] = []
+
+    def add(what: str, ours: float | None, theirs: float | None, target: str, met: Any) -> None:
+        ratio = ours / theirs if ours is not None and theirs else None
+        rows.append(
+            {
+                "what": what,
+                "bertpipe": ours,
+                "other": theirs,
+                "ratio": ratio,
+                "target": target,
+                "met": met,  # None: not measured in this run, or no target
+            }
+        )
+
+    for batch in TARGET_BATCHES:
+        ours, theirs = train.get(("bertpipe", batch)), train.get(("trainer", batch))
+        met = None if ours is None or not theirs else ours / theirs >= TARGET_VS_TRAINER
+        add(f"train, batch {batch}, vs Trainer", ours, theirs, f">= {TARGET_VS_TRAINER}x", met)
+    best = report.get("best_batch_size", {}).get(str(max_length))
+    if best is None:  # no sweep: the fastest batch size this run tried
+        sizes = [b for (c, b) in train if c == "bertpipe"]
+        best = max(sizes, key=lambda b: train[("bertpipe", b)]) if sizes else None
+    ours = None if best is None else train.get(("bertpipe", best))
+    add(
+        f"train, best batch ({best}), vs Trainer",
+        ours,
+        None if best is None else train.get(("trainer", best)),
+        f">= {TARGET_BEST_SAMPLES_PER_S:,.0f} samples/s",
+        None if ours is None else ours >= TARGET_BEST_SAMPLES_PER_S,
+    )
+    predict = {
+        r["path"]: r["examples_per_s"] for r in report["inference"] if r["max_length"] == max_length
+    }
+    ours = predict.get("bertpipe")
+    theirs = predict.get("pipeline-bf16")
+    met = None if ours is None or not theirs else ours / theirs >= TARGET_VS_PIPELINE_BF16
+    add("predict vs pipeline() bf16", ours, theirs, f">= {TARGET_VS_PIPELINE_BF16}x", met)
+    add("predict vs Trainer.predict", ours, predict.get("trainer.predict"), "-", None)
+    return rows
+
+
+def print_targets(report: dict[str, Any]) -> None:
+    """One table, printed last: samples/s of bertpipe and its peer, the ratio, the target."""
+    rows = report["targets"]
+    machine = report["machine"]
+
+    def rate(value: float | None) -> str:
+        return "-" if value is None else f"{value:,.1f}"
+
+    print(
+        f"\n==== issue 23 targets (set for one H200), max_length {TARGET_MAX_LENGTH}, "
+        f"on {machine['device']}: {machine['device_name']} ===="
+    )
+    print_table(
+        ["comparison", "bertpipe /s", "other /s", "ratio", "target", "met"],
+        [
+            [
+                row["what"],
+                rate(row["bertpipe"]),
+                rate(row["other"]),
+                "-" if row["ratio"] is None else f"{row['ratio']:.2f}x",
+                row["target"],
+                {True: "yes", False: "NO", None: "-"}[row["met"]],
+            ]
+            for row in rows
+        ],
     )

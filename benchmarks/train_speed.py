@@ -11,10 +11,18 @@ seeded, stratified subset of train and test, fine-tuned with the packaged all-Mi
              constant lr, plain PyTorch with tqdm, evaluation in input order, batch 16.
 
 Then the inference paths alone on bertpipe's trained weights: evaluate_model vs Trainer.predict
-vs transformers.pipeline; a measured matmul peak; and a training FLOPs estimate against it.
+vs transformers.pipeline (fp32 and bf16); a measured matmul peak; and a training FLOPs estimate
+against it.
+
+Every contestant, the inference paths and the matmul peak run on one device, --device cpu or
+cuda (default: a CUDA GPU where torch sees one, else the CPU). --batch-size takes several sizes
+(each contestant runs at each); --sweep-batch-sizes trains bertpipe alone at more sizes, and the
+other contestants again at the fastest one. The last table holds the figures against issue 23's
+targets for one H200.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/train_speed.py --json /tmp/train_speed.json
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/train_speed.py --quick
+    benchmarks/gpu_compare.sh    # on a GPU machine: the whole comparison (BENCHMARKS.md, "GPU")
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -31,11 +40,19 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+
+# --device cpu on a machine with a GPU: hide the GPU before torch first looks for one, so that
+# every default that takes "cuda if there is one" (bertpipe's evaluate_model, Accelerate,
+# Trainer, pipeline) lands on the CPU with the contestants. After CUDA starts it is too late.
+if __name__ == "__main__" and " --device cpu " in f" {' '.join(sys.argv).replace('=', ' ')} ":
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
 import numpy as np
 import torch
-from abstracts import Data, load_data
+from abstracts import DATA_DIR, Data, load_data
 from contestants import (
     CONTESTANTS,
+    DEVICES,
     TASK,
     EncodedDataset,
     Result,
@@ -44,6 +61,7 @@ from contestants import (
     fresh_model,
     non_embedding_params,
     reset_accelerate,
+    resolve_device,
     run_bertpipe,
     run_seed_loop,
     run_trainer,
@@ -52,8 +70,16 @@ from contestants import (
     trainer_collator,
 )
 from harness import Harness, Timing, machine_info, measure_peak, peak_rss_mib
-from speed_report import InferenceResult, build_report, f1_seed_summary, print_report
+from speed_report import (
+    InferenceResult,
+    build_report,
+    f1_seed_summary,
+    print_report,
+    print_targets,
+    target_rows,
+)
 
+from bertpipe.errors import run_main
 from bertpipe.evaluation import evaluate_model
 from bertpipe.model import load_tokenizer
 from bertpipe.params import Params
@@ -72,7 +98,8 @@ def compare_inference(
     repeats: int,
     harness: Harness,
 ) -> list[InferenceResult]:
-    """bertpipe's evaluate_model vs Trainer.predict (bf16) vs pipeline(batch_size=32).
+    """bertpipe's evaluate_model vs Trainer.predict (bf16) vs pipeline(batch_size=32), fp32
+    and bf16, all on settings.device.
 
     bertpipe's trained model is saved with save_pretrained and each path loads its own copy
     with from_pretrained, as a user would: in eval mode, fp32 weights, and without the autocast
@@ -151,21 +178,29 @@ def compare_inference(
     accuracy = float(np.mean(predicted == prediction.label_ids))
     record("trainer.predict", timing, walls, accuracy)
 
-    # transformers.pipeline, as documented: raw texts in, the top label out, fp32
-    classify = pipeline(
-        "text-classification",
-        model=load(),
-        tokenizer=tokenizer,
-        batch_size=32,
-        device=torch.device("cpu"),
-    )
+    # transformers.pipeline, as documented: raw texts in, the top label out; fp32 (the model
+    # as saved), then bf16 weights (dtype=torch.bfloat16, as its docs suggest for speed)
     index = {name: i for i, name in enumerate(data.label_names)}
-    classify(data.test_texts[:warmup], truncation=True, max_length=max_length)
-    timing, walls, outputs = harness.fastest(
-        lambda: classify(data.test_texts, truncation=True, max_length=max_length), repeats
-    )
-    predicted = np.asarray([index[output["label"]] for output in outputs])
-    record("pipeline", timing, walls, float(np.mean(predicted == gold)))
+    for path, model_kwargs in (
+        ("pipeline", {"model": load()}),
+        ("pipeline-bf16", {"model": str(saved), "dtype": torch.bfloat16}),
+    ):
+        classify = pipeline(
+            "text-classification",
+            tokenizer=tokenizer,
+            batch_size=32,
+            device=settings.device,
+            **model_kwargs,
+        )
+        classify(data.test_texts[:warmup], truncation=True, max_length=max_length)
+        timing, walls, outputs = harness.fastest(
+            lambda classify=classify: classify(
+                data.test_texts, truncation=True, max_length=max_length
+            ),
+            repeats,
+        )
+        predicted = np.asarray([index[output["label"]] for output in outputs])
+        record(path, timing, walls, float(np.mean(predicted == gold)))
     return results
 
 
@@ -239,6 +274,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
+    parser.add_argument(
+        "--device",
+        choices=DEVICES,
+        default=None,
+        help="where every contestant runs (default: cuda where torch sees a GPU, else cpu)",
+    )
+    parser.add_argument(
+        "--model",
+        default="minilm",
+        help="the encoder: minilm (the packaged all-MiniLM-L6-v2) or a folder holding it",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=DATA_DIR,
+        help="folder with medical_abstracts.csv and labels.csv (default: ../shared's)",
+    )
     parser.add_argument("--max-lengths", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--train-size", type=int, default=None, help="train subset (default 800)")
     parser.add_argument("--test-size", type=int, default=None, help="test subset (default 320)")
@@ -246,7 +298,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=1)
     # bertpipe's hyperparameters come from the params schema, the one place defaults live
     defaults = Params()
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        nargs="+",
+        default=[defaults.batch_size],
+        help="train batch sizes: every contestant runs at each (default: bertpipe's)",
+    )
+    parser.add_argument(
+        "--sweep-batch-sizes",
+        type=int,
+        nargs="*",
+        default=[],
+        help="train bertpipe alone at these sizes too; the other contestants then run again at "
+        "bertpipe's fastest size of all",
+    )
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument(
         "--seed", type=int, default=defaults.seed, help="training: head init, batches"
@@ -263,7 +329,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--repeats", type=int, default=2, help="timed runs per inference path (fastest counts)"
     )
-    parser.add_argument("--matmul-size", type=int, default=None, help="default 4096 (1024 quick)")
+    parser.add_argument(
+        "--matmul-size", type=int, default=None, help="default 4096, 8192 on CUDA (1024 quick)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     parser.add_argument(
         "--wait-quiet",
@@ -312,12 +380,45 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.train_size = args.train_size or (32 if quick else 800)
     args.test_size = args.test_size or (32 if quick else 320)
     args.val_size = args.val_size or (16 if quick else 32)
-    args.matmul_size = args.matmul_size or (1024 if quick else 4096)
+    if quick and not args.matmul_size:
+        args.matmul_size = 1024
     return args
+
+
+def run_batch_sizes(
+    contestants: list[str],
+    batch_sizes: list[int],
+    data: Data,
+    splits: Splits,
+    settings: Settings,
+    tokenizer: Any,
+    max_length: int,
+    scratch: str,
+    retries: int,
+    harness: Harness,
+) -> tuple[list[Result], torch.nn.Module | None]:
+    """Each contestant at each batch size; bertpipe's model trained at the first size."""
+    results: list[Result] = []
+    trained = None
+    for batch_size in batch_sizes:
+        sized = replace(
+            settings, params=settings.params.model_copy(update={"batch_size": batch_size})
+        )
+        for contestant in contestants:
+            print(f"--- {contestant}, max_length {max_length}, batch {batch_size}")
+            result, model = run_contestant(
+                contestant, data, splits, sized, tokenizer, max_length, scratch, retries, harness
+            )
+            if contestant == "bertpipe" and trained is None:
+                trained = model
+            results.append(result)
+    return results, trained
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    device = resolve_device(args.device)
+    args.matmul_size = args.matmul_size or (8192 if device.type == "cuda" else 4096)
     harness = Harness(max_wait_s=args.wait_quiet)
     started = time.perf_counter()
     load_start = os.getloadavg()
@@ -335,7 +436,7 @@ def main(argv: list[str] | None = None) -> None:
             "task": TASK,
             "lr": args.lr,
             "epochs": args.epochs,
-            "batch_size": args.batch_size,
+            "batch_size": args.batch_size[0],
             "seed": args.seed,
             "train": train_params,
         }
@@ -344,27 +445,30 @@ def main(argv: list[str] | None = None) -> None:
         params=bertpipe_params,
         progress=not args.no_progress,
         others_attention_dropout=args.others_attention_dropout,
+        device=device,
+        model=args.model,
     )
-    machine = machine_info()
+    machine = machine_info(device)
     print(f"machine: {machine}")
     print(f"load average at start: {load_start}")
 
     with harness.timed() as peak_timing:
-        peak = measure_peak(args.matmul_size, repeats=3 if args.quick else 5)
+        peak = measure_peak(args.matmul_size, repeats=3 if args.quick else 5, device=device)
     print(
-        f"measured matmul peak ({peak.size}x{peak.size}): fp32 {peak.fp32_tflops:.3f} TFLOP/s, "
-        f"bf16 {peak.bf16_tflops:.3f}, autocast bf16 {peak.autocast_bf16_tflops:.3f} "
+        f"measured matmul peak on {device.type} ({peak.size}x{peak.size}): "
+        f"fp32 {peak.fp32_tflops:.3f} TFLOP/s, bf16 {peak.bf16_tflops:.3f}, "
+        f"autocast bf16 {peak.autocast_bf16_tflops:.3f} "
         f"(other processes used {peak_timing.other_cores:.2f} cores meanwhile)"
     )
 
-    data = load_data(args.train_size, args.test_size, args.val_size, args.data_seed)
+    data = load_data(args.train_size, args.test_size, args.val_size, args.data_seed, args.data)
     print(
         f"data: split {data.full_train_size}/{data.full_test_size} (stratified 80/20, rs 42); "
         f"subsets train {len(data.train_texts)}, test {len(data.test_texts)}, "
         f"val (fit only) {len(data.val_texts)}; data seed {args.data_seed}, seed {args.seed}"
     )
-    tokenizer = load_tokenizer("minilm")
-    probe = fresh_model(args.seed, data.label_names)
+    tokenizer = load_tokenizer(args.model)
+    probe = fresh_model(args.seed, data.label_names, model=args.model)
     params = non_embedding_params(probe)
     layers, hidden = probe.config.num_hidden_layers, probe.config.hidden_size
     del probe
@@ -373,6 +477,7 @@ def main(argv: list[str] | None = None) -> None:
     quality: list[Result] = []  # extra seeds: bertpipe and Trainer trained again, for F1 only
     inference: list[InferenceResult] = []
     length_stats: dict[int, dict[str, float]] = {}
+    best_batch: dict[str, int] = {}  # per max_length: bertpipe's fastest batch size
     with tempfile.TemporaryDirectory(prefix="train_speed_") as scratch:
         for max_length in args.max_lengths:
             splits = tokenize(data, tokenizer, max_length)
@@ -385,11 +490,16 @@ def main(argv: list[str] | None = None) -> None:
                 f"\n=== max_length {max_length}: mean train length {lengths.mean():.1f}, "
                 f"{np.mean(lengths >= max_length):.0%} truncated ==="
             )
-            trained = None
-            for contestant in args.contestants:
-                print(f"--- {contestant}, max_length {max_length}")
-                result, model = run_contestant(
-                    contestant,
+
+            def race(
+                contestants: list[str],
+                batch_sizes: list[int],
+                max_length: int = max_length,
+                splits: Splits = splits,
+            ) -> torch.nn.Module | None:
+                ran, trained = run_batch_sizes(
+                    contestants,
+                    batch_sizes,
                     data,
                     splits,
                     settings,
@@ -399,9 +509,20 @@ def main(argv: list[str] | None = None) -> None:
                     args.retries,
                     harness,
                 )
-                if contestant == "bertpipe":
-                    trained = model
-                results.append(result)
+                results.extend(ran)
+                return trained
+
+            trained = race(args.contestants, args.batch_size)
+            if args.sweep_batch_sizes and "bertpipe" in args.contestants:
+                race(["bertpipe"], [b for b in args.sweep_batch_sizes if b not in args.batch_size])
+                ours = [
+                    r for r in results if r.contestant == "bertpipe" and r.max_length == max_length
+                ]
+                best = max(ours, key=lambda r: r.samples_per_s).batch_size
+                best_batch[str(max_length)] = best
+                print(f"bertpipe's fastest batch size at max_length {max_length}: {best}")
+                if best not in args.batch_size:
+                    race([c for c in args.contestants if c != "bertpipe"], [best])
             if trained is not None and not args.skip_inference:
                 print(f"--- inference paths, max_length {max_length}")
                 inference += compare_inference(
@@ -442,6 +563,7 @@ def main(argv: list[str] | None = None) -> None:
     report = build_report(
         args, machine, peak, data, results, inference, params, layers, hidden, bertpipe_params
     )
+    report["best_batch_size"] = best_batch
     report["length_stats"] = length_stats
     report["load_average_start"] = load_start
     report["load_average_end"] = os.getloadavg()
@@ -453,11 +575,15 @@ def main(argv: list[str] | None = None) -> None:
     report["identical_head_init"] = all(len(sums) == 1 for sums in head_checksums.values())
     report["f1_seeds"] = f1_seed_summary(args.max_lengths, [*results, *quality])
     report["peak_rss_mib"] = peak_rss_mib()
+    if device.type == "cuda":
+        report["peak_gpu_memory_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+    report["targets"] = target_rows(report)
     print_report(report)
+    print_targets(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=float))
         print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

