@@ -4,7 +4,6 @@ bertpipe's `fit`, transformers.Trainer, and the project's first loop (the "seed 
 from __future__ import annotations
 
 import copy
-import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +15,6 @@ from harness import Harness, Timing
 from bertpipe.batching import LengthGroupedBatchSampler, padded_length
 from bertpipe.errors import UserError
 from bertpipe.evaluation import evaluate_model
-from bertpipe.inference import resolve_precision
 from bertpipe.metrics import compute_metrics
 from bertpipe.model import load_classifier
 from bertpipe.params import Params
@@ -258,19 +256,7 @@ def reset_accelerate() -> None:
 def bertpipe_accelerator(precision: str, device: torch.device) -> Any:
     """The Accelerator bertpipe's fit builds for itself (training.make_accelerator), on `device`."""
     reset_accelerate()
-    if "device" in inspect.signature(make_accelerator).parameters:
-        accelerator = make_accelerator(precision, device=device)
-    else:
-        # make_accelerator before it took a device (issue 23): its Accelerator, built here
-        from accelerate import Accelerator
-        from accelerate.utils import DataLoaderConfiguration
-
-        on_cpu = device.type == "cpu"
-        accelerator = Accelerator(
-            mixed_precision=resolve_precision(precision, device),
-            cpu=on_cpu,
-            dataloader_config=DataLoaderConfiguration(non_blocking=not on_cpu),
-        )
+    accelerator = make_accelerator(precision, device=device)
     if accelerator.device.type != device.type:
         raise RuntimeError(f"bertpipe's Accelerator is on {accelerator.device}, not on {device}")
     return accelerator
