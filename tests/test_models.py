@@ -28,11 +28,13 @@ from bertpipe.errors import UserError
 from bertpipe.files import sha256_file
 from bertpipe.hub import download_model
 from bertpipe.model import (
-    FAMILIES,
     SOURCE_FILE,
+    TESTED_FAMILIES,
     base_model_id,
     check_base_model,
+    check_family,
     load_classifier,
+    load_config,
     load_tokenizer,
     load_trained,
 )
@@ -49,7 +51,11 @@ FAMILY_CLASSES = {
     "distilbert": "DistilBertForSequenceClassification",
     "deberta-v2": "DebertaV2ForSequenceClassification",
     "electra": "ElectraForSequenceClassification",
+    "mpnet": "MPNetForSequenceClassification",
+    "modernbert": "ModernBertForSequenceClassification",
 }
+# the families whose transformers class has no SDPA attention: eager instead
+EAGER = {"deberta-v2", "mpnet"}
 
 
 def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -78,10 +84,14 @@ def note_texts(sample_frame: pd.DataFrame) -> list[str]:
     return sample_frame["text"].dropna().head(8).tolist()
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_each_family_tokenizes_loads_and_trains_a_step(
-    family: str, tiny_models: dict[str, Path], note_texts: list[str]
+@pytest.mark.parametrize("family", TESTED_FAMILIES)
+def test_each_family_trains_saves_predicts_and_loads_in_pipeline(
+    family: str, tiny_models: dict[str, Path], note_texts: list[str], tmp_path: Path
 ) -> None:
+    """The whole life of a model of each family, in one process: checks, tokens, one training
+    step, the saved folder, `bertpipe predict`, and transformers' pipeline() on that folder."""
+    from transformers import pipeline
+
     folder = str(tiny_models[family])
     check_base_model(folder, 64)
     tokenizer = load_tokenizer(folder)
@@ -96,12 +106,34 @@ def test_each_family_tokenizes_loads_and_trains_a_step(
     )
     assert type(model).__name__ == FAMILY_CLASSES[family]
     assert model.config.id2label == dict(enumerate(NAMES))
-    dropout_key = "attention_dropout" if family == "distilbert" else "attention_probs_dropout_prob"
+    dropout_key = "attention_probs_dropout_prob"
+    if family in {"distilbert", "modernbert"}:
+        dropout_key = "attention_dropout"
     assert getattr(model.config, dropout_key) == 0.0
+    assert model.config._attn_implementation == ("eager" if family in EAGER else "sdpa")
     train_one_step(model, tokenizer, note_texts)
 
+    saved = tmp_path / "model"
+    # fp32: with precision auto, predict runs in bf16 on CPUs that have it, pipeline() in fp32
+    params = Params(max_length=48, train={"precision": "fp32"}).model_dump(mode="json")
+    save_model_folder(saved, model, tokenizer, {**params, "label_names": NAMES}, "# card\n")
+    texts = [text for text in note_texts if clean_text(text, False) == text][:4]
+    assert len(texts) >= 2
+    result = runner.invoke(app, ["predict", "--model", str(saved), *texts])
+    assert result.exit_code == 0, result.output
+    from_predict = [json.loads(line) for line in result.stdout.splitlines()]
+    classifier = pipeline("text-classification", model=str(saved), truncation=True, device="cpu")
+    from_pipeline = classifier(texts, top_k=None)
+    assert len(from_predict) == len(from_pipeline) == len(texts)
+    for piped, predicted in zip(from_pipeline, from_predict, strict=True):
+        scores = {entry["label"]: entry["score"] for entry in piped}
+        assert set(scores) == set(NAMES)
+        for name, score in predicted["scores"].items():
+            assert scores[name] == pytest.approx(score, abs=1e-5)  # predict rounds to 6 places
+        assert max(scores, key=scores.get) == predicted["label"]
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+
+@pytest.mark.parametrize("family", TESTED_FAMILIES)
 def test_sentence_pairs_carry_token_types_only_where_the_model_has_them(
     family: str, tiny_models: dict[str, Path]
 ) -> None:
@@ -117,15 +149,64 @@ def test_sentence_pairs_carry_token_types_only_where_the_model_has_them(
         assert model(**batch).logits.shape == (2, 2)
 
 
-def test_a_decoder_is_refused_with_the_families_that_work(tmp_path: Path) -> None:
-    from transformers import GPT2Config
+def _config(kind: str) -> Any:
+    """A small config of a decoder, a seq2seq model, a non-text model or an unlisted encoder."""
+    import transformers as tf
 
-    GPT2Config(n_layer=1, n_embd=32, n_head=2).save_pretrained(tmp_path)
-    expected = "not an encoder classifier.*BERT, RoBERTa, DistilBERT, DeBERTa-v2, ELECTRA"
-    with pytest.raises(UserError, match=expected):
+    small = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
+    return {
+        "gpt2": lambda: tf.GPT2Config(n_layer=1, n_embd=32, n_head=2),
+        "llama": lambda: tf.LlamaConfig(num_hidden_layers=1, num_key_value_heads=2, **small),
+        # a decoder whose type is in no causal-LM mapping of its own (a multimodal family's)
+        "mistral4": lambda: tf.AutoConfig.for_model("mistral4", num_hidden_layers=1),
+        "modernbert-decoder": lambda: tf.AutoConfig.for_model(
+            "modernbert-decoder", num_hidden_layers=1, **small
+        ),
+        "bert-as-decoder": lambda: tf.BertConfig(num_hidden_layers=1, is_decoder=True, **small),
+        "t5": lambda: tf.T5Config(d_model=32, d_ff=64, num_layers=1, num_heads=2, d_kv=16),
+        "bart": lambda: tf.BartConfig(d_model=32, encoder_layers=1, decoder_layers=1),
+        "vit": lambda: tf.ViTConfig(num_hidden_layers=1, **small),
+        "albert": lambda: tf.AlbertConfig(num_hidden_layers=1, **small),
+    }[kind]()
+
+
+@pytest.mark.parametrize(
+    ("kind", "why"),
+    [
+        ("gpt2", "a decoder-only language model"),
+        ("llama", "a decoder-only language model"),
+        ("mistral4", "a decoder-only language model"),
+        ("modernbert-decoder", "a decoder-only language model"),
+        ("bert-as-decoder", r"set up as a decoder \(is_decoder: true"),
+        ("t5", r"an encoder-decoder \(seq2seq\) model"),
+        ("bart", r"an encoder-decoder \(seq2seq\) model"),
+        ("vit", "which AutoModelForSequenceClassification has no class for"),
+    ],
+)
+def test_a_decoder_or_seq2seq_model_is_refused_in_one_line_saying_why(
+    kind: str, why: str, tmp_path: Path
+) -> None:
+    _config(kind).save_pretrained(tmp_path)
+    expected = f"is a '.*' model, {why}.*bertpipe fine-tunes encoders.*MPNet or ModernBERT"
+    with pytest.raises(UserError, match=expected) as error:
         check_base_model(str(tmp_path), 64)
+    assert "\n" not in str(error.value)
     with pytest.raises(UserError, match=expected):
         load_classifier(str(tmp_path), 2, "single_label_classification", ["a", "b"])
+
+
+def test_an_unlisted_encoder_is_accepted_with_safe_defaults(tmp_path: Path) -> None:
+    """ALBERT is in no table of bertpipe's: it is accepted as AutoModelForSequenceClassification
+    maps it, and two positions are held back in case its positions start after the padding id."""
+    from bertpipe.model import attention_implementation, family_of, max_length_limit
+
+    config = _config("albert")
+    config.save_pretrained(tmp_path)
+    loaded = load_config(str(tmp_path))
+    check_family(loaded, str(tmp_path))
+    assert max_length_limit(loaded) == config.max_position_embeddings - 2
+    assert attention_implementation(loaded) == "sdpa"  # AlbertForSequenceClassification has it
+    assert family_of(loaded.model_type).name == "albert"
 
 
 def test_max_length_beyond_the_position_embeddings_is_refused(
@@ -144,6 +225,25 @@ def test_max_length_beyond_the_position_embeddings_is_refused(
         check_base_model(str(tiny_models["roberta"]), 129)
     # DeBERTa-v3 style: relative positions only, no absolute limit to enforce
     check_base_model(str(tiny_models["deberta-v2"]), 1024)
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "distilbert", "electra", "mpnet"])
+def test_the_length_limit_is_the_longest_input_the_model_runs(
+    family: str, tiny_models: dict[str, Path]
+) -> None:
+    """The table's position facts hold: `limit` tokens run, one more falls off the position
+    embeddings (RoBERTa and MPNet lose two to the padding offset)."""
+    from bertpipe.model import max_length_limit
+
+    folder = str(tiny_models[family])
+    limit = max_length_limit(load_config(folder))
+    assert limit == 128
+    model = load_classifier(folder, 2, "single_label_classification", ["a", "b"]).eval()
+    token = 7  # no special token: RoBERTa-style positions skip only the padding id
+    with torch.no_grad():
+        assert model(input_ids=torch.full((1, limit), token)).logits.shape == (1, 2)
+        with pytest.raises((IndexError, RuntimeError)):
+            model(input_ids=torch.full((1, limit + 1), token))
 
 
 def test_a_model_folder_without_a_tokenizer_is_refused(tiny_bert: Path, tmp_path: Path) -> None:
@@ -279,7 +379,7 @@ def test_download_model_refuses_a_decoder_and_leaves_nothing(tmp_path: Path) -> 
     decoder = tmp_path / "gpt2"
     GPT2Config(n_layer=1, n_embd=32, n_head=2).save_pretrained(decoder)
     target = tmp_path / "base" / "gpt2"
-    with pytest.raises(UserError, match="not an encoder classifier"):
+    with pytest.raises(UserError, match="a decoder-only language model"):
         download_model("org/gpt2", target, None, fetch=fake_fetch(decoder, []))
     assert not target.exists()
     assert not list(target.parent.iterdir())
