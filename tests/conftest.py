@@ -193,7 +193,8 @@ def build_tiny_mpnet(folder: Path, words: list[str], max_positions: int = 128) -
 def build_tiny_modernbert(folder: Path, texts: list[str], max_positions: int = 128) -> Path:
     """ModernBERT: rotary positions, alternating local and global attention, a byte-level BPE
     tokenizer trained here. The tokenizer is a generic PreTrainedTokenizerFast that lists
-    token_type_ids among its inputs, which ModernBERT's forward does not take."""
+    token_type_ids among its inputs, which ModernBERT's forward does not take (bertpipe's
+    load_tokenizer drops them)."""
     from tokenizers import ByteLevelBPETokenizer
     from tokenizers.processors import TemplateProcessing
     from transformers import ModernBertConfig, ModernBertModel, PreTrainedTokenizerFast
@@ -213,6 +214,8 @@ def build_tiny_modernbert(folder: Path, texts: list[str], max_positions: int = 1
         pad_token="[PAD]",
         mask_token="[MASK]",
         unk_token="[UNK]",
+        # as a BERT-style tokenizer.json reused for ModernBERT would have it
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
     )
     config = ModernBertConfig(
         vocab_size=len(tokenizer),
