@@ -39,9 +39,9 @@ class Family:
 # config.model_type -> its family's facts. The families tested in tests/test_models.py
 # (TESTED_FAMILIES), and RoBERTa's relatives whose transformers code numbers positions as
 # RoBERTa's does. Any other type that AutoModelForSequenceClassification maps and that is an
-# encoder is accepted too, with UNLISTED's facts. The rest is asked of the model class and the
-# config, not listed: SDPA (the class's _supports_sdpa), token type ids (its forward's arguments
-# and type_vocab_size), the attention dropout's config key.
+# encoder is accepted too, with family_of's safe defaults. The rest is asked of the model class
+# and the config, not listed: SDPA (the class's _supports_sdpa), token type ids (its forward's
+# arguments and type_vocab_size), the attention dropout's config key.
 FAMILIES: dict[str, Family] = {
     "bert": Family("BERT"),
     "roberta": Family("RoBERTa", positions_after_padding=True),
