@@ -1007,14 +1007,6 @@ CASES = [
         ),
     ),
     Case(
-        "model-decoder-only",
-        stages=("clean", "split", "tokenize"),
-        model_copy="gpt",
-        files={"gpt/config.json": json.dumps({"model_type": "gpt2", "n_layer": 1, "n_embd": 32})},
-        params={"model": "data/gpt", "max_length": 32},
-        expect=("model: data/gpt is a 'gpt2' model, a decoder-only language model",),
-    ),
-    Case(
         "model-asks-for-remote-code",
         stages=("clean", "split", "tokenize"),
         model_copy="custom",

@@ -383,16 +383,17 @@ def _weights_and_config(folder: str, names: list[str]) -> list[str]:
     return [name for name in names if name in {"model.safetensors", "config.json"}]
 
 
-@pytest.mark.parametrize("as_bin", [False, True], ids=["safetensors", "bin"])
 @pytest.mark.parametrize(
-    ("old_labels", "kept"),
+    ("old_labels", "kept", "as_bin"),
     [
-        (NAMES, True),
-        (["negative", "positive"], False),  # another number of labels
-        (["a", "b", "c"], False),  # as many labels, other names
-        ([NAMES[1], NAMES[0], NAMES[2]], False),  # the same names in another order
+        (NAMES, True, False),
+        (NAMES, True, True),
+        (["negative", "positive"], False, False),  # another number of labels
+        (["negative", "positive"], False, True),
+        (["a", "b", "c"], False, False),  # as many labels, other names
+        ([NAMES[1], NAMES[0], NAMES[2]], False, False),  # the same names in another order
     ],
-    ids=["same-labels", "two-labels", "other-names", "other-order"],
+    ids=["same-labels", "same-labels-bin", "two-labels", "two-labels-bin", "names", "order"],
 )
 def test_a_classifier_checkpoint_keeps_its_head_only_for_the_same_labels(
     tiny_bert: Path,
