@@ -317,7 +317,10 @@ def max_length_limit(config: Any) -> int | None:
     if model_type not in FAMILIES:
         return int(positions) - UNLISTED_POSITIONS_HELD_BACK
     if FAMILIES[model_type].positions_after_padding:
-        return int(positions) - (int(config.pad_token_id) + 1)
+        pad_token_id = getattr(config, "pad_token_id", None)
+        if pad_token_id is None:  # not saved: hold back as many as for an unlisted family
+            return int(positions) - UNLISTED_POSITIONS_HELD_BACK
+        return int(positions) - (int(pad_token_id) + 1)
     return int(positions)
 
 
