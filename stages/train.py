@@ -17,7 +17,13 @@ from bertpipe.files import read_json, remove_leftovers, write_json
 from bertpipe.inference import predict_logits
 from bertpipe.labels import num_model_outputs, problem_type
 from bertpipe.launch import inside_launcher, relaunch_command
-from bertpipe.model import base_model_id, load_classifier, load_tokenizer
+from bertpipe.model import (
+    base_model_id,
+    base_model_origin,
+    family_of,
+    load_classifier,
+    load_tokenizer,
+)
 from bertpipe.params import ignored_settings, load_params, resolve_batch_size
 from bertpipe.tokens import read_split
 from bertpipe.tracking import LiveLogger
@@ -147,6 +153,8 @@ def main() -> None:
         validation,
         base_model_id(params.model),
         decision,
+        base_family=family_of(trained_model.config.model_type).name,
+        base_origin=base_model_origin(params.model),
     )
     save_model_folder(
         args.output_dir,

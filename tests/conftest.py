@@ -167,6 +167,70 @@ def build_tiny_deberta_v2(folder: Path, texts: list[str], max_positions: int = 1
     return _save(folder, DebertaV2Model, config, tokenizer)
 
 
+def build_tiny_mpnet(folder: Path, words: list[str], max_positions: int = 128) -> Path:
+    """MPNet as all-mpnet-base-v2 has it: WordPiece with <s> </s> <pad> (pad id 1), positions
+    offset by 2 as RoBERTa's, relative attention buckets, no token_type_ids."""
+    from transformers import MPNetConfig, MPNetModel, MPNetTokenizer
+
+    special = ["<s>", "<pad>", "</s>", "[UNK]", "<mask>"]
+    vocab = {token: index for index, token in enumerate(special)}
+    for token in _wordpiece_vocab(words):  # BERT's [PAD], [CLS] ... are not MPNet's
+        if not token.startswith("["):
+            vocab.setdefault(token, len(vocab))
+    tokenizer = MPNetTokenizer(vocab=vocab, do_lower_case=True)
+    config = MPNetConfig(
+        vocab_size=len(vocab),
+        max_position_embeddings=max_positions + 2,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        relative_attention_num_buckets=32,
+        **TINY_SIZES,
+    )
+    return _save(folder, MPNetModel, config, tokenizer)
+
+
+def build_tiny_modernbert(folder: Path, texts: list[str], max_positions: int = 128) -> Path:
+    """ModernBERT: rotary positions, alternating local and global attention, a byte-level BPE
+    tokenizer trained here. The tokenizer is a generic PreTrainedTokenizerFast that lists
+    token_type_ids among its inputs, which ModernBERT's forward does not take (bertpipe's
+    load_tokenizer drops them)."""
+    from tokenizers import ByteLevelBPETokenizer
+    from tokenizers.processors import TemplateProcessing
+    from transformers import ModernBertConfig, ModernBertModel, PreTrainedTokenizerFast
+
+    special = ["[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]"]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts, vocab_size=600, min_frequency=2, special_tokens=special)
+    bpe.post_processor = TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", 0), ("[SEP]", 1)],
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        mask_token="[MASK]",
+        unk_token="[UNK]",
+        # as a BERT-style tokenizer.json reused for ModernBERT would have it
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
+    )
+    config = ModernBertConfig(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=max_positions,
+        pad_token_id=2,
+        cls_token_id=0,
+        sep_token_id=1,
+        bos_token_id=0,
+        eos_token_id=1,
+        local_attention=16,
+        **TINY_SIZES,
+    )
+    return _save(folder, ModernBertModel, config, tokenizer)
+
+
 def frequent_words(texts: list[str], limit: int = 400) -> list[str]:
     counts = Counter(word for text in texts for word in re.findall(r"[a-z]+", text.lower()))
     return [word for word, _ in counts.most_common(limit)]
@@ -190,6 +254,8 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> di
         "distilbert": build_tiny_distilbert(root / "distilbert", words),
         "deberta-v2": build_tiny_deberta_v2(root / "deberta-v2", texts),
         "electra": build_tiny_electra(root / "electra", words),
+        "mpnet": build_tiny_mpnet(root / "mpnet", words),
+        "modernbert": build_tiny_modernbert(root / "modernbert", texts),
     }
 
 

