@@ -177,7 +177,7 @@ class Params(_Strict):
     seed: int = Field(42, ge=0, lt=SEED_LIMIT)
     model: str = Field("minilm", min_length=1)
     task: Task = "multiclass"
-    lr: float = Field(1e-4, gt=0, lt=1)
+    lr: float = Field(1e-4, gt=0, lt=1, allow_inf_nan=False)  # nan: "a finite number"
     epochs: int = Field(4, ge=1)
     batch_size: int = Field(16, ge=1)
     max_length: int = Field(128, ge=8, le=8192)
