@@ -204,10 +204,13 @@ def check_output_path(output: Path, input_path: Path | None) -> str:
         input_format = table_format(input_path)
         if fmt != input_format:
             stem = output.name[: len(output.name) - len(_table_extension(output))]
+            extension = _table_extension(input_path).removesuffix(".gz")
+            if is_gzipped(output) and input_format != "parquet":
+                extension += ".gz"  # the output's compression is the user's choice
             raise UserError(
                 f"--output {output}: write the input's format ({input_format}), so that every "
                 f"input value passes through unchanged: e.g. "
-                f"{output.with_name(stem + _table_extension(input_path))}"
+                f"{output.with_name(stem + extension)}"
             )
     if output.is_symlink():
         raise UserError(
