@@ -28,12 +28,12 @@ from bertpipe.errors import UserError
 from bertpipe.inference import default_device, predict_logits, resolve_precision
 from bertpipe.model import load_trained
 from bertpipe.tables import (
-    SUPPORTED_EXTENSIONS,
     TableChunks,
     is_gzipped,
     json_cell_text,
     not_text,
     open_text,
+    table_extension,
     table_format,
 )
 from bertpipe.text import clean_text
@@ -170,14 +170,6 @@ def _output_format(output: Path) -> str:
         raise UserError(f"--output {error}") from None
 
 
-def _table_extension(path: Path) -> str:
-    name = path.name.lower()
-    return next(
-        (e for e in sorted(SUPPORTED_EXTENSIONS, key=len, reverse=True) if name.endswith(e)),
-        path.suffix,
-    )
-
-
 def check_output_path(output: Path, input_path: Path | None) -> str:
     """The output's table format, once the path is known to be writable and to harm nothing.
 
@@ -203,8 +195,8 @@ def check_output_path(output: Path, input_path: Path | None) -> str:
             )
         input_format = table_format(input_path)
         if fmt != input_format:
-            stem = output.name[: len(output.name) - len(_table_extension(output))]
-            extension = _table_extension(input_path).removesuffix(".gz")
+            stem = output.name[: len(output.name) - len(table_extension(output))]
+            extension = table_extension(input_path).removesuffix(".gz")
             if is_gzipped(output) and input_format != "parquet":
                 extension += ".gz"  # the output's compression is the user's choice
             raise UserError(

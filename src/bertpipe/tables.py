@@ -102,7 +102,8 @@ def shown_names(names: Sequence[object]) -> str:
     return listed + (f" and {more} more" if more > 0 else "")
 
 
-def _suffix(path: Path) -> str:
+def table_extension(path: Path) -> str:
+    """The name's table extension, .gz included (".csv.gz"), or its last suffix."""
     name = path.name.lower()
     for extension in sorted(SUPPORTED_EXTENSIONS, key=len, reverse=True):
         if name.endswith(extension):
@@ -111,7 +112,7 @@ def _suffix(path: Path) -> str:
 
 
 def table_format(path: Path) -> str:
-    fmt = SUPPORTED_EXTENSIONS.get(_suffix(path))
+    fmt = SUPPORTED_EXTENSIONS.get(table_extension(path))
     if fmt is None:
         supported = ", ".join(sorted(e for e in SUPPORTED_EXTENSIONS if not e.endswith(".gz")))
         hint = ""
