@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from bertpipe.artifacts import read_training_params
@@ -10,7 +11,7 @@ from bertpipe.decision import read_decision
 from bertpipe.errors import run_main
 from bertpipe.evaluation import evaluate_model, plot_rows
 from bertpipe.files import atomic_path, read_json, remove_leftovers, write_json
-from bertpipe.metrics import per_label_report
+from bertpipe.metrics import per_label_report, undefined_as_null
 from bertpipe.model import load_trained
 from bertpipe.params import load_params
 from bertpipe.predictions import write_predictions
@@ -73,7 +74,14 @@ def main() -> None:
     else:
         report = {}
     write_json(args.per_label, report)
-    write_json(args.metrics, {**evaluation.metrics, "n_test": len(evaluation.targets)})
+    metrics, undefined = undefined_as_null(evaluation.metrics)
+    if undefined:
+        print(
+            f"warning: {', '.join(undefined)} undefined on the test split (its labels are all "
+            "one value): written as null in the metrics file",
+            file=sys.stderr,
+        )
+    write_json(args.metrics, {**metrics, "n_test": len(evaluation.targets)})
     print("evaluate: " + ", ".join(f"{k} {v}" for k, v in evaluation.metrics.items()))
 
 

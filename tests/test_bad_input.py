@@ -11,8 +11,10 @@ assertions a table cannot state.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
+import os
 import random
 import shutil
 import signal
@@ -79,6 +81,8 @@ class Case:
     command: tuple[str, ...] = ()
     # copy the tiny BERT to data/<name> before writing files (that may then break it)
     model_copy: str | None = None
+    # copy a model folder as the train stage writes it (head untrained) to data/<name>
+    trained_copy: str | None = None
 
 
 def run_cli(project: Path, args: list[str]) -> subprocess.CompletedProcess[str]:
@@ -106,9 +110,17 @@ def changed_files(before: dict[str, str], after: dict[str, str]) -> list[str]:
     )
 
 
-def prepare(project: Path, case: Case, tiny_bert: Callable[[], Path]) -> None:
+def prepare(
+    project: Path,
+    case: Case,
+    tiny_bert: Callable[[], Path],
+    tiny_trained: Callable[[], Path] | None = None,
+) -> None:
     if case.model_copy is not None:
         shutil.copytree(tiny_bert(), project / "data" / case.model_copy)
+    if case.trained_copy is not None:
+        assert tiny_trained is not None
+        shutil.copytree(tiny_trained(), project / "data" / case.trained_copy)
     for name, content in case.files.items():
         path = project / "data" / name
         if isinstance(content, str):
@@ -347,6 +359,237 @@ def text_as_label(path: Path) -> None:
 def corrupt_weights(path: Path) -> None:
     path.write_bytes(random.Random(1).randbytes(2048))
 
+
+# what makes the tiny base BERT's copy a model folder the train stage could have written (its
+# config has transformers' default of two outputs); its head is random, which no case scores
+TRAINED = json.dumps({"task": "multiclass", "label_names": ["cardiology", "neurology"]})
+PREDICT_WITH_COPY = ("predict", "--model", "data/bert")
+NOT_TEXT = "not text; write the value as text, or point the key at another column"
+
+
+def symlink_to(target: str) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        path.symlink_to(target)
+
+    return write
+
+
+def link_kept(name: str, target: str) -> Check:
+    def check(project: Path, result: subprocess.CompletedProcess[str]) -> None:
+        link = project / "data" / name
+        assert link.is_symlink() and os.readlink(link) == target
+
+    return check
+
+
+def json_lines_scored(count: int) -> Check:
+    def check(project: Path, result: subprocess.CompletedProcess[str]) -> None:
+        lines = [json.loads(line) for line in result.stdout.splitlines()]
+        assert len(lines) == count
+        assert all(line["label"] in ("cardiology", "neurology") for line in lines)
+
+    return check
+
+
+ISSUE_25_CASES = [
+    # --- predict: only a model the train stage wrote ----------------------------------------------
+    Case(
+        "predict-untrained-base-model",
+        stages=(CLI,),
+        command=("predict", "chest pain", "--model", TINY_BERT),
+        expect=("not a trained model folder (no training_params.json)", "run dvc repro"),
+    ),
+    Case(
+        "predict-training-params-without-task",
+        stages=(CLI,),
+        model_copy="bert",
+        files={"bert/training_params.json": '{"label_names": ["a", "b"]}'},
+        command=(*PREDICT_WITH_COPY, "chest pain"),
+        expect=("data/bert/training_params.json: no task of bertpipe's (found None)",),
+    ),
+    Case(
+        "predict-training-params-without-label-names",
+        stages=(CLI,),
+        model_copy="bert",
+        files={"bert/training_params.json": '{"task": "binary", "label_names": "ab"}'},
+        command=(*PREDICT_WITH_COPY, "chest pain"),
+        expect=("data/bert/training_params.json: no list of label_names",),
+    ),
+    Case(
+        "predict-config-and-training-params-of-different-models",
+        stages=(CLI,),
+        model_copy="bert",
+        files={"bert/training_params.json": '{"task": "multiclass", "label_names": ["a","b","c"]}'},
+        command=(*PREDICT_WITH_COPY, "chest pain"),
+        expect=("data/bert: config.json has 2 outputs", "the files come from different models"),
+    ),
+    # --- predict: text cells that are no text, refused with training's words ---------------------
+    Case(
+        "predict-jsonl-list-text",
+        stages=(CLI,),
+        trained_copy="bert",
+        files={
+            "l.jsonl": '{"text": "chest pain"}\n{"text": ["a", "b"]}\n',
+        },
+        command=(*PREDICT_WITH_COPY, "--input", "data/l.jsonl"),
+        expect=("data/l.jsonl: row 2: column 'text' (--text-column) holds a JSON list", NOT_TEXT),
+    ),
+    Case(
+        "predict-jsonl-list-text-to-an-output",
+        stages=(CLI,),
+        trained_copy="bert",
+        files={
+            "l.jsonl": '{"text": "chest pain"}\n{"text": ["a", "b"]}\n',
+        },
+        command=(*PREDICT_WITH_COPY, "--input", "data/l.jsonl", "--output", "data/out.jsonl"),
+        expect=("data/l.jsonl: row 2: column 'text' (--text-column) holds a JSON list", NOT_TEXT),
+    ),
+    Case(
+        "predict-jsonl-boolean-text",
+        stages=(CLI,),
+        trained_copy="bert",
+        files={"b.jsonl": '{"text": true}\n'},
+        command=(*PREDICT_WITH_COPY, "--input", "data/b.jsonl", "-o", "data/out.jsonl"),
+        expect=(
+            "data/b.jsonl: row 1: column 'text' (--text-column) holds a JSON boolean",
+            NOT_TEXT,
+        ),
+    ),
+    Case(
+        "predict-jsonl-object-text",
+        stages=(CLI,),
+        trained_copy="bert",
+        files={"o.jsonl": '{"text": {"a": "b"}}\n'},
+        command=(*PREDICT_WITH_COPY, "--input", "data/o.jsonl"),
+        expect=("data/o.jsonl: row 1: column 'text' (--text-column) holds a JSON object", NOT_TEXT),
+    ),
+    Case(
+        "predict-parquet-list-text",
+        stages=(CLI,),
+        trained_copy="bert",
+        files={
+            "l.parquet": parquet_writer(
+                {"text": pa.array([None, ["a", "b"]], pa.list_(pa.string()))}
+            ),
+        },
+        command=(*PREDICT_WITH_COPY, "--input", "data/l.parquet", "-o", "data/out.parquet"),
+        expect=("data/l.parquet: row 2: column 'text' (--text-column) holds list<", NOT_TEXT),
+    ),
+    Case(
+        "predict-parquet-boolean-text-printed",
+        stages=(CLI,),
+        trained_copy="bert",
+        files={
+            "b.parquet": parquet_writer({"text": pa.array([True, False])}),
+        },
+        command=(*PREDICT_WITH_COPY, "--input", "data/b.parquet"),
+        expect=("data/b.parquet: row 1: column 'text' (--text-column) holds bool", NOT_TEXT),
+    ),
+    Case(
+        "training-refuses-a-boolean-text-the-same-way",
+        data="b.jsonl",
+        files={"b.jsonl": '{"text": "chest pain", "label": "a"}\n{"text": false, "label": "b"}\n'},
+        expect=(
+            "data/b.jsonl: row 2: column 'text' (data.text_column) holds a JSON boolean",
+            NOT_TEXT,
+        ),
+    ),
+    # --- predict: inputs read, outputs named as the readers do ------------------------------------
+    Case(
+        "predict-gzipped-csv-input",
+        stages=(CLI,),
+        trained_copy="bert",
+        files={
+            "in.csv.gz": gzip.compress(b'id,text\n1,chest pain\n2,"head, ache"\n'),
+        },
+        command=(*PREDICT_WITH_COPY, "--input", "data/in.csv.gz"),
+        exit_code=0,
+        check=json_lines_scored(2),
+    ),
+    Case(
+        "predict-gzipped-jsonl-input",
+        stages=(CLI,),
+        trained_copy="bert",
+        files={
+            "in.jsonl.gz": gzip.compress(b'{"text": "chest pain"}\n'),
+        },
+        command=(*PREDICT_WITH_COPY, "--input", "data/in.jsonl.gz"),
+        exit_code=0,
+        check=json_lines_scored(1),
+    ),
+    Case(
+        "predict-empty-input",
+        stages=(CLI,),
+        trained_copy="bert",
+        files={"e.csv": ""},
+        command=(*PREDICT_WITH_COPY, "--input", "data/e.csv"),
+        expect=("data/e.csv: the file has no header; nothing to predict",),
+        absent=("data.path",),
+    ),
+    Case(
+        "predict-header-only-input",
+        stages=(CLI,),
+        trained_copy="bert",
+        files={"h.csv.gz": gzip.compress(b"id,text\n")},
+        command=(*PREDICT_WITH_COPY, "--input", "data/h.csv.gz", "-o", "data/out.csv.gz"),
+        expect=("data/h.csv.gz: the file has no rows; nothing to predict",),
+        absent=("data.path",),
+    ),
+    Case(
+        "predict-empty-jsonl-input-printed",
+        stages=(CLI,),
+        trained_copy="bert",
+        files={"e.jsonl": "\n\n"},
+        command=(*PREDICT_WITH_COPY, "--input", "data/e.jsonl"),
+        expect=("data/e.jsonl: the file has no rows; nothing to predict",),
+        absent=("data.path",),
+    ),
+    Case(
+        "predict-output-parquet-gz",
+        stages=(CLI,),
+        command=("predict", "chest pain", "--model", TINY_BERT, "--output", "out.parquet.gz"),
+        expect=("--output out.parquet.gz: unsupported file type '.gz'",),
+    ),
+    Case(
+        "predict-output-a-symlink",
+        stages=(CLI,),
+        trained_copy="bert",
+        files={
+            "target.csv": "the user's file\n",
+            "link.csv": symlink_to("target.csv"),
+        },
+        command=(*PREDICT_WITH_COPY, "chest pain", "--output", "data/link.csv"),
+        expect=("--output data/link.csv: is a symbolic link (to target.csv)", "left as it is"),
+        check=link_kept("link.csv", "target.csv"),
+    ),
+    Case(
+        "predict-output-a-dangling-symlink",
+        stages=(CLI,),
+        trained_copy="bert",
+        files={"link.csv": symlink_to("nowhere.csv")},
+        command=(*PREDICT_WITH_COPY, "chest pain", "--output", "data/link.csv"),
+        expect=("--output data/link.csv: is a symbolic link (to nowhere.csv)",),
+        check=link_kept("link.csv", "nowhere.csv"),
+    ),
+    # --- training -------------------------------------------------------------------------------
+    Case(
+        "regression-constant-label",
+        data="constant.csv",
+        files={"constant.csv": "text,label\nchest pain,3\nheadache,3.0\ncough, 3 \n"},
+        params={"task": "regression"},
+        expect=(
+            "column 'label' has only the value 3 after cleaning",
+            "regression needs labels that vary",
+        ),
+    ),
+    Case(
+        "params-lr-nan",
+        stages=(CLI,),
+        command=("params",),
+        params={"lr": float("nan")},
+        expect=("params.yaml: lr: Input should be a finite number (got nan)",),
+    ),
+]
 
 ISSUE_16_CASES = [
     # --- params.yaml itself -----------------------------------------------------------------------
@@ -690,7 +933,7 @@ ISSUE_16_CASES = [
         "predict-corrupt-weights",
         stages=(CLI,),
         model_copy="bert",
-        files={"bert/model.safetensors": corrupt_weights},
+        files={"bert/training_params.json": TRAINED, "bert/model.safetensors": corrupt_weights},
         command=("predict", "chest pain", "--model", "data/bert"),
         expect=("data/bert", "model.safetensors"),
     ),
@@ -1024,11 +1267,30 @@ CASES = [
     # --- debugging -------------------------------------------------------------------------------
     Case("debug-mode-shows-the-traceback", data="absent.csv", traceback=True),
     *ISSUE_16_CASES,
+    *ISSUE_25_CASES,
 ]
 
 
 def _assert_absent(path: Path) -> None:
     assert not path.exists(), f"{path} exists: the model folder's code ran"
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny BERT with a two-class head, saved as the train stage saves a model (untrained:
+    no case reads its scores)."""
+    from bertpipe.artifacts import save_model_folder
+    from bertpipe.decision import Decision
+    from bertpipe.model import load_classifier, load_tokenizer
+    from bertpipe.params import Params
+
+    names = ["cardiology", "neurology"]
+    model = load_classifier(str(tiny_bert), 2, "single_label_classification", names)
+    folder = tmp_path_factory.mktemp("tiny_trained") / "model"
+    trained = {**Params(max_length=32).model_dump(mode="json"), "label_names": names}
+    tokenizer = load_tokenizer(str(tiny_bert))
+    save_model_folder(folder, model, tokenizer, trained, "# card\n", Decision("multiclass"))
+    return folder
 
 
 def _param(case: Case) -> Any:
@@ -1043,7 +1305,12 @@ def test_the_table_covers_at_least_60_cases() -> None:
 @pytest.mark.slow  # each case runs one to four stage scripts in subprocesses
 @pytest.mark.parametrize("case", [_param(case) for case in CASES])
 def test_bad_input(case: Case, project_copy: Path, request: pytest.FixtureRequest) -> None:
-    prepare(project_copy, case, lambda: request.getfixturevalue("tiny_bert"))
+    prepare(
+        project_copy,
+        case,
+        lambda: request.getfixturevalue("tiny_bert"),
+        lambda: request.getfixturevalue("tiny_trained"),
+    )
     extra_env = {"BERTPIPE_DEBUG": "1"} if case.traceback else None
     *before, last_stage = case.stages
     for name in before:

@@ -202,7 +202,8 @@ def test_a_reader_sees_the_old_model_or_the_new_never_a_mix(
         with torch.no_grad():
             model.classifier.bias.fill_(generation)
         names = [f"{generation}-{i}" for i in range(5)]
-        save_model_folder(folder, model, tokenizer, {"label_names": names}, "# card\n")
+        trained = {"task": "multiclass", "label_names": names}
+        save_model_folder(folder, model, tokenizer, trained, "# card\n")
 
     write(0)
     stop = threading.Event()

@@ -4,12 +4,16 @@ from test-set noise, the settings come from the baseline, and broken input is ne
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from bertpipe import gate
@@ -428,3 +432,189 @@ def test_auto_tolerance_gates_metrics_the_task_writes(task: str, gated: set[str]
     # an explicit mapping is kept as written
     chosen = GateParams.model_validate({"tolerance": {"mse": 0.5}})
     assert resolve_gate(chosen, task).tolerance == {"mse": 0.5}
+
+
+# --- a gated metric that is no finite number, or disagrees with the predictions (issue 25) -------
+
+BROKEN_CANDIDATES = {
+    # the issue's case: "0.9" as text, while the true accuracy fell
+    "a string": ('{"accuracy": "0.9", "n_test": 60}', 'it holds a string ("0.9")'),
+    "null": ('{"accuracy": null, "n_test": 60}', "it holds null"),
+    "a boolean": ('{"accuracy": true, "n_test": 60}', "it holds a boolean (true)"),
+    "an object": ('{"accuracy": {"value": 1.0}, "n_test": 60}', "it holds an object"),
+    "a list": ('{"accuracy": [1.0], "n_test": 60}', "it holds a list"),
+    "Infinity": ('{"accuracy": Infinity, "n_test": 60}', "it holds inf"),
+    "-Infinity": ('{"accuracy": -Infinity, "n_test": 60}', "it holds -inf"),
+    "an overflowing float": ('{"accuracy": 1e400, "n_test": 60}', "it holds inf"),
+    "an integer beyond floats": ('{"accuracy": 1' + "0" * 400 + ', "n_test": 60}', "it holds 1000"),
+    "missing": ('{"n_test": 60}', "gated metric accuracy is missing from its metrics file"),
+    "nested under another key": ('{"test": {"accuracy": 1.0}, "n_test": 60}', "is missing"),
+    "an empty object": ("{}", "gated metric accuracy is missing"),
+}
+
+
+@pytest.mark.parametrize("predictions", ["collapsed", "good", "none"])
+@pytest.mark.parametrize("case", list(BROKEN_CANDIDATES))
+def test_a_gated_metric_the_candidate_lacks_or_holds_as_no_number_is_exit_2(
+    gate_repo: Path, case: str, predictions: str
+) -> None:
+    text, words = BROKEN_CANDIDATES[case]
+    (gate_repo / "metrics.json").write_text(text)
+    if predictions == "collapsed":
+        (gate_repo / "eval/predictions.csv").write_text(COLLAPSED_PREDICTIONS)
+    elif predictions == "none":
+        (gate_repo / "eval/predictions.csv").unlink()
+    code, output = check_metrics(gate_repo)
+    assert code == 2, output
+    lines = output.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: workspace: "), output
+    assert words in lines[0], output
+    assert "the candidate is broken, which is not a regression" in lines[0], output
+    assert "PASS" not in output
+
+
+def test_a_broken_baseline_metric_is_exit_2(gate_repo: Path) -> None:
+    (gate_repo / "metrics.json").write_text('{"accuracy": "1.0", "n_test": 60}')
+    git(gate_repo, "commit", "-qam", "a string metric")
+    code, output = check_metrics(gate_repo, "--candidate", "HEAD")
+    assert code == 2, output
+    assert output.startswith("error: HEAD: metric accuracy is not a finite number"), output
+    assert "the baseline is broken" in output
+
+
+def test_the_gate_trusts_the_predictions_over_the_metrics_file(gate_repo: Path) -> None:
+    # the file claims the baseline's accuracy; the predictions are those of a collapsed model
+    (gate_repo / "eval/predictions.csv").write_text(COLLAPSED_PREDICTIONS)
+    code, output = check_metrics(gate_repo)
+    assert code == 1, output
+    assert "| accuracy | 1.0000 | 0.6667 |" in output and "**regression**" in output
+    assert "workspace: its metrics file says accuracy 1, its predictions give 0.666667" in output
+
+
+def test_a_metrics_file_that_disagrees_with_good_predictions_never_passes(gate_repo: Path) -> None:
+    # a drop the file claims but the predictions do not show is no regression, and no PASS
+    (gate_repo / "metrics.json").write_text('{"accuracy": 0.5, "n_test": 60}')
+    code, output = check_metrics(gate_repo)
+    assert code == 2, output
+    assert output.startswith(
+        "error: workspace: its metrics file says accuracy 0.5 but its predictions give 1"
+    ), output
+    assert "metrics and predictions disagree" in output
+
+
+def test_a_regression_candidate_against_a_multiclass_baseline_says_the_task_changed(
+    gate_repo: Path,
+) -> None:
+    (gate_repo / "params.yaml").write_text("task: regression\n")
+    (gate_repo / "metrics.json").write_text('{"mse": 0.1, "r2": 0.9, "n_test": 60}')
+    (gate_repo / "eval/predictions.csv").write_text(
+        "row_id,gold,predicted\n" + "".join(f"{i},{i},{i + 0.5}\n" for i in range(60))
+    )
+    code, output = check_metrics(gate_repo)
+    assert code == 2, output
+    assert output.startswith("error: the task changed (multiclass -> regression)"), output
+    assert "check gate.tolerance" not in output
+
+
+def test_the_file_value_and_the_rescored_value_agree_on_real_runs() -> None:
+    rng = np.random.default_rng(4)
+    gold = rng.choice(NAMES, 300).tolist()
+    predicted = [g if rng.random() < 0.7 else rng.choice(NAMES) for g in gold]
+    run = side(predictions(gold, predicted), "run")
+    assert gate.rescore(run.predictions, "multiclass", list(run.metrics)) == pytest.approx(
+        run.metrics, abs=1e-6
+    )
+
+
+# --- the property: PASS only if every gated metric is a finite number within tolerance ----------
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats()  # NaN and the infinities included
+    | st.text(max_size=5)
+    | st.sampled_from(["0.9", "1.0", "nan", ""]),
+    lambda inner: (
+        st.lists(inner, max_size=2) | st.dictionaries(st.text(max_size=3), inner, max_size=2)
+    ),
+    max_leaves=4,
+)
+METRIC_VALUES = st.one_of(
+    st.floats(min_value=0, max_value=1), st.sampled_from([1.0, 0.99, 0.98, 0.97]), JSON_VALUES
+)
+GATED = ["accuracy", "f1_macro"]
+
+
+def _within(old: float, new: Any, tolerance: float) -> bool:
+    if isinstance(new, bool) or not isinstance(new, int | float):
+        return False
+    try:
+        new = float(new)
+    except OverflowError:
+        return False
+    return math.isfinite(new) and old - new <= tolerance + 1e-9
+
+
+@given(
+    candidate=st.dictionaries(st.sampled_from([*GATED, "n_test", "loss"]), METRIC_VALUES),
+    baseline_values=st.tuples(st.floats(0, 1), st.floats(0, 1)),
+    tolerance=st.floats(0, 0.5),
+)
+def test_property_pass_only_if_every_gated_metric_is_a_finite_number_within_tolerance(
+    candidate: dict[str, Any], baseline_values: tuple[float, float], tolerance: float
+) -> None:
+    """Any metrics.json a candidate can hold, through the gate's own parser and decision:
+    without predictions the tolerance alone decides, so PASS must mean every gated metric is
+    a finite number no further below the baseline than its tolerance."""
+    text = json.dumps(candidate)  # NaN and Infinity as Python's json writes them
+    metrics, broken = gate.parse_metrics(json.loads(text))
+    old = dict(zip(GATED, baseline_values, strict=True))
+    baseline = RunArtifacts("HEAD", old, None, "multiclass")
+    new = RunArtifacts("workspace", metrics, None, "multiclass", broken)
+    tolerances = dict.fromkeys(GATED, tolerance)
+    try:
+        result = decide(baseline, new, tolerances, n_resamples=100)
+    except UnusableInput:
+        return  # exit 2: never a PASS
+    if not result.regressed:
+        for metric in GATED:
+            assert _within(old[metric], candidate.get(metric), tolerance), (metric, candidate)
+
+
+@given(candidate=st.dictionaries(st.sampled_from([*GATED, "n_test"]), METRIC_VALUES))
+def test_property_through_the_command_with_paired_predictions(
+    candidate: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The same, through `bertpipe check-metrics` on a repository whose candidate keeps the
+    baseline's predictions: PASS only if the file's values are finite and within tolerance."""
+    repo = _property_repo(tmp_path_factory)
+    (repo / "metrics.json").write_text(json.dumps(candidate))
+    code, output = check_metrics(repo, "--tolerance", "f1_macro=0.02", "--n-bootstrap", "100")
+    assert code in (0, 1, 2), output
+    if code == 0:
+        assert "PASS" in output
+        for metric in GATED:
+            assert _within(1.0, candidate.get(metric), 0.02), (metric, candidate, output)
+    else:
+        assert "PASS" not in output
+
+
+_REPOS: dict[str, Path] = {}
+
+
+def _property_repo(factory: pytest.TempPathFactory) -> Path:
+    """One repository for every example: HEAD holds a perfect run (accuracy and f1_macro 1)."""
+    if "repo" not in _REPOS:
+        repo = factory.mktemp("property") / "repo"
+        (repo / "eval").mkdir(parents=True)
+        (repo / "params.yaml").write_text(PARAMS)
+        (repo / "metrics.json").write_text(
+            json.dumps({"accuracy": 1.0, "f1_macro": 1.0, "n_test": 60})
+        )
+        (repo / "eval/predictions.csv").write_text(GOOD_PREDICTIONS)
+        git(repo, "init", "-q")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", "baseline")
+        _REPOS["repo"] = repo
+    return _REPOS["repo"]

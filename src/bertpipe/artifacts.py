@@ -15,6 +15,7 @@ from typing import Any
 from bertpipe.decision import CONFIG_KEY, DECISION_FILE, Decision, decision_card_lines
 from bertpipe.errors import UserError
 from bertpipe.files import read_json, replace_path
+from bertpipe.labels import problem_type
 
 TRAINING_PARAMS = "training_params.json"
 
@@ -100,6 +101,69 @@ def read_training_params(folder: str | Path) -> dict[str, Any]:
         raise UserError(
             f"{path}: expected a JSON object of params, got {type(trained).__name__}; "
             "train the model again with dvc repro"
+        )
+    return trained
+
+
+# the tasks a training record may name (params.Task), without importing pydantic here
+TASKS = ("binary", "multiclass", "multilabel", "regression")
+
+
+def check_model_folder(folder: str | Path) -> dict[str, Any]:
+    """The folder's training params, once it is known to be a model folder bertpipe trained.
+
+    That is: a config.json, and a training_params.json (written only by the train stage) that
+    names the task and the label names, which match the model's outputs. A folder that decided
+    its thresholds (config.json records the decision) must still hold decision.json. Anything
+    else, such as a base model or another tool's classifier, would be scored with a random or
+    foreign head and without the cleaning, truncation and task of training: it is refused.
+    Reads JSON only, so a wrong folder costs no time.
+    """
+    folder = Path(folder)
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise UserError(f"{folder}: not a trained model folder (no config.json); run dvc repro")
+    if not (folder / TRAINING_PARAMS).is_file():
+        raise UserError(
+            f"{folder}: not a trained model folder (no {TRAINING_PARAMS}); bertpipe predicts "
+            "with models its train stage wrote, which record their cleaning, truncation and "
+            "task: run dvc repro (other models: transformers' pipeline())"
+        )
+    trained = read_training_params(folder)
+    try:
+        config = read_json(config_path)
+    except (OSError, ValueError):
+        config = None
+    if not isinstance(config, dict):
+        raise UserError(f"{config_path}: not a JSON object of settings; run dvc repro")
+    task, names = trained.get("task"), trained.get("label_names")
+    source = folder / TRAINING_PARAMS
+    if task not in TASKS:
+        raise UserError(
+            f"{source}: no task of bertpipe's (found {task!r}), so not a record of the train "
+            "stage; train the model again with dvc repro"
+        )
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise UserError(
+            f"{source}: no list of label_names, so not a record of the train stage; "
+            "train the model again with dvc repro"
+        )
+    id2label = config.get("id2label")
+    # a config without either has transformers' default of two outputs
+    outputs = len(id2label) if isinstance(id2label, dict) else config.get("num_labels", 2)
+    expected = 1 if task == "regression" else len(names)
+    kind = config.get("problem_type")
+    if outputs != expected or kind not in (None, problem_type(task)):
+        raise UserError(
+            f"{folder}: config.json has {outputs} outputs ({kind}), but {TRAINING_PARAMS} says "
+            f"task {task} with {expected}; the files come from different models: "
+            "train the model again with dvc repro"
+        )
+    if CONFIG_KEY in config and not (folder / DECISION_FILE).is_file():
+        raise UserError(
+            f"{folder}: no {DECISION_FILE}, though config.json says the model was saved with "
+            "one (its thresholds and temperature); restore the folder (dvc checkout) or train "
+            "again with dvc repro"
         )
     return trained
 

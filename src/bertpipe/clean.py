@@ -13,12 +13,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bertpipe.errors import UserError
 from bertpipe.files import atomic_path
 from bertpipe.labels import (
     check_label_count,
+    check_label_spread,
     is_missing,
     parse_multilabel,
     parse_number,
@@ -263,6 +265,7 @@ def _clean_chunks(
         # gives every chunk the type the column has where it holds values.
         schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else None
         names: set[str] = set()
+        spread: set[float] = set()  # regression: up to two distinct labels, to know they vary
         rows_out = start = 0
         with atomic_path(output) as tmp:
             writer = pq.ParquetWriter(tmp, schema) if schema is not None else None
@@ -274,6 +277,8 @@ def _clean_chunks(
                     if table.num_rows == 0:
                         continue
                     names.update(sorted_label_names(table.column("label").to_pylist(), task))
+                    if task == "regression" and len(spread) < 2:
+                        spread.update(pc.unique(table.column("label")).to_pylist()[:2])
                     rows_out += table.num_rows
                     writer.write_table(table)
             finally:
@@ -282,6 +287,8 @@ def _clean_chunks(
             if rows_out == 0:
                 _explain_no_rows(dict(dropped), data, source)
             check_label_count(sorted(names), task, data.label_column)
+            if task == "regression":
+                check_label_spread(spread, data.label_column)
     return make_report(rows_in, rows_out, dict(dropped))
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
+import signal
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -101,6 +103,9 @@ def predict(
     cat notes.jsonl | bertpipe predict --input - --format jsonl
     bertpipe predict --input new.csv --text-column text --output preds.csv
     """
+    # SIGTERM (a scheduler's stop, `kill`) ends the command as Ctrl-C does: through every
+    # `finally`, so that no half-written temporary output is left behind
+    previous = _exit_on_sigterm()
     try:
         _predict(
             texts or [],
@@ -115,9 +120,34 @@ def predict(
         )
     except UserError as error:
         _fail(error)
+    except _Terminated:
+        typer.echo("error: terminated (SIGTERM); no output was written", err=True)
+        raise typer.Exit(SIGTERM_EXIT) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 STDIN_FORMATS = ("text", "jsonl")
+# the exit status of a process ended by SIGTERM, as a shell reports it
+SIGTERM_EXIT = 128 + signal.SIGTERM
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived; a BaseException, so that no `except Exception` on the way swallows it."""
+
+
+def _exit_on_sigterm() -> Any:
+    """Make SIGTERM raise _Terminated; the handler it replaces (None off the main thread)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(_signum: int, _frame: Any) -> None:
+        raise _Terminated
+
+    return signal.signal(signal.SIGTERM, stop)
 
 
 def _predict(
@@ -132,7 +162,7 @@ def _predict(
     encoding: str,
 ) -> None:
     from bertpipe.artifacts import read_training_params
-    from bertpipe.files import atomic_path
+    from bertpipe.files import atomic_path, remove_leftovers
     from bertpipe.predict import (
         Predictor,
         annotate_table,
@@ -150,6 +180,10 @@ def _predict(
     if input_path is not None and not reads_stdin and not input_path.is_file():
         what = "is a folder" if input_path.is_dir() else "no such file"
         raise UserError(f"--input {input_path}: {what}; name a table file")
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise UserError(f"--encoding: unknown encoding '{encoding}'") from None
     # Everything the user gave is checked before the model loads: a typo costs no time.
     output_format = (
         check_output_path(output, None if reads_stdin else input_path) if output else None
@@ -160,6 +194,9 @@ def _predict(
         texts = _read_stdin(stdin_format, columns)
     elif input_path is not None:
         check_input_table(input_path, columns, encoding)
+    if output is not None:
+        # what a run killed without a chance to clean up (SIGKILL, a power cut) left beside it
+        remove_leftovers(output)
     predictor = Predictor.load(model_dir)
 
     if input_path is not None and not reads_stdin:
@@ -222,7 +259,11 @@ def _json_line_text(number: int, line: str, text_columns: list[str]) -> str | li
             f"stdin: line {number} has no key {', '.join(map(repr, missing))}; "
             f"give each text as {{{', '.join(f'{key!r}: ...' for key in keys)}}}"
         )
-    parts = ["" if record[key] is None else str(record[key]) for key in keys]
+    from bertpipe.predict import TEXT_KEY
+    from bertpipe.tables import json_cell_text
+
+    # a list, an object or a boolean is refused with training's words
+    parts = [json_cell_text(record[key], "stdin", number, key, TEXT_KEY) for key in keys]
     return parts[0] if len(parts) == 1 else parts
 
 
@@ -233,10 +274,12 @@ def _print_table_predictions(
     batch_size: int,
     encoding: str,
 ) -> None:
-    from bertpipe.predict import CHUNK_ROWS
-    from bertpipe.tables import TableChunks
+    from bertpipe.predict import CHUNK_ROWS, TEXT_KEY
+    from bertpipe.tables import TableChunks, UsedColumns
 
-    for chunk in TableChunks(input_path, encoding, chunk_rows=CHUNK_ROWS):
+    # read as training reads its text columns: a list, an object or a boolean is refused
+    used = UsedColumns(tuple(dict.fromkeys(text_columns)), None, text_key=TEXT_KEY)
+    for chunk in TableChunks(input_path, encoding, chunk_rows=CHUNK_ROWS, columns=used):
         missing = [column for column in text_columns if column not in chunk.columns]
         if missing:
             raise UserError(

@@ -11,19 +11,29 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
 
 from bertpipe.errors import UserError
-from bertpipe.metrics import LOWER_IS_BETTER, METRICS_BY_TASK, Threshold, compute_metrics
+from bertpipe.metrics import (
+    DIGITS,
+    LOWER_IS_BETTER,
+    METRICS_BY_TASK,
+    Threshold,
+    compute_metrics,
+)
 from bertpipe.params import GateParams, parse_params, resolve_gate, safe_load_yaml
 from bertpipe.predictions import Predictions, read_predictions, same_test_set
 
 WORKSPACE = "workspace"
 EXIT_OK, EXIT_REGRESSION, EXIT_UNUSABLE = 0, 1, 2
+# a metrics file and its own predictions agree when they differ by at most this: the file holds
+# values rounded to 6 digits, the predictions scores rounded to 6 decimals (roc_auc moves a bit)
+AGREEMENT = 1e-4
 
 
 class UnusableInput(UserError):
@@ -35,9 +45,45 @@ class RunArtifacts:
     """What the gate reads from one side: metrics, per-example predictions and the task."""
 
     label: str
-    metrics: dict[str, float]
+    metrics: dict[str, float]  # the finite numbers of the metrics file
     predictions: Predictions | None
     task: str
+    # what the metrics file holds instead of a finite number, by metric ("a string '0.9'", ...)
+    broken: dict[str, str] = field(default_factory=dict)
+
+
+def _what(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({json.dumps(value)})"
+    if isinstance(value, str):
+        shown = value if len(value) <= 20 else value[:17] + "..."
+        return f"a string ({json.dumps(shown)})"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return str(value)  # nan, inf, -inf, or an integer too large for a float
+
+
+def parse_metrics(loaded: dict[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
+    """(finite numbers by metric, what each other value is): a value that is no finite number
+    is never dropped silently, since a gated metric holding one is a broken candidate."""
+    metrics: dict[str, float] = {}
+    broken: dict[str, str] = {}
+    for name, value in loaded.items():
+        number = None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            try:
+                number = float(value)
+            except OverflowError:  # an integer beyond float's range
+                number = None
+        if number is not None and math.isfinite(number):
+            metrics[name] = number
+        else:
+            broken[name] = _what(value)
+    return metrics, broken
 
 
 @dataclass
@@ -187,11 +233,7 @@ def load_side(
             f"{source} holds a {type(loaded).__name__}, not an object of metric: value; "
             "rerun the evaluate stage"
         )
-    metrics = {
-        name: float(value)
-        for name, value in loaded.items()
-        if isinstance(value, int | float) and not isinstance(value, bool)
-    }
+    metrics, broken = parse_metrics(loaded)
     csv = _read_text(revision, predictions_path, repo)
     predictions = None
     if csv is not None:
@@ -204,7 +246,7 @@ def load_side(
                 f"{revision}:{predictions_path} has {len(predictions.frame)} rows but "
                 f"{metrics_path} says n_test {n_test:g}; rerun the evaluate stage"
             )
-    return RunArtifacts(revision, metrics, predictions, params.task)
+    return RunArtifacts(revision, metrics, predictions, params.task, broken)
 
 
 def check(
@@ -428,6 +470,67 @@ class GateResult:
         return "\n".join(lines) + "\n"
 
 
+def rescore(predictions: Predictions, task: str, metrics: list[str]) -> dict[str, float]:
+    """The metrics as the evaluate stage computed them, from the per-example predictions: the
+    stored decisions for the metrics of labels, the scores for roc_auc and average_precision.
+    A metric that is undefined there (NaN) is left out."""
+    targets, scores = predictions.targets_and_scores(task)
+    values = compute_metrics(targets, scores, task, predictions.threshold)
+    if task in ("binary", "multiclass"):
+        k = len(predictions.label_names)
+        values.update(classification_metrics(targets, predictions.predicted_classes(), k))
+    elif task == "multilabel":
+        values.update(multilabel_metrics(targets, predictions.predicted_sets()))
+    return {
+        metric: round(float(values[metric]), DIGITS)
+        for metric in metrics
+        if metric in values and math.isfinite(values[metric])
+    }
+
+
+def _broken(side: RunArtifacts, metric: str, role: str) -> UnusableInput:
+    what = side.broken.get(metric)
+    if role == "baseline":
+        return UnusableInput(
+            f"{side.label}: metric {metric} is not a finite number (it holds {what}): the "
+            "baseline is broken, so nothing can be judged against it; fix its metrics file"
+        )
+    if what is None:
+        return UnusableInput(
+            f"{side.label}: gated metric {metric} is missing from its metrics file (the "
+            "baseline has it): the candidate is broken, which is not a regression; rerun the "
+            "evaluate stage"
+        )
+    return UnusableInput(
+        f"{side.label}: metric {metric} is not a finite number (it holds {what}): the "
+        "candidate is broken, which is not a regression; rerun the evaluate stage"
+    )
+
+
+def _trusted(
+    side: RunArtifacts, metrics: list[str], notes: list[str]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """(the values the gate judges, the file's values that disagree with them), by metric.
+
+    Where the side's predictions can re-score a metric, the re-scored value is the one trusted:
+    a metrics file can be edited or stale, the per-example predictions are what was measured.
+    """
+    values = {metric: side.metrics[metric] for metric in metrics}
+    if side.predictions is None:
+        return values, {}
+    rescored = rescore(side.predictions, side.task, metrics)
+    disagreeing = {}
+    for metric, value in rescored.items():
+        if abs(value - values[metric]) > AGREEMENT:
+            disagreeing[metric] = values[metric]
+            notes.append(
+                f"{side.label}: its metrics file says {metric} {values[metric]:.6g}, its "
+                f"predictions give {value:.6g}; the gate uses {value:.6g}"
+            )
+        values[metric] = value
+    return values, disagreeing
+
+
 def decide(
     baseline: RunArtifacts,
     candidate: RunArtifacts,
@@ -436,19 +539,32 @@ def decide(
     n_resamples: int = 2000,
     seed: int = 0,
 ) -> GateResult:
-    metrics = [m for m in tolerances if m in baseline.metrics and m in candidate.metrics]
+    """The verdict on every gated metric: each one the tolerances name and the baseline has.
+
+    Broken input is never a verdict (UnusableInput, exit 2): a baseline or a candidate whose
+    gated metric is no finite number or, for the candidate, is missing, or a candidate whose
+    metrics file disagrees with its own predictions where that would make it pass.
+    """
+    if baseline.task != candidate.task:
+        raise UnusableInput(
+            f"the task changed ({baseline.task} -> {candidate.task}); the gate compares runs of "
+            "one task"
+        )
+    metrics = [m for m in tolerances if m in baseline.metrics or m in baseline.broken]
     notes: list[str] = []
     absent = sorted(set(tolerances) - set(metrics))
     if absent:
-        notes.append(f"not in both metrics files, so not gated: {', '.join(absent)}")
+        notes.append(f"not in the baseline's metrics file, so not gated: {', '.join(absent)}")
     if not metrics:
         raise UnusableInput("no gated metric is in both metrics files; check gate.tolerance")
-    if baseline.task != candidate.task:
-        raise UnusableInput(f"the task changed ({baseline.task} -> {candidate.task})")
-    for side in (baseline, candidate):
-        broken = [m for m in metrics if not math.isfinite(side.metrics[m])]
-        if broken:
-            raise UnusableInput(f"{side.label}: metric {broken[0]} is not a finite number")
+    for metric in metrics:
+        if metric in baseline.broken:
+            raise _broken(baseline, metric, "baseline")
+    for metric in metrics:
+        if metric not in candidate.metrics:
+            raise _broken(candidate, metric, "candidate")
+    old_values, _ = _trusted(baseline, metrics, notes)
+    new_values, disagreeing = _trusted(candidate, metrics, notes)
 
     differences: dict[str, np.ndarray] | None = None
     if baseline.predictions is None or candidate.predictions is None:
@@ -471,20 +587,31 @@ def decide(
     verdicts = []
     for metric in metrics:
         verdict = MetricVerdict(
-            metric,
-            baseline.metrics[metric],
-            candidate.metrics[metric],
-            tolerances[metric],
-            None,
-            False,
+            metric, old_values[metric], new_values[metric], tolerances[metric], None, False
         )
         if differences is not None and metric in differences:
             # the decision and the printed bound are the same number: the change is at most
-            # (higher is better) or at least (lower is better) `bound` with `confidence`
+            # (higher is better) or at least (lower is better) `bound` with `confidence`;
+            # a resample where the metric is undefined (NaN) says nothing either way
+            draws = differences[metric][np.isfinite(differences[metric])]
             quantile = 1 - confidence if verdict.lower_is_better else confidence
-            verdict.bound = float(np.quantile(differences[metric], quantile))
-            verdict.regressed = verdict.beyond_tolerance and bool(verdict.surely_worse)
+            verdict.bound = float(np.quantile(draws, quantile)) if len(draws) else None
+            verdict.regressed = verdict.beyond_tolerance and verdict.surely_worse is not False
         else:
             verdict.regressed = verdict.beyond_tolerance
         verdicts.append(verdict)
+        as_filed = MetricVerdict(
+            metric, old_values[metric], candidate.metrics[metric], tolerances[metric], None, False
+        )
+        if as_filed.beyond_tolerance and not verdict.beyond_tolerance:
+            # close to the trusted value, but on the other side of the tolerance
+            disagreeing.setdefault(metric, candidate.metrics[metric])
+    if disagreeing and not any(verdict.regressed for verdict in verdicts):
+        # the file would tell a reader something the predictions do not: never a PASS
+        metric, value = next(iter(disagreeing.items()))
+        raise UnusableInput(
+            f"{candidate.label}: its metrics file says {metric} {value:.6g} but its predictions "
+            f"give {new_values[metric]:.6g}: the candidate is broken (metrics and predictions "
+            "disagree), which is not a regression; rerun the evaluate stage"
+        )
     return GateResult(verdicts, differences is not None, notes, confidence)

@@ -83,6 +83,19 @@ def check_label_count(names: Sequence[str], task: str, column: str) -> None:
         )
 
 
+def check_label_spread(values: Iterable[float], column: str) -> None:
+    """Regression needs labels that vary: on one value r2, pearson and spearman are undefined
+    and the model can learn nothing but that value. Refused as a single class is."""
+    distinct = sorted(set(values))
+    if len(distinct) < 2:
+        found = f"only the value {distinct[0]:g}" if distinct else "no values"
+        raise UserError(
+            f"column '{column}' has {found} after cleaning; regression needs labels that vary "
+            "(r2 and the correlations are undefined on one value): add rows with other values, "
+            "or check data.label_column"
+        )
+
+
 def encode_labels(labels: Sequence[Any], names: Sequence[str], task: str) -> np.ndarray:
     """(n,) int64 class ids; (n, num_labels) float32 multi-hot; or (n,) float32 targets."""
     if task == "regression":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -76,13 +77,24 @@ def compute_metrics(
     values: dict[str, float]
     if task == "regression":
         targets = np.asarray(targets, dtype=np.float64)
-        constant = np.std(targets) == 0 or np.std(predicted) == 0
+        # r2 and the correlations divide by the targets' spread: with one value they are
+        # undefined (NaN), never 0, which would read as a measured "no better than the mean"
+        undefined = len(targets) < 2 or np.std(targets) == 0
+        flat = undefined or np.std(predicted) == 0  # a constant prediction correlates with nothing
         values = {
             "mse": skm.mean_squared_error(targets, predicted),
             "mae": skm.mean_absolute_error(targets, predicted),
-            "r2": skm.r2_score(targets, predicted) if len(targets) > 1 else 0.0,
-            "pearson": 0.0 if constant else stats.pearsonr(targets, predicted)[0],
-            "spearman": 0.0 if constant else stats.spearmanr(targets, predicted)[0],
+            "r2": math.nan if undefined else skm.r2_score(targets, predicted),
+            "pearson": math.nan
+            if undefined
+            else 0.0
+            if flat
+            else stats.pearsonr(targets, predicted)[0],
+            "spearman": math.nan
+            if undefined
+            else 0.0
+            if flat
+            else stats.spearmanr(targets, predicted)[0],
         }
     elif task == "multilabel":
         targets = np.asarray(targets).astype(np.int64)
@@ -115,6 +127,15 @@ def compute_metrics(
                 skm.average_precision_score(targets, scores[:, 1]) if both else 0.0
             )
     return {name: round(float(value), DIGITS) for name, value in values.items()}
+
+
+def undefined_as_null(metrics: dict[str, float]) -> tuple[dict[str, float | None], list[str]]:
+    """The metrics as metrics.json holds them: an undefined one (NaN) as null, which JSON can
+    hold and the gate reads as no number; and the names of those."""
+    undefined = [name for name, value in metrics.items() if not math.isfinite(value)]
+    return {
+        name: None if name in undefined else value for name, value in metrics.items()
+    }, undefined
 
 
 def _decision_confidence(

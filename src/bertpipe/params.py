@@ -179,7 +179,7 @@ class Params(_Strict):
     seed: int = Field(42, ge=0, lt=SEED_LIMIT)
     model: str = Field("minilm", min_length=1)
     task: Task = "multiclass"
-    lr: float = Field(1e-4, gt=0, lt=1)
+    lr: float = Field(1e-4, gt=0, lt=1, allow_inf_nan=False)  # nan: "a finite number"
     epochs: int = Field(4, ge=1)
     # auto: AUTO_BATCH_SIZE for the device the train stage runs on (resolve_batch_size)
     batch_size: int | Literal["auto"] = 16

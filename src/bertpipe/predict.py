@@ -8,6 +8,7 @@ new cells appended, and Parquet batches keep their Arrow columns as they are.
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import os
@@ -21,12 +22,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bertpipe.artifacts import model_folder_lock, read_training_params
+from bertpipe.artifacts import check_model_folder, model_folder_lock
 from bertpipe.decision import Decision, read_decision
 from bertpipe.errors import UserError
 from bertpipe.inference import default_device, predict_logits, resolve_precision
 from bertpipe.model import load_trained
-from bertpipe.tables import TableChunks, table_format
+from bertpipe.tables import (
+    TableChunks,
+    is_gzipped,
+    json_cell_text,
+    not_text,
+    open_text,
+    table_extension,
+    table_format,
+)
 from bertpipe.text import clean_text
 from bertpipe.tokens import (
     SequenceLayout,
@@ -36,6 +45,9 @@ from bertpipe.tokens import (
 )
 
 PREDICTED_LABEL = "predicted_label"
+# what names the text columns in predict's messages (the training's data.text_column is the
+# default, but the user may pick others)
+TEXT_KEY = "--text-column"
 # the result of a text that is empty after cleaning: no label, no scores, and why
 EMPTY: dict[str, Any] = {"label": None, "error": "empty"}
 # Rows predicted at a time: memory stays bounded by this, whatever the size of the input.
@@ -60,23 +72,16 @@ class Predictor:
     def load(cls, model_dir: str | Path) -> Predictor:
         # under the read lock: a train stage replacing the folder meanwhile cannot mix two models
         with model_folder_lock(model_dir):
+            # a folder the train stage did not write is refused before any weight is read
+            trained = check_model_folder(model_dir)
             model, tokenizer = load_trained(model_dir)
-            trained = read_training_params(model_dir)
-            task = trained.get("task") or (
-                "multilabel"
-                if model.config.problem_type == "multi_label_classification"
-                else "regression"
-                if model.config.problem_type == "regression"
-                else "multiclass"
-            )
+            task = trained["task"]
             decision = read_decision(model_dir, task, trained, len(model.config.id2label))
-        id2label = model.config.id2label
-        names = [] if task == "regression" else [id2label[i] for i in range(len(id2label))]
         return cls(
             model=model.to(default_device()),
             tokenizer=tokenizer,
             task=task,
-            label_names=trained.get("label_names", names),
+            label_names=trained["label_names"],
             layout=layout_from_training_params(trained, tokenizer.model_max_length),
             decision=decision,
             mask_phi=bool(trained.get("clean", {}).get("mask_phi", False)),
@@ -168,7 +173,10 @@ def _output_format(output: Path) -> str:
 def check_output_path(output: Path, input_path: Path | None) -> str:
     """The output's table format, once the path is known to be writable and to harm nothing.
 
-    Runs before any model is loaded, so a typo costs no time and writes nothing.
+    The format comes from the name, as for inputs, and a name ending in .gz is written gzipped.
+    A symbolic link is refused, dangling or not: replacing the link and writing through it
+    would each surprise someone, so the user names the file itself. Runs before any model is
+    loaded, so a typo costs no time and writes nothing.
     """
     if output.is_dir():
         raise UserError(
@@ -187,35 +195,100 @@ def check_output_path(output: Path, input_path: Path | None) -> str:
             )
         input_format = table_format(input_path)
         if fmt != input_format:
+            stem = output.name[: len(output.name) - len(table_extension(output))]
+            extension = table_extension(input_path).removesuffix(".gz")
+            if is_gzipped(output) and input_format != "parquet":
+                extension += ".gz"  # the output's compression is the user's choice
             raise UserError(
                 f"--output {output}: write the input's format ({input_format}), so that every "
                 f"input value passes through unchanged: e.g. "
-                f"{output.with_suffix(input_path.suffix)}"
+                f"{output.with_name(stem + extension)}"
             )
+    if output.is_symlink():
+        raise UserError(
+            f"--output {output}: is a symbolic link (to {os.readlink(output)}); name the file "
+            "to write itself, the link is left as it is"
+        )
     return fmt
 
 
+def _no_rows(input_path: Path) -> UserError:
+    return UserError(f"{input_path}: the file has no rows; nothing to predict")
+
+
+def _no_header(input_path: Path) -> UserError:
+    return UserError(f"{input_path}: the file has no header; nothing to predict")
+
+
 def check_input_table(input_path: Path, text_columns: list[str], encoding: str) -> None:
-    """The input file and its header's text columns, checked before the model loads, so that a
-    wrong file costs no time. JSON lines name their keys on every line: each is checked as read."""
-    fmt = TableChunks(input_path, encoding).format  # checks the file: exists, type, not binary
+    """The input file, its first row and its text columns, checked before the model loads, so
+    that a wrong file costs no time. Gzipped text tables are read as the clean stage reads them.
+    Later rows are checked as they are read."""
+    if input_path.stat().st_size == 0:
+        raise (
+            _no_header(input_path)
+            if table_format(input_path) in ("csv", "tsv")
+            else _no_rows(input_path)
+        )
+    fmt = TableChunks(input_path, encoding).format  # checks the file: type, not binary, gzip
     if fmt == "parquet":
         try:
-            names = pq.read_schema(input_path).names
+            schema = pq.read_schema(input_path)
+            rows = pq.ParquetFile(input_path).metadata.num_rows
         except (pa.ArrowInvalid, OSError) as exc:
             raise UserError(f"{input_path}: not a readable Parquet file ({exc})") from None
-    elif fmt in ("csv", "tsv"):
-        try:
-            with open(input_path, encoding=encoding, newline="") as source:
-                header = next(csv.reader(source, delimiter="," if fmt == "csv" else "\t"), None)
-        except (UnicodeDecodeError, csv.Error):
-            return  # annotate_table names the problem with its row
-        if not header:
-            return
-        names = [header[0].removeprefix("\ufeff"), *header[1:]]
-    else:
+        _missing_columns(input_path, schema.names, text_columns)
+        if rows == 0:
+            raise _no_rows(input_path)
         return
+    try:
+        with open_text(input_path, encoding) as source:
+            if fmt == "jsonl":
+                names = _first_json_keys(input_path, source)
+            else:
+                csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # as _annotate_delimited
+                reader = csv.reader(source, delimiter="," if fmt == "csv" else "\t")
+                header = next(reader, None)
+                if not header:
+                    raise _no_header(input_path)
+                names = [header[0].removeprefix("\ufeff"), *header[1:]]
+                if not any(fields for fields in reader):
+                    _missing_columns(input_path, names, text_columns)
+                    raise _no_rows(input_path)
+    except UnicodeDecodeError as exc:
+        raise _not_encoded(input_path, encoding, exc) from None
+    except csv.Error:
+        return  # annotate_table names the problem with its row
     _missing_columns(input_path, names, text_columns)
+
+
+def _first_json_keys(input_path: Path, source: TextIO) -> list[str]:
+    """The keys of the first JSON object of the file (blank lines skipped)."""
+    for number, line in enumerate(source, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line.removeprefix("\ufeff") if number == 1 else line)
+        except ValueError as exc:
+            raise UserError(f"{input_path}: line {number} is not valid JSON ({exc})") from None
+        if not isinstance(record, dict):
+            raise UserError(f"{input_path}: line {number} is not a JSON object")
+        return list(record)
+    raise _no_rows(input_path)
+
+
+def _not_encoded(input_path: Path, encoding: str, exc: UnicodeDecodeError) -> UserError:
+    return UserError(
+        f"{input_path}: not valid {encoding} text ({exc.reason}); give the file's "
+        "encoding with --encoding, e.g. latin-1"
+    )
+
+
+def open_output(path: Path, encoding: str) -> TextIO:
+    """A text table to write: gzipped when its name ends in .gz, as a reader would expect."""
+    if is_gzipped(path):
+        return io.TextIOWrapper(gzip.open(path, "wb"), encoding=encoding, newline="")
+    return open(path, "w", encoding=encoding, newline="")
 
 
 def annotate_table(
@@ -236,10 +309,7 @@ def annotate_table(
         return _annotate_parquet(predictor, input_path, output, text_columns, prefix, batch_size)
     try:
         # the output is written in the input's encoding, so the copied rows keep their bytes
-        with (
-            open(input_path, encoding=encoding, newline="") as source,
-            open(output, "w", encoding=encoding, newline="") as sink,
-        ):
+        with open_text(input_path, encoding) as source, open_output(output, encoding) as sink:
             if fmt == "jsonl":
                 rows = _annotate_jsonl(
                     predictor, input_path, source, sink, text_columns, prefix, batch_size
@@ -250,16 +320,13 @@ def annotate_table(
                     predictor, input_path, source, sink, delimiter, text_columns, prefix, batch_size
                 )
     except UnicodeDecodeError as exc:
-        raise UserError(
-            f"{input_path}: not valid {encoding} text ({exc.reason}); give the file's "
-            "encoding with --encoding, e.g. latin-1"
-        ) from None
+        raise _not_encoded(input_path, encoding, exc) from None
     except LookupError:
         raise UserError(f"--encoding: unknown encoding '{encoding}'") from None
     except csv.Error as exc:
         raise UserError(f"{input_path}: malformed {fmt} ({exc}); export the table again") from None
     if rows == 0:
-        raise UserError(f"{input_path}: the file has no rows; nothing to predict")
+        raise _no_rows(input_path)
     return rows
 
 
@@ -279,10 +346,6 @@ def _missing_columns(input_path: Path, columns: Sequence[str], wanted: list[str]
             f"{input_path}: missing column(s) {', '.join(missing)}; the file has: "
             f"{', '.join(map(str, columns))}; pick one with --text-column"
         )
-
-
-def _text(value: Any) -> str:
-    return "" if value is None else value if isinstance(value, str) else str(value)
 
 
 def _model_input(parts: list[str]) -> Any:
@@ -440,7 +503,14 @@ def _annotate_jsonl(
         _refuse_clashes(input_path, list(record), added)
         rows += 1
         pending.append((body[:-1], not record, line[len(body) :]))
-        inputs.append(_model_input([_text(record.get(name)) for name in text_columns]))
+        inputs.append(
+            _model_input(
+                [
+                    json_cell_text(record.get(name), input_path, rows, name, TEXT_KEY)
+                    for name in text_columns
+                ]
+            )
+        )
         if len(pending) == CHUNK_ROWS:
             flush()
     flush()
@@ -470,13 +540,37 @@ def _annotate_parquet(
     rows = 0
     with pq.ParquetWriter(output, schema) as writer:
         for batch in table_file.iter_batches(batch_size=CHUNK_ROWS):
-            columns = [batch.column(name).to_pylist() for name in text_columns]
-            rows_of_parts = zip(*columns, strict=True)
-            inputs = [_model_input([_text(value) for value in parts]) for parts in rows_of_parts]
+            columns = [
+                _parquet_texts(batch.column(name), input_path, name, rows) for name in text_columns
+            ]
+            inputs = [_model_input(list(parts)) for parts in zip(*columns, strict=True)]
             new_columns = zip(*_predict_cells(predictor, inputs, batch_size), strict=True)
             arrays = [pa.array(cells, kind) for cells, kind in zip(new_columns, types, strict=True)]
             writer.write_batch(pa.RecordBatch.from_arrays([*batch.columns, *arrays], schema=schema))
             rows += batch.num_rows
     if rows == 0:
-        raise UserError(f"{input_path}: the file has no rows; nothing to predict")
+        raise _no_rows(input_path)
     return rows
+
+
+def _parquet_texts(array: pa.Array, input_path: Path, name: str, first_row: int) -> list[str]:
+    """A Parquet text column as the texts training reads: a list, struct or boolean column is
+    refused with training's words, UTF-8 bytes are decoded, other values are their text."""
+    kind = array.type
+    if pa.types.is_dictionary(kind):
+        array, kind = array.dictionary_decode(), kind.value_type
+    if pa.types.is_nested(kind) or pa.types.is_boolean(kind):
+        row = next((row for row, valid in enumerate(array.is_valid()) if valid.as_py()), 0)
+        raise not_text(input_path, first_row + row + 1, name, str(kind), TEXT_KEY)
+    texts = []
+    for row, value in enumerate(array.to_pylist()):
+        if isinstance(value, bytes):
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise UserError(
+                    f"{input_path}: row {first_row + row + 1}: column {name!r} holds bytes "
+                    "that are not UTF-8 text; store the column as UTF-8 strings"
+                ) from None
+        texts.append("" if value is None else value if isinstance(value, str) else str(value))
+    return texts

@@ -111,6 +111,10 @@ class Predictions:
         index = {name: i for i, name in enumerate(self.label_names)}
         return self.frame["predicted"].map(index).to_numpy(np.int64)
 
+    def predicted_sets(self) -> np.ndarray:
+        """(n, labels) 0/1: the stored multilabel predictions."""
+        return self._label_sets("predicted")
+
     def _label_sets(self, column: str) -> np.ndarray:
         """(n, labels) 0/1 from a column of joined label names."""
         index = {name: i for i, name in enumerate(self.label_names)}

@@ -63,15 +63,17 @@ class UsedColumns:
     """The columns the params name, by role; every other column of the file is ignored."""
 
     text: tuple[str, ...]
-    label: str
+    label: str | None  # None: no label is read (bertpipe predict)
     # each other column bertpipe keeps (carried, group), with the params key that names it
     other: Mapping[str, str] = field(default_factory=dict)
+    # what names the text columns, for messages: the params key, or predict's option
+    text_key: str = "data.text_column"
 
     def by_column(self) -> dict[str, str]:
         """Each used column, in order, and the params key that names it (for messages)."""
         roles = [
-            *((column, "data.text_column") for column in self.text),
-            (self.label, "data.label_column"),
+            *((column, self.text_key) for column in self.text),
+            *([(self.label, "data.label_column")] if self.label is not None else []),
             *self.other.items(),
         ]
         keys: dict[str, str] = {}
@@ -100,7 +102,8 @@ def shown_names(names: Sequence[object]) -> str:
     return listed + (f" and {more} more" if more > 0 else "")
 
 
-def _suffix(path: Path) -> str:
+def table_extension(path: Path) -> str:
+    """The name's table extension, .gz included (".csv.gz"), or its last suffix."""
     name = path.name.lower()
     for extension in sorted(SUPPORTED_EXTENSIONS, key=len, reverse=True):
         if name.endswith(extension):
@@ -109,7 +112,7 @@ def _suffix(path: Path) -> str:
 
 
 def table_format(path: Path) -> str:
-    fmt = SUPPORTED_EXTENSIONS.get(_suffix(path))
+    fmt = SUPPORTED_EXTENSIONS.get(table_extension(path))
     if fmt is None:
         supported = ", ".join(sorted(e for e in SUPPORTED_EXTENSIONS if not e.endswith(".gz")))
         hint = ""
@@ -122,15 +125,15 @@ def table_format(path: Path) -> str:
     return fmt
 
 
-def _is_gzipped(path: Path) -> bool:
+def is_gzipped(path: Path) -> bool:
     return path.name.lower().endswith(".gz")
 
 
 def _open_bytes(path: Path) -> IO[bytes]:
-    return gzip.open(path, "rb") if _is_gzipped(path) else path.open("rb")
+    return gzip.open(path, "rb") if is_gzipped(path) else path.open("rb")
 
 
-def _open_text(path: Path, encoding: str) -> IO[str]:
+def open_text(path: Path, encoding: str) -> IO[str]:
     return io.TextIOWrapper(_open_bytes(path), encoding=encoding, newline="")
 
 
@@ -142,7 +145,7 @@ def _check_not_binary(path: Path, fmt: str, encoding: str) -> None:
     """Refuse binary files, wherever their first NUL byte is, before any row is read."""
     if fmt == "parquet":
         return
-    if _is_gzipped(path):
+    if is_gzipped(path):
         with path.open("rb") as handle:
             if handle.read(2) != _GZIP_MAGIC:
                 raise UserError(f"{path}: not a gzip file, although named .gz; rename it")
@@ -171,7 +174,7 @@ def _check_not_binary(path: Path, fmt: str, encoding: str) -> None:
                     )
                 line += block.count(b"\n")
     except (OSError, EOFError, zlib.error) as exc:
-        if not _is_gzipped(path):
+        if not is_gzipped(path):
             raise
         raise UserError(f"{path}: not a readable gzip file ({exc}); compress it again") from None
 
@@ -182,7 +185,7 @@ def _python_encoding(encoding: str) -> str:
 
 
 def _header(path: Path, delimiter: str, encoding: str) -> list[str]:
-    with _open_text(path, encoding) as handle:
+    with open_text(path, encoding) as handle:
         return next(csv.reader(handle, delimiter=delimiter), [])
 
 
@@ -365,7 +368,7 @@ class TableChunks:
         fix = (
             "rename it to .tsv"
             if found[0] == "tab"
-            else f"name it .csv{'.gz' if _is_gzipped(self.path) else ''}"
+            else f"name it .csv{'.gz' if is_gzipped(self.path) else ''}"
             if found[0] == "comma"
             else "save it comma-separated"
         )
@@ -385,7 +388,7 @@ class TableChunks:
             "keep_default_na": False,
             "na_values": [""],
             "chunksize": self.chunk_rows,
-            "compression": "gzip" if _is_gzipped(self.path) else None,
+            "compression": "gzip" if is_gzipped(self.path) else None,
         }
         if self.on_bad_lines == "error":
             options["on_bad_lines"] = "error"
@@ -464,7 +467,8 @@ class TableChunks:
                 dtype=object,
             )
         nested = pa.types.is_nested(kind)
-        refused = (role == "text" and nested) or (
+        # a boolean is no text: training and predict would score the word "True"
+        refused = (role == "text" and (nested or pa.types.is_boolean(kind))) or (
             role == "label" and nested and not _is_list_type(kind)
         )
         if refused:
@@ -491,7 +495,7 @@ class TableChunks:
 
     def _json_lines(self, encoding: str) -> Iterator[tuple[int, dict[str, Any]]]:
         """(line number, object) for every non-blank line."""
-        with _open_text(self.path, encoding) as handle:
+        with open_text(self.path, encoding) as handle:
             for number, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue
@@ -537,7 +541,7 @@ class TableChunks:
         for name in names:
             found = kinds.get(name, {})
             role = self._role(name)
-            refused = {"list", "object"} if role == "text" else {"object"}
+            refused = {"list", "object", "boolean"} if role == "text" else {"object"}
             if role is not None:
                 for kind in refused & found.keys():
                     self._refuse(name, found[kind], f"a JSON {kind}")
@@ -604,12 +608,33 @@ class TableChunks:
         return "label" if name == self.columns.label else None
 
     def _refuse(self, name: str, row: int, found: str) -> NoReturn:
-        key = "data.text_column" if self._role(name) == "text" else "data.label_column"
+        if self._role(name) == "text":
+            assert self.columns is not None  # a role comes from the columns
+            raise not_text(self.path, row + 1, name, found, self.columns.text_key)
+        key = "data.label_column"
         raise UserError(
             f"{self.path}: row {row + 1}: column {shown(name)} ({key}) holds {found}, not "
             f"{'text' if key == 'data.text_column' else 'a label'}; write the value as text, "
             "or point the key at another column"
         )
+
+
+def not_text(source: object, row: int, name: str, found: str, key: str) -> UserError:
+    """The one refusal of a text cell that is no text (a list, an object, a boolean), which
+    training and predict share; `row` counts data rows from 1, `key` names the text column."""
+    return UserError(
+        f"{source}: row {row}: column {shown(name)} ({key}) holds {found}, not text; write the "
+        "value as text, or point the key at another column"
+    )
+
+
+def json_cell_text(value: Any, source: object, row: int, name: str, key: str) -> str:
+    """A JSON value of a text column as the text training reads (numbers as JSON writes them);
+    a list, an object or a boolean is refused as training refuses it."""
+    kind = _json_kind(value)
+    if kind in ("list", "object", "boolean"):
+        raise not_text(source, row, name, f"a JSON {kind}", key)
+    return "" if value is None else value if isinstance(value, str) else _as_text(value) or ""
 
 
 def _is_list_type(kind: pa.DataType) -> bool:
