@@ -14,14 +14,16 @@ from pathlib import Path
 
 import pytest
 from conftest import keyword_notes
-from pipeline_helpers import dvc, env, tiny_project
+from pipeline_helpers import commit, dvc, env, run, tiny_project
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def project(project_copy: Path, keyword_csv: Path, tiny_bert: Path) -> Path:
-    return tiny_project(project_copy, keyword_csv, tiny_bert, epochs=3, lr=3e-3)
+    return tiny_project(
+        project_copy, keyword_csv, tiny_bert, epochs=3, lr=3e-3, **{"gate.n_bootstrap": 500}
+    )
 
 
 def fingerprint(project: Path) -> dict[str, str]:
@@ -72,10 +74,15 @@ def test_runs_offline_and_a_forced_rerun_is_byte_identical(project: Path, tmp_pa
     # Second run, forced: the same bytes.
     first = fingerprint(project)
     lock = (project / "dvc.lock").read_text()
+    commit(project, "first run")
     dvc(project, "repro", "-f")
     assert fingerprint(project) == first
     # in dvc.lock only the timings file's entry may differ
     assert lock_entries(project, lock) == lock_entries(project)
+    # and CI's gate, the rerun against the committed run, passes
+    bertpipe = str(Path(sys.executable).parent / "bertpipe")
+    gate = run(project, bertpipe, "check-metrics", "--baseline", "HEAD", check=False)
+    assert gate.returncode == 0 and "PASS" in gate.stdout + gate.stderr, gate.stdout + gate.stderr
 
 
 def lock_entries(project: Path, text: str | None = None) -> dict[str, object]:
