@@ -104,6 +104,10 @@ def test_missing_and_invalid_files(tmp_path: Path) -> None:
     broken.write_text("lr: [1,\n")
     with pytest.raises(UserError, match="not valid YAML"):
         load_params(broken)
+    # a quoted escape beyond Unicode: PyYAML's scanner raises OverflowError (found by the fuzz)
+    broken.write_text('lr: "\\U99999999"\n')
+    with pytest.raises(UserError, match=r"not valid YAML \(an escape beyond Unicode\)"):
+        load_params(broken)
 
 
 def test_ints_are_accepted_for_floats() -> None:

@@ -141,7 +141,8 @@ def read_revision_params(revision: str, repo: Path, params_path: str) -> Revisio
     text = _read_text(revision, params_path, repo)
     try:
         raw = safe_load_yaml(text) if text is not None else {}
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError, OverflowError, ValueError):
+        # OverflowError and ValueError: PyYAML's scanner on an escape beyond Unicode
         raise UnusableInput(f"{source}: not valid YAML; fix the file") from None
     if raw is None:
         raw = {}

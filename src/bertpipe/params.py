@@ -441,6 +441,9 @@ def parse_params_text(text: str, source: str = "params.yaml") -> Params:
         raise UserError(f"{source}: not valid YAML{where}") from None
     except RecursionError:
         raise UserError(f"{source}: not valid YAML (nested too deeply)") from None
+    except (OverflowError, ValueError):
+        # PyYAML's scanner passes an escape such as "\U99999999" to chr(), which raises these
+        raise UserError(f"{source}: not valid YAML (an escape beyond Unicode)") from None
     if raw is None:
         # DVC refuses a params file without the keys dvc.yaml names, so `bertpipe params` does too
         raise UserError(f"{source}: holds no params (an empty file?); write them in it")
