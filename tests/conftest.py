@@ -28,6 +28,20 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "raw" / "notes.csv"
 
 
+def _start_order(item: pytest.Item) -> int:
+    """0 for a whole-pipeline test (`*_e2e.py`, minutes each), 1 for another slow one, 2 else."""
+    if item.get_closest_marker("slow") is None:
+        return 2
+    return 0 if item.path.name.endswith("_e2e.py") else 1
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Longest first: under `pytest -n auto` a pipeline run that starts last keeps one worker
+    # busy while the others idle; started first, the short tests fill in around them. The sort
+    # is stable, so each group keeps its files' order (every worker collects the same order).
+    items.sort(key=_start_order)
+
+
 def build_tiny_bert(folder: Path, words: list[str], max_positions: int = 128) -> Path:
     """A 2-layer, 64-wide BERT and a WordPiece vocabulary of `words`, saved like a hub model.
 

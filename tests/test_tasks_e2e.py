@@ -118,6 +118,13 @@ def test_task_end_to_end(task: str, project_copy: Path, tiny_bert: Path, tmp_pat
     test = read_split(project / "data/tokens/test")
     assert test.text_index is not None and len(test) > test.num_texts
     assert metrics["n_test"] == test.num_texts
+    train = read_split(project / "data/tokens/train")
+    if WINDOWS[task]["windows.train"]:  # each window learns its text's label
+        assert train.text_index is not None and len(train) > train.num_texts
+        stats = read_json(project / "models/training_stats.json")
+        assert stats["train_samples"] % len(train) == 0  # whole epochs over every window
+    else:
+        assert train.text_index is None
     predictions = pd.read_csv(project / "eval/predictions.csv", keep_default_na=False)
     assert len(predictions) == test.num_texts and predictions["row_id"].is_unique
     rows = predict_texts(project, texts_of_test_rows(project, predictions["row_id"]), tmp_path)
@@ -168,7 +175,7 @@ def test_task_end_to_end(task: str, project_copy: Path, tiny_bert: Path, tmp_pat
     if task == "multilabel":
         # class_weights auto is pos_weight for multilabel: its shift of each label's logits,
         # log(negatives / positives) over the training rows, is undone before the temperature
-        labels = read_split(project / "data" / "tokens" / "train").labels
+        labels = train.labels
         positives = labels.sum(axis=0)
         expected = np.log((len(labels) - positives) / positives)
         assert decision["shifts"] == pytest.approx(expected.tolist(), abs=1e-5)
