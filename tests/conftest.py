@@ -16,6 +16,15 @@ from hypothesis import HealthCheck, settings
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # no test may wait on a network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Under pytest-xdist every worker, and every stage or dvc process a test starts, shares the
+# machine's cores with the other workers. torch gives each process one thread per core, so N
+# workers would run N times as many threads as cores, and OpenMP threads that spin while they wait
+# for a core burn it. One share each, read by torch when it starts (this file loads before any
+# test imports torch; the subprocesses inherit the variable). Outside xdist, torch's default.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+THREADS_SET_BY_USER = "OMP_NUM_THREADS" in os.environ
+if _WORKERS:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 
 # Property tests: a few dozen examples each under `make test`; HYPOTHESIS_PROFILE=fuzz (`make fuzz`)
 # runs thousands and keeps the failing examples in .hypothesis/ to replay them.
@@ -39,6 +48,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Longest first: under `pytest -n auto` a pipeline run that starts last keeps one worker
     # busy while the others idle; started first, the short tests fill in around them. The sort
     # is stable, so each group keeps its files' order (every worker collects the same order).
+    # It works only with `--maxschedchunk 1` (pyproject.toml's addopts): otherwise xdist's load
+    # scheduler first hands each worker a contiguous block of an eighth of the tests (on two
+    # workers), and the first block, every pipeline run, went to one worker while the other
+    # idled for minutes.
     items.sort(key=_start_order)
 
 
