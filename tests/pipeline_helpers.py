@@ -38,10 +38,8 @@ def run(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProces
     return result
 
 
-def run_stage(
-    project: Path, name: str, extra_env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """The stage's own `cmd:` from dvc.yaml, run with this interpreter (no DVC in between)."""
+def stage_command(project: Path, name: str) -> tuple[str, list[str]]:
+    """The module and arguments of the stage's own `cmd:` in dvc.yaml (`python -m MODULE ...`)."""
     import shlex
 
     import yaml
@@ -49,6 +47,14 @@ def run_stage(
     cmd = yaml.safe_load((project / "dvc.yaml").read_text())["stages"][name]["cmd"]
     program, flag, module, *args = shlex.split(cmd)
     assert (program, flag, module) == ("python", "-m", f"stages.{name}"), cmd
+    return module, args
+
+
+def run_stage(
+    project: Path, name: str, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The stage's own `cmd:` from dvc.yaml, run with this interpreter (no DVC in between)."""
+    module, args = stage_command(project, name)
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=project,

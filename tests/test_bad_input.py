@@ -2,11 +2,12 @@
 
 One test runs every case of CASES: it writes the case's files, sets its params, and runs the real
 stage scripts with the command lines `dvc.yaml` gives them (or a `bertpipe` command), in a copy of
-the project. It checks that the last command changed no file but its own outputs, and left none
-of its temporary files. docs/errors.md lists the messages (tests/test_errors_doc.py checks that
-list against the code). To add a case, add a `Case` to the table: the files to write, the params,
-the stages to run, the words the one stderr line must hold and the exit code; `check` takes
-assertions a table cannot state.
+the project, each in a process of its own forked from one that has imported the libraries
+(tests/prewarmed.py). It checks that the last command changed no file but its own outputs, and
+left none of its temporary files. docs/errors.md lists the messages (tests/test_errors_doc.py
+checks that list against the code). To add a case, add a `Case` to the table: the files to write,
+the params, the stages to run, the words the one stderr line must hold and the exit code; `check`
+takes assertions a table cannot state.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from pipeline_helpers import dvc, env, init_repo, run_stage, set_params
+from pipeline_helpers import dvc, env, init_repo, run_stage, set_params, stage_command
+from prewarmed import Prewarmed
 
 from bertpipe.errors import MAX_MESSAGE_CHARS
 from bertpipe.tokens import read_split
@@ -83,16 +85,6 @@ class Case:
     model_copy: str | None = None
     # copy a model folder as the train stage writes it (head untrained) to data/<name>
     trained_copy: str | None = None
-
-
-def run_cli(project: Path, args: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bertpipe.cli", *args],
-        cwd=project,
-        env=env(),
-        capture_output=True,
-        text=True,
-    )
 
 
 def snapshot(project: Path) -> dict[str, str]:
@@ -1293,6 +1285,13 @@ def tiny_trained(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return folder
 
 
+@pytest.fixture(scope="session")
+def prewarmed() -> Iterator[Prewarmed]:
+    server = Prewarmed(env())
+    yield server
+    server.close()
+
+
 def _param(case: Case) -> Any:
     return pytest.param(case, id=case.id)
 
@@ -1304,26 +1303,29 @@ def test_the_table_covers_at_least_60_cases() -> None:
 
 @pytest.mark.slow  # each case runs one to four stage scripts in subprocesses
 @pytest.mark.parametrize("case", [_param(case) for case in CASES])
-def test_bad_input(case: Case, project_copy: Path, request: pytest.FixtureRequest) -> None:
+def test_bad_input(
+    case: Case, project_copy: Path, prewarmed: Prewarmed, request: pytest.FixtureRequest
+) -> None:
     prepare(
         project_copy,
         case,
         lambda: request.getfixturevalue("tiny_bert"),
         lambda: request.getfixturevalue("tiny_trained"),
     )
-    extra_env = {"BERTPIPE_DEBUG": "1"} if case.traceback else None
+    extra_env = {"BERTPIPE_DEBUG": "1"} if case.traceback else {}
     *before, last_stage = case.stages
     for name in before:
-        prior = run_stage(project_copy, name)
+        prior = prewarmed.run(*stage_command(project_copy, name), project_copy, env())
         assert prior.returncode == 0, f"{name}: {prior.stderr}"
     files_before = snapshot(project_copy)
     if last_stage == CLI:
         args = [
             str(request.getfixturevalue("tiny_bert")) if a == TINY_BERT else a for a in case.command
         ]
-        result = run_cli(project_copy, args)
+        result = prewarmed.run("bertpipe.cli", args, project_copy, env())
     else:
-        result = run_stage(project_copy, last_stage, extra_env)
+        module, args = stage_command(project_copy, last_stage)
+        result = prewarmed.run(module, args, project_copy, {**env(), **extra_env})
     changed = changed_files(files_before, snapshot(project_copy))
 
     if case.traceback:
