@@ -8,11 +8,13 @@ import re
 import shutil
 import string
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, settings
+from prewarmed import Prewarmed
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # no test may wait on a network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -284,6 +286,16 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> di
         "mpnet": build_tiny_mpnet(root / "mpnet", words),
         "modernbert": build_tiny_modernbert(root / "modernbert", texts),
     }
+
+
+@pytest.fixture(scope="session")
+def prewarmed() -> Iterator[Prewarmed]:
+    """Commands run in forks of one Python per worker that has imported the libraries."""
+    from pipeline_helpers import env
+
+    server = Prewarmed(env())
+    yield server
+    server.close()
 
 
 @pytest.fixture(scope="session")

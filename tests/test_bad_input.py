@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1285,13 +1285,6 @@ def tiny_trained(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return folder
 
 
-@pytest.fixture(scope="session")
-def prewarmed() -> Iterator[Prewarmed]:
-    server = Prewarmed(env())
-    yield server
-    server.close()
-
-
 def _param(case: Case) -> Any:
     return pytest.param(case, id=case.id)
 
@@ -1322,7 +1315,7 @@ def test_bad_input(
         args = [
             str(request.getfixturevalue("tiny_bert")) if a == TINY_BERT else a for a in case.command
         ]
-        result = prewarmed.run("bertpipe.cli", args, project_copy, env())
+        result = prewarmed.run("bertpipe.cli", args, project_copy, {**env(), **extra_env})
     else:
         module, args = stage_command(project_copy, last_stage)
         result = prewarmed.run(module, args, project_copy, {**env(), **extra_env})
