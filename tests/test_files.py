@@ -78,3 +78,38 @@ def test_an_existing_file_is_replaced_whole(tmp_path: Path) -> None:
         assert target.read_text() == "old"  # the old file stays until the block succeeds
     assert target.read_text() == "new"
     assert names(tmp_path) == ["out.csv"]
+
+
+def test_the_sweep_removes_a_dead_writers_leftovers_and_leaves_a_live_ones(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from bertpipe.files import remove_leftovers
+
+    target = tmp_path / "out.csv"
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom bertpipe.files import atomic_path\n"
+            "with atomic_path(sys.argv[1]) as tmp:\n"
+            "    tmp.write_text('half')\n    print('writing', flush=True)\n    time.sleep(600)\n",
+            str(target),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout is not None and writer.stdout.readline() == "writing\n"
+        live = list(tmp_path.glob(".out.csv.tmp-*"))
+        assert [path.name.split("-")[1] for path in live] == [str(writer.pid)]
+        older = tmp_path / ".out.csv.tmp-killed"  # a leftover named without a pid
+        older.mkdir()
+        remove_leftovers(target)
+        assert list(tmp_path.glob(".out.csv.tmp-*")) == live  # the live writer's work is kept
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    remove_leftovers(target)  # the writer is dead: its folder is a leftover now
+    assert names(tmp_path) == []

@@ -38,7 +38,8 @@ def atomic_path(target: str | Path, *, replace_folder: bool = False) -> Iterator
     target = Path(target)
     _refuse_folder(target, replace_folder)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    # the writer's pid in the name: remove_leftovers leaves a live writer's folder alone
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     staged = tmp / target.name
     try:
         yield staged
@@ -70,11 +71,30 @@ def _refuse_folder(target: Path, replace_folder: bool) -> None:
 def remove_leftovers(*targets: str | Path) -> None:
     """Remove what a killed writer of each target left beside it: atomic_path's `.<name>.tmp-*`
     folders and replace_path's `.<name>.old-*`. A stage calls it when it starts, so that a run
-    killed mid-write leaves nothing behind once the next run has begun."""
+    killed mid-write leaves nothing behind once the next run has begun. A leftover named by the
+    pid of a process still running is another writer's, at work: it is left alone (two
+    `bertpipe predict --output` of one file at once must not delete each other's work)."""
     for target in map(Path, targets):
-        for pattern in (f".{target.name}.tmp-*", f".{target.name}.old-*"):
-            for leftover in target.parent.glob(pattern):
-                remove_path(leftover)
+        for kind in ("tmp", "old"):
+            prefix = f".{target.name}.{kind}-"
+            for leftover in target.parent.glob(f"{prefix}*"):
+                pid = leftover.name[len(prefix) :].split("-")[0]
+                if not (pid.isdigit() and _another_live_process(int(pid))):
+                    remove_path(leftover)
+
+
+def _another_live_process(pid: int) -> bool:
+    if pid == os.getpid():  # this process writes nothing before it sweeps: a reused pid
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0 only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, and belongs to another user
+        return True
+    except OSError:
+        return False
+    return True
 
 
 def remove_scratch(folder: str | Path, prefix: str) -> None:
