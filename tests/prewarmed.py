@@ -48,6 +48,14 @@ PRELOAD = (
 )
 
 
+READY = json.dumps({"ready": True})
+# Variables that the libraries read when they are imported (huggingface_hub's and transformers'
+# settings, thread counts, Python's own): the server read them once, so a request may not set
+# them apart from its environment. Others (BERTPIPE_DEBUG, or TORCHINDUCTOR_CACHE_DIR that
+# torch sets in the worker after the server started) are read when a command runs.
+READ_AT_IMPORT = ("HF_", "HUGGINGFACE_", "TRANSFORMERS_", "TOKENIZERS_", "OMP_", "MKL_", "PYTHON")
+
+
 def _preload() -> None:
     import importlib
     import pkgutil
@@ -161,14 +169,6 @@ def serve(requests: IO[str], replies: IO[str]) -> None:
         _, status = os.waitpid(pid, 0)
         replies.write(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}) + "\n")
         replies.flush()
-
-
-READY = json.dumps({"ready": True})
-# Variables that the libraries read when they are imported (huggingface_hub's and transformers'
-# settings, thread counts, Python's own): the server read them once, so a request may not set
-# them apart from its environment. Others (BERTPIPE_DEBUG, or TORCHINDUCTOR_CACHE_DIR that
-# torch sets in the worker after the server started) are read when a command runs.
-READ_AT_IMPORT = ("HF_", "HUGGINGFACE_", "TRANSFORMERS_", "TOKENIZERS_", "OMP_", "MKL_", "PYTHON")
 
 
 class Prewarmed:

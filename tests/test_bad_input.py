@@ -1305,7 +1305,7 @@ def test_bad_input(
         lambda: request.getfixturevalue("tiny_bert"),
         lambda: request.getfixturevalue("tiny_trained"),
     )
-    extra_env = {"BERTPIPE_DEBUG": "1"} if case.traceback else {}
+    last_env = {**env(), "BERTPIPE_DEBUG": "1"} if case.traceback else env()
     *before, last_stage = case.stages
     for name in before:
         prior = prewarmed.run(*stage_command(project_copy, name), project_copy, env())
@@ -1315,10 +1315,9 @@ def test_bad_input(
         args = [
             str(request.getfixturevalue("tiny_bert")) if a == TINY_BERT else a for a in case.command
         ]
-        result = prewarmed.run("bertpipe.cli", args, project_copy, {**env(), **extra_env})
+        result = prewarmed.run("bertpipe.cli", args, project_copy, last_env)
     else:
-        module, args = stage_command(project_copy, last_stage)
-        result = prewarmed.run(module, args, project_copy, {**env(), **extra_env})
+        result = prewarmed.run(*stage_command(project_copy, last_stage), project_copy, last_env)
     changed = changed_files(files_before, snapshot(project_copy))
 
     if case.traceback:
