@@ -58,6 +58,22 @@ def test_a_fast_loop_writes_only_its_last_line() -> None:
     assert len(lines) == 1 and lines[0].startswith("predict: batch 1000, "), lines
 
 
+def test_a_line_due_at_the_last_item_is_not_written_twice() -> None:
+    # each item takes longer than the interval, so every item, the last included, is due a line:
+    # the loop's end adds none
+    log = io.StringIO()
+    bar = progress_bar(slow_items(3, 0.02), "epoch 1/1", total=3, stream=log, interval_seconds=0.01)
+    assert list(bar) == [0, 1, 2]
+    done = [line.split(",")[0] for line in log.getvalue().splitlines()]
+    assert done == ["epoch 1/1: batch 1/3", "epoch 1/1: batch 2/3", "epoch 1/1: batch 3/3"]
+
+
+def test_an_empty_loop_still_writes_its_line() -> None:
+    log = io.StringIO()
+    assert list(progress_bar([], "predict", total=0, stream=log)) == []
+    assert log.getvalue().startswith("predict: batch 0/0, ")
+
+
 def test_a_terminal_gets_a_tqdm_bar() -> None:
     from tqdm.auto import tqdm
 

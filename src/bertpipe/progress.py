@@ -59,14 +59,17 @@ class LogProgress(Iterable[Item]):
 
     def __iter__(self) -> Iterator[Item]:
         start = last_line = time.monotonic()
+        written = -1  # the count the last line showed
         for item in self.iterable:
             yield item
             self.done += 1
             now = time.monotonic()
             if now - last_line >= self.interval_seconds:
                 self._write(now - start)
-                last_line = now
-        self._write(time.monotonic() - start)
+                last_line, written = now, self.done
+        # an interval line after the last item already said what the closing line would
+        if written != self.done:
+            self._write(time.monotonic() - start)
 
 
 def progress_bar(
