@@ -103,7 +103,7 @@ def test_the_sweep_removes_a_dead_writers_leftovers_and_leaves_a_live_ones(tmp_p
     try:
         assert writer.stdout is not None and writer.stdout.readline() == "writing\n"
         live = list(tmp_path.glob(".out.csv.tmp-*"))
-        assert [path.name.split("-")[1] for path in live] == [str(writer.pid)]
+        assert [path.name.split("-")[1].split("@")[0] for path in live] == [str(writer.pid)]
         older = tmp_path / ".out.csv.tmp-killed"  # a leftover named without a pid
         older.mkdir()
         remove_leftovers(target)
@@ -113,3 +113,53 @@ def test_the_sweep_removes_a_dead_writers_leftovers_and_leaves_a_live_ones(tmp_p
         writer.wait()
     remove_leftovers(target)  # the writer is dead: its folder is a leftover now
     assert names(tmp_path) == []
+
+
+def test_another_machines_leftover_is_kept_until_it_has_been_idle_a_day(tmp_path: Path) -> None:
+    # a shared folder: a pid from another machine says nothing of the processes here
+    import os
+    import time
+
+    from bertpipe.files import OTHER_HOST_IDLE_SECONDS, remove_leftovers
+
+    target = tmp_path / "out.csv"
+    at_work = tmp_path / ".out.csv.tmp-1@other-host.example-abc123"
+    at_work.mkdir()
+    (at_work / "out.csv").write_text("rows so far")
+    stopped = tmp_path / ".out.csv.old-1@other-host.example"
+    stopped.write_text("an old output")
+    old_dir = tmp_path / ".out.csv.tmp-2@other-host.example-def456"
+    old_dir.mkdir()
+    # the folder idle a day and more, but a file in it written a minute ago: a writer at work
+    busy = tmp_path / ".out.csv.tmp-3@other-host.example-ghi789"
+    (busy / "sub").mkdir(parents=True)
+    (busy / "sub" / "out.csv").write_text("rows")
+    day_ago = time.time() - OTHER_HOST_IDLE_SECONDS - 60
+    for path in (stopped, old_dir, busy, busy / "sub"):
+        os.utime(path, (day_ago, day_ago))
+    os.utime(busy / "sub" / "out.csv", (time.time() - 60, time.time() - 60))
+    remove_leftovers(target)
+    assert names(tmp_path) == sorted([at_work.name, busy.name])
+
+
+def test_this_machines_leftovers_are_named_by_pid_and_host(tmp_path: Path) -> None:
+    import os
+    import socket
+
+    from bertpipe.files import remove_leftovers
+
+    target = tmp_path / "out.csv"
+    seen: list[str] = []
+    with atomic_path(target) as tmp:
+        tmp.write_text("x")
+        seen = [path.name for path in tmp_path.glob(".out.csv.tmp-*")]
+    assert len(seen) == 1
+    writer = seen[0].removeprefix(".out.csv.tmp-").split("-")[0]
+    pid, _, host = writer.partition("@")
+    assert pid == str(os.getpid()) and host and "-" not in host
+    assert host.replace("_", "") in socket.gethostname().replace("-", "").replace("_", "")
+    # a dead writer of this machine, named as atomic_path names it, is swept at once
+    # (Linux pids stop at 2**22: no process has this one)
+    (tmp_path / f".out.csv.tmp-{2**22 + 1}@{host}-xyz").mkdir()
+    remove_leftovers(target)
+    assert names(tmp_path) == ["out.csv"]

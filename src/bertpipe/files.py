@@ -9,13 +9,21 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from bertpipe.errors import UserError
+
+# A leftover of a writer on another machine (a shared or network folder, another container) can
+# not be asked whether its process still runs: it is swept only once nothing in it has changed
+# for this long, which no live writer reaches (predict writes its rows as it goes).
+OTHER_HOST_IDLE_SECONDS = 24 * 3600
 
 
 def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
@@ -38,8 +46,8 @@ def atomic_path(target: str | Path, *, replace_folder: bool = False) -> Iterator
     target = Path(target)
     _refuse_folder(target, replace_folder)
     target.parent.mkdir(parents=True, exist_ok=True)
-    # the writer's pid in the name: remove_leftovers leaves a live writer's folder alone
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
+    # the writer's pid and host in the name: remove_leftovers leaves a live writer's folder alone
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{_writer()}-", dir=target.parent))
     staged = tmp / target.name
     try:
         yield staged
@@ -53,7 +61,7 @@ def replace_path(source: Path, target: Path, *, replace_folder: bool = False) ->
     # checked again here: the folder may have appeared while the block wrote `source`
     _refuse_folder(target, replace_folder)
     if target.is_dir() and not target.is_symlink():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        old = target.with_name(f".{target.name}.old-{_writer()}")
         os.replace(target, old)
         os.replace(source, target)
         shutil.rmtree(old, ignore_errors=True)
@@ -71,16 +79,23 @@ def _refuse_folder(target: Path, replace_folder: bool) -> None:
 def remove_leftovers(*targets: str | Path) -> None:
     """Remove what a killed writer of each target left beside it: atomic_path's `.<name>.tmp-*`
     folders and replace_path's `.<name>.old-*`. A stage calls it when it starts, so that a run
-    killed mid-write leaves nothing behind once the next run has begun. A leftover named by the
-    pid of a process still running is another writer's, at work: it is left alone (two
-    `bertpipe predict --output` of one file at once must not delete each other's work)."""
+    killed mid-write leaves nothing behind once the next run has begun. A leftover named by a
+    process still running on this machine is another writer's, at work: it is left alone (two
+    `bertpipe predict --output` of one file at once must not delete each other's work). One
+    named by another machine is left alone until it has been idle for OTHER_HOST_IDLE_SECONDS."""
+    host = _host()
     for target in map(Path, targets):
         for kind in ("tmp", "old"):
             prefix = f".{target.name}.{kind}-"
             for leftover in target.parent.glob(f"{prefix}*"):
-                pid = leftover.name[len(prefix) :].split("-")[0]
-                if not (pid.isdigit() and _another_live_process(int(pid))):
-                    remove_path(leftover)
+                # <pid>@<host>, then mkdtemp's suffix; older versions wrote <pid> alone
+                pid, _, writer_host = leftover.name[len(prefix) :].split("-")[0].partition("@")
+                if writer_host and writer_host != host:
+                    if _idle_seconds(leftover) < OTHER_HOST_IDLE_SECONDS:
+                        continue
+                elif pid.isdigit() and _another_live_process(int(pid)):
+                    continue
+                remove_path(leftover)
 
 
 def _another_live_process(pid: int) -> bool:
@@ -95,6 +110,31 @@ def _another_live_process(pid: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def _writer() -> str:
+    """`<pid>@<host>`: who writes a temporary path, as remove_leftovers reads it back."""
+    return f"{os.getpid()}@{_host()}"
+
+
+def _host() -> str:
+    # the machine's name with '-' (the name's separator) and anything unsafe in a file name as '_'
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "unknown"
+
+
+def _idle_seconds(path: Path) -> float:
+    """Seconds since anything in `path` (itself, or any file or folder below it) last changed;
+    0 when it has just gone (its writer finished)."""
+    try:
+        newest = path.lstat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+    if path.is_dir() and not path.is_symlink():
+        for folder, subfolders, files in os.walk(path):
+            for name in (*subfolders, *files):
+                with contextlib.suppress(OSError):  # removed meanwhile
+                    newest = max(newest, (Path(folder) / name).lstat().st_mtime)
+    return time.time() - newest
 
 
 def remove_scratch(folder: str | Path, prefix: str) -> None:
