@@ -229,3 +229,32 @@ def test_a_reader_sees_the_old_model_or_the_new_never_a_mix(
     assert len(seen) > 1, "the writer never swapped while the reader loaded"
     assert folder.is_dir() and not folder.is_symlink()  # a real folder: a DVC output
     assert [path.name for path in folder.parent.iterdir()] == ["model"]  # nothing left over
+
+
+def test_a_model_with_fused_weight_views_checkpoints_and_restores(tmp_path: Path) -> None:
+    # GTE, loaded from a saved base model, holds up_proj as a view of part of a fused weight:
+    # safetensors' save_model refused it, and training stopped at its first checkpoint
+    import transformers
+
+    from bertpipe.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+
+    small = {"vocab_size": 50, "max_position_embeddings": 64, "hidden_size": 32}
+    layers = {"num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
+    config = transformers.AutoConfig.for_model("gte", **small, **layers)
+    transformers.AutoModel.from_config(config).save_pretrained(tmp_path / "base")
+    load = transformers.AutoModelForSequenceClassification.from_pretrained
+    model = load(tmp_path / "base", num_labels=3)
+    optimizer = torch.optim.AdamW(model.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    state = Checkpoint(fingerprint="run", epoch=0, global_step=7)
+    save_checkpoint(tmp_path / "checkpoints", state, model, optimizer, scheduler)
+
+    other = load(tmp_path / "base", num_labels=3)  # another random head
+    assert not torch.equal(model.classifier.weight, other.classifier.weight)
+    saved = load_checkpoint(tmp_path / "checkpoints", "run")
+    assert saved is not None
+    saved.restore(other, optimizer, scheduler)
+    restored = other.state_dict()
+    assert restored.keys() == model.state_dict().keys()
+    for name, mine in model.state_dict().items():
+        assert torch.equal(mine, restored[name]), name

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import load_file, save_file
 
 from bertpipe.files import atomic_path, read_json, write_json
 
@@ -103,7 +103,7 @@ class SavedCheckpoint:
     def restore(self, model: torch.nn.Module, optimizer: Any, scheduler: Any) -> Checkpoint:
         """Weights, optimizer and scheduler; the RNG states are `restore_rng`'s, called when
         the next training batch starts."""
-        load_model(model, self.folder / "model.safetensors")
+        model.load_state_dict(load_file(self.folder / "model.safetensors"))
         optimizer.load_state_dict(self.extra["optimizer"])
         scheduler.load_state_dict(self.extra["scheduler"])
         return self.state
@@ -120,6 +120,15 @@ def step_folders(folder: Path) -> list[Path]:
     return [path for _step, path in sorted(found)]
 
 
+def state_on_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of `model`'s weights on the CPU, each tensor in storage of its own. safetensors'
+    save_model refuses a weight that is a view of part of a larger one (GTE's and Nomic-BERT's
+    fused projections), and a tied weight is written under each of its names."""
+    return {
+        name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()
+    }
+
+
 def save_checkpoint(
     folder: Path, state: Checkpoint, model: torch.nn.Module, optimizer: Any, scheduler: Any
 ) -> Path:
@@ -129,7 +138,7 @@ def save_checkpoint(
     target = folder / f"step-{state.global_step:09d}"
     with atomic_path(target, replace_folder=True) as tmp:
         tmp.mkdir()
-        save_model(model, str(tmp / "model.safetensors"))
+        save_file(state_on_cpu(model), str(tmp / "model.safetensors"))
         if state.best_weights is not None:
             save_file(state.best_weights, str(tmp / "best.safetensors"))
         extra = {

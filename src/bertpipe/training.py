@@ -36,6 +36,7 @@ from bertpipe.checkpoint import (
     load_checkpoint,
     mark_complete,
     save_checkpoint,
+    state_on_cpu,
 )
 from bertpipe.decision import fit_decision
 from bertpipe.errors import UserError
@@ -215,12 +216,6 @@ def compile_for_training(model: torch.nn.Module, cuda_graphs: bool) -> torch.nn.
     if cuda_graphs:
         return torch.compile(model, mode="reduce-overhead")
     return torch.compile(model)
-
-
-def _state_on_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {
-        name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()
-    }
 
 
 @dataclass
@@ -445,7 +440,7 @@ def _track_best(
     state.epoch = epoch
     if is_better(current, state.best_metric, metric):
         state.best_metric, state.best_epoch = current, epoch
-        state.best_weights = _state_on_cpu(model)
+        state.best_weights = state_on_cpu(model)
         state.epochs_without_improvement = 0
     else:
         state.epochs_without_improvement += 1
