@@ -288,6 +288,25 @@ def test_a_model_folder_without_a_tokenizer_is_refused(tiny_bert: Path, tmp_path
         load_tokenizer(str(folder))
 
 
+@pytest.mark.parametrize("spm_file", ["spm.model", "spiece.model"])
+def test_a_sentencepiece_only_tokenizer_names_the_packages_it_needs(
+    tiny_bert: Path, tmp_path: Path, spm_file: str
+) -> None:
+    # DeBERTa-v3 and ALBERT as published: no tokenizer.json, only the SentencePiece model, which
+    # transformers converts with packages that the lock does not install
+    from bertpipe.model import _importable
+
+    if _importable("sentencepiece") and _importable("google.protobuf"):
+        pytest.skip("sentencepiece and protobuf are installed here: the folder would load")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy2(tiny_bert / name, folder / name)
+    (folder / spm_file).write_bytes(b"a SentencePiece model")
+    with pytest.raises(UserError, match=rf"SentencePiece model only \({spm_file}\).*protobuf"):
+        load_tokenizer(str(folder))
+
+
 def as_bin_only(source: Path, target: Path) -> Path:
     """A copy of `source` with its weights in pytorch_model.bin instead of safetensors."""
     shutil.copytree(source, target)

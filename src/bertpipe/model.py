@@ -77,15 +77,16 @@ SOURCE_FILE = "bertpipe-source.json"
 
 SAFETENSORS_WEIGHTS = "model.safetensors"
 TORCH_WEIGHTS = "pytorch_model.bin"
+# A slow tokenizer's SentencePiece model, as DeBERTa-v3, ALBERT, XLM-R and T5 ship it: transformers
+# converts it into a fast tokenizer, with the sentencepiece and protobuf packages.
+SENTENCEPIECE_FILES = ("spm.model", "spiece.model", "tokenizer.model", "sentencepiece.bpe.model")
 # The files of a fast tokenizer, or those a fast tokenizer is built from (WordPiece, BPE,
 # SentencePiece); a folder with none of them has no tokenizer.
 TOKENIZER_FILES = (
     "tokenizer.json",
     "vocab.txt",
     "vocab.json",
-    "spm.model",
-    "tokenizer.model",
-    "sentencepiece.bpe.model",
+    *SENTENCEPIECE_FILES,
 )
 
 
@@ -360,6 +361,29 @@ def _check_tokenizer_files(folder: Path) -> None:
         )
 
 
+def _check_sentencepiece(folder: Path) -> None:
+    """A tokenizer given only as a SentencePiece model needs packages bertpipe does not install
+    (without them transformers fails with a message about tiktoken)."""
+    if any((folder / file).is_file() for file in ("tokenizer.json", "vocab.txt", "vocab.json")):
+        return
+    models = [file for file in SENTENCEPIECE_FILES if (folder / file).is_file()]
+    if models and not (_importable("sentencepiece") and _importable("google.protobuf")):
+        raise UserError(
+            f"model: the tokenizer of {folder} is a SentencePiece model only ({models[0]}), "
+            "and reading it needs the sentencepiece and protobuf packages: "
+            "`.venv/bin/pip install sentencepiece protobuf`, or add its tokenizer.json"
+        )
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # the parent package of a dotted name is missing
+        return False
+
+
 def load_tokenizer(name: str) -> Any:
     """The model's fast tokenizer, giving token_type_ids only where the model takes them."""
     from transformers import AutoTokenizer
@@ -368,6 +392,7 @@ def load_tokenizer(name: str) -> Any:
     resolved = resolve_model(name)
     if Path(resolved).is_dir():
         _check_tokenizer_files(Path(resolved))
+        _check_sentencepiece(Path(resolved))
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolved, trust_remote_code=False)
     except (OSError, ValueError) as exc:
