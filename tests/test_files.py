@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,19 @@ def test_this_machines_leftovers_are_named_by_pid_and_host(tmp_path: Path) -> No
     (tmp_path / f".out.csv.tmp-{2**22 + 1}@{host}-xyz").mkdir()
     remove_leftovers(target)
     assert names(tmp_path) == ["out.csv"]
+
+
+def test_a_replaced_file_keeps_its_permissions(tmp_path: Path) -> None:
+    target = tmp_path / "predictions.csv"
+    target.write_text("old")
+    target.chmod(0o600)
+    with atomic_path(target) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new"
+    assert target.stat().st_mode & 0o777 == 0o600
+    fresh = tmp_path / "fresh.csv"  # a new file gets the umask's mode, as open() gives it
+    with atomic_path(fresh) as tmp:
+        tmp.write_text("new")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert fresh.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -66,6 +66,10 @@ def replace_path(source: Path, target: Path, *, replace_folder: bool = False) ->
         os.replace(source, target)
         shutil.rmtree(old, ignore_errors=True)
     else:
+        if target.is_file() and source.is_file():
+            # the user's permissions stay (a file restricted to its owner must not come back
+            # readable by all with the umask's mode)
+            shutil.copymode(target, source)
         os.replace(source, target)
 
 
