@@ -191,6 +191,7 @@ def bom_is_not_in_the_column_name(project: Path, result: subprocess.CompletedPro
 
 
 LATIN1 = "text,label\ncaf\u00e9 au lait spots,dermatology\nna\u00efve headache,neurology\n"
+CP1252 = "text,label\n\u201cchest\u201d pain \u2013 \u20ac5 copay,cardiology\nheadache,neurology\n"
 
 
 def latin1_read(project: Path, result: subprocess.CompletedProcess[str]) -> None:
@@ -425,6 +426,15 @@ ISSUE_25_CASES = [
         },
         command=(*PREDICT_WITH_COPY, "--input", "data/l.jsonl"),
         expect=("data/l.jsonl: row 2: column 'text' (--text-column) holds a JSON list", NOT_TEXT),
+    ),
+    Case(
+        "predict-cp1252-input",
+        stages=(CLI,),
+        trained_copy="bert",
+        files={"in.csv": CP1252.encode("cp1252")},
+        command=(*PREDICT_WITH_COPY, "--input", "data/in.csv", "--output", "data/out.csv"),
+        expect=("data/in.csv: not valid utf-8 text", "--encoding, e.g. cp1252"),
+        absent=("latin-1",),
     ),
     Case(
         "predict-jsonl-list-text-to-an-output",
@@ -1097,8 +1107,17 @@ CASES = [
             "data/latin1.csv: not valid utf-8 text",
             "byte 0xe9 at line 2",
             "set data.encoding",
-            "latin-1",
+            "e.g. latin-1",
         ),
+    ),
+    Case(
+        # Excel's export on Windows: curly quotes, a dash and the euro sign are bytes 0x80-0x9F,
+        # control characters in latin-1 (which cleaning would strip): the hint is cp1252
+        "cp1252-read-as-utf8",
+        data="cp1252.csv",
+        files={"cp1252.csv": CP1252.encode("cp1252")},
+        expect=("data/cp1252.csv: not valid utf-8 text", "byte 0x93 at line 2", "e.g. cp1252"),
+        absent=("latin-1",),
     ),
     Case(
         "latin1-with-its-encoding",

@@ -31,6 +31,7 @@ from bertpipe.tables import (
     TableChunks,
     is_gzipped,
     json_cell_text,
+    likely_encoding,
     not_text,
     open_text,
     table_extension,
@@ -280,7 +281,7 @@ def _first_json_keys(input_path: Path, source: TextIO) -> list[str]:
 def _not_encoded(input_path: Path, encoding: str, exc: UnicodeDecodeError) -> UserError:
     return UserError(
         f"{input_path}: not valid {encoding} text ({exc.reason}); give the file's "
-        "encoding with --encoding, e.g. latin-1"
+        f"encoding with --encoding, e.g. {likely_encoding(input_path)}"
     )
 
 

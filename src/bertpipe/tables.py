@@ -327,9 +327,10 @@ class TableChunks:
                 if len(chunk):
                     yield chunk
         except UnicodeDecodeError:
+            where, suggestion = _locate_decode_error(path, py_encoding), likely_encoding(path)
             raise UserError(
-                f"{path}: not valid {encoding} text ({_locate_decode_error(path, py_encoding)}); "
-                "set data.encoding in params.yaml to the file's encoding, e.g. latin-1"
+                f"{path}: not valid {encoding} text ({where}); "
+                f"set data.encoding in params.yaml to the file's encoding, e.g. {suggestion}"
             ) from None
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
             raise UserError(
@@ -661,6 +662,23 @@ def read_table(
     frames = list(chunks)
     frame = frames[0] if len(frames) == 1 else pd.concat(frames)
     return ReadResult(frame.reset_index(drop=True), chunks.bad_lines)
+
+
+def likely_encoding(path: Path, sample_bytes: int = 16 << 20) -> str:
+    """The 8-bit encoding to suggest for a file that is not UTF-8: cp1252 (Windows' and Excel's)
+    when its bytes 0x80-0x9F are all characters of cp1252 (curly quotes, dashes, the euro sign),
+    which latin-1 would read as invisible control characters; latin-1 otherwise."""
+    with _open_bytes(path) as handle:
+        sample = handle.read(sample_bytes)
+    if not any(0x80 <= byte <= 0x9F for byte in sample):
+        return "latin-1"
+    try:
+        sample.decode("cp1252")
+    except UnicodeDecodeError as exc:
+        # a multi-byte character cut by the sample's end is not a reason to refuse cp1252
+        if exc.start < len(sample) - 1:
+            return "latin-1"
+    return "cp1252"
 
 
 def _locate_decode_error(path: Path, encoding: str, chunk_size: int = 1 << 20) -> str:
