@@ -758,3 +758,35 @@ def test_a_downloaded_roberta_runs_end_to_end_through_dvc_repro(
             assert scores[name] == pytest.approx(score, abs=1e-5)  # predict rounds to 6 places
         assert max(scores, key=scores.get) == result["label"]
     assert env()["HF_HUB_OFFLINE"] == "1"  # the whole run was offline
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+def test_a_regression_output_is_computed_in_fp32_under_bf16_autocast(
+    tiny_models: dict[str, Path], tmp_path: Path, family: str
+) -> None:
+    # under bf16 the one output was rounded to 8 significant bits: a test set's predictions
+    # fell on a handful of values. Train and predict load the model with an fp32 output layer.
+    torch.manual_seed(0)
+    model = load_classifier(str(tiny_models[family]), 1, "regression", ["target"])
+    classifier = load_classifier(
+        str(tiny_models[family]), 2, "single_label_classification", ["a", "b"]
+    )
+    ids = torch.randint(5, 60, (64, 12))
+
+    def outputs(model: torch.nn.Module) -> torch.Tensor:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            return model.eval()(input_ids=ids).logits
+
+    predictions = outputs(model)
+    assert predictions.dtype == torch.float32
+    # 64 fp32 outputs are (almost surely) not all bf16 numbers; rounded to bf16 they would be
+    assert not torch.equal(predictions, predictions.bfloat16().float())
+    assert outputs(classifier).dtype == torch.bfloat16  # classifiers keep autocast's output
+
+    # the saved model has the weights under the same names, and loads the same way
+    model.save_pretrained(tmp_path)
+    assert sorted(load_file(tmp_path / "model.safetensors")) == sorted(model.state_dict())
+    tokenizer = load_tokenizer(str(tiny_models[family]))
+    tokenizer.save_pretrained(tmp_path)
+    reloaded, _ = load_trained(tmp_path)
+    assert torch.equal(outputs(reloaded), predictions)

@@ -524,6 +524,30 @@ def _head_modules(model: Any) -> list[tuple[str, Any]]:
     ]
 
 
+def regression_output_in_fp32(model: Any) -> Any:
+    """`model`, with a regression model's output layer computing in fp32 under autocast too.
+
+    Under bf16 autocast the one output would be rounded to bf16's 8 significant bits (steps of
+    1/64 between 2 and 4), so the predictions of a whole test set fall on a handful of values;
+    the fp32 layer costs one small matrix-vector product. Classifiers are left as they are:
+    their scores go through a softmax or sigmoid, and their committed metrics stay bitwise."""
+    if getattr(model.config, "problem_type", None) != "regression":
+        return model
+    import torch
+
+    from bertpipe.inference import Fp32Linear
+
+    outputs = [
+        layer
+        for _, head in _head_modules(model)
+        for layer in head.modules()
+        if type(layer) is torch.nn.Linear and layer.out_features == model.config.num_labels
+    ]
+    if outputs:
+        outputs[-1].__class__ = Fp32Linear
+    return model
+
+
 def _reinitialise(modules: list[tuple[str, Any]], model: Any) -> None:
     for _, module in modules:
         for parameter in module.parameters():
@@ -609,7 +633,7 @@ def load_classifier(
             f"({', '.join(old_labels or [])}), not of the data's {len(id2label)} "
             f"({', '.join(id2label.values())}); its head is initialised anew"
         )
-    return model
+    return regression_output_in_fp32(model)
 
 
 def load_trained(model_dir: str | Path) -> tuple[Any, Any]:
@@ -640,4 +664,4 @@ def load_trained(model_dir: str | Path) -> tuple[Any, Any]:
     except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: weights and config differ
         raise UserError(f"{model_dir}: cannot load the model: {exc}") from None
     model.eval()
-    return model, tokenizer
+    return regression_output_in_fp32(model), tokenizer
