@@ -62,16 +62,6 @@ def autocast(device: torch.device, mixed_precision: str) -> contextlib.AbstractC
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-class Fp32Linear(torch.nn.Linear):
-    """nn.Linear computed in fp32 under autocast too: a regression model's output layer
-    (model.regression_output_in_fp32 gives it this class; its weights and their names stay)."""
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(input.device.type, enabled=False):
-            bias = None if self.bias is None else self.bias.float()
-            return torch.nn.functional.linear(input.float(), self.weight.float(), bias)
-
-
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -8,6 +8,7 @@ is converted to safetensors in a temporary folder, so transformers only ever rea
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -535,8 +536,6 @@ def regression_output_in_fp32(model: Any) -> Any:
         return model
     import torch
 
-    from bertpipe.inference import Fp32Linear
-
     outputs = [
         layer
         for _, head in _head_modules(model)
@@ -544,8 +543,25 @@ def regression_output_in_fp32(model: Any) -> Any:
         if type(layer) is torch.nn.Linear and layer.out_features == model.config.num_labels
     ]
     if outputs:
-        outputs[-1].__class__ = Fp32Linear
+        outputs[-1].__class__ = _fp32_linear_class()
     return model
+
+
+@functools.cache
+def _fp32_linear_class() -> type:
+    """nn.Linear computed in fp32 under autocast too; its weights and their names stay.
+
+    Built on first use, once per process, so that importing this module (as the tokenize stage
+    does) needs no torch."""
+    import torch
+
+    class Fp32Linear(torch.nn.Linear):
+        def forward(self, input: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(input.device.type, enabled=False):
+                bias = None if self.bias is None else self.bias.float()
+                return torch.nn.functional.linear(input.float(), self.weight.float(), bias)
+
+    return Fp32Linear
 
 
 def _reinitialise(modules: list[tuple[str, Any]], model: Any) -> None:
