@@ -194,6 +194,16 @@ LATIN1 = "text,label\ncaf\u00e9 au lait spots,dermatology\nna\u00efve headache,n
 CP1252 = "text,label\n\u201cchest\u201d pain \u2013 \u20ac5 copay,cardiology\nheadache,neurology\n"
 
 
+# 30 rows whose site repeats, with a quote opened in row 11 that row 21 closes
+JOINED_BY_A_QUOTE = "id,text,label,site\n" + "".join(
+    f"{i},{'OPEN' if i == 10 else ''}note {i}{'CLOSE end' if i == 20 else ''},"
+    f"{'a' if i % 3 else 'b'},{'north' if i % 2 else 'south'}\n".replace("OPEN", '"').replace(
+        "CLOSE", '"'
+    )
+    for i in range(30)
+)
+
+
 def latin1_read(project: Path, result: subprocess.CompletedProcess[str]) -> None:
     assert cleaned(project)["text"].tolist() == ["caf\u00e9 au lait spots", "na\u00efve headache"]
 
@@ -435,6 +445,15 @@ ISSUE_25_CASES = [
         command=(*PREDICT_WITH_COPY, "--input", "data/in.csv", "--output", "data/out.csv"),
         expect=("data/in.csv: not valid utf-8 text", "--encoding, e.g. cp1252"),
         absent=("latin-1",),
+    ),
+    Case(
+        # a quote never closed: rows 12-20 would be read into row 11's text, and predicted as one
+        "predict-quote-joins-rows",
+        stages=(CLI,),
+        trained_copy="bert",
+        files={"in.csv": JOINED_BY_A_QUOTE},
+        command=(*PREDICT_WITH_COPY, "--input", "data/in.csv", "--output", "data/out.csv"),
+        expect=("data/in.csv: row 11: column 'text' holds 10 line(s) that read as rows",),
     ),
     Case(
         "predict-jsonl-list-text-to-an-output",
@@ -1118,6 +1137,12 @@ CASES = [
         files={"cp1252.csv": CP1252.encode("cp1252")},
         expect=("data/cp1252.csv: not valid utf-8 text", "byte 0x93 at line 2", "e.g. cp1252"),
         absent=("latin-1",),
+    ),
+    Case(
+        "quote-joins-rows",
+        data="joined.csv",
+        files={"joined.csv": JOINED_BY_A_QUOTE},
+        expect=("data/joined.csv: row 11: column 'text' holds 10 line(s)", "a double quote"),
     ),
     Case(
         "latin1-with-its-encoding",

@@ -228,6 +228,98 @@ def test_unquoted_commas_skip_and_warn_count_bad_lines(tmp_path: Path, mode: str
     assert result.frame["text"].tolist() == ["chest pain", "cough"]
 
 
+# A double quote that opens a field and is never closed: the reader takes every line up to the
+# next quote as part of that field, and the rows between vanish into one text.
+JOINED_ROWS = {
+    "text first": (
+        'text,label\n"he said hi,onc\nnormal scan,normal\nfollow-up,normal\n'
+        'end" here,onc\nlast,normal\n',
+        1,
+        "text",
+    ),
+    "text between an id and the label": (
+        'id,text,label\n1,ok,normal\n2,"he said hi,onc\n'
+        '3,normal scan,normal\n4,"closing" here,onc\n',
+        2,
+        "text",
+    ),
+    "text last": (
+        'label,text\nonc,"he said hi\nnormal,normal scan\nnormal,follow-up\n'
+        'onc,end" here\nnormal,last\n',
+        1,
+        "text",
+    ),
+    "one row joined": ('text,label\nfine,normal\n"he said hi,onc\nend" here,onc\n', 2, "text"),
+    "windows line ends": (
+        'text,label\r\n"he said hi,onc\r\nnormal scan,normal\r\n'
+        'follow-up,normal\r\nend" here,onc\r\nlast,normal\r\n',
+        1,
+        "text",
+    ),
+    "in a carried column": (
+        'text,note,label\nfine,"x,onc\nfine,y,normal\nfine,z,normal\nfine,"w,onc\nfine,v,normal\n',
+        1,
+        "note",
+    ),
+}
+
+
+@pytest.mark.parametrize("on_bad_lines", ["error", "skip"])
+@pytest.mark.parametrize("case", list(JOINED_ROWS))
+def test_rows_joined_by_an_unclosed_quote_are_refused(
+    tmp_path: Path, case: str, on_bad_lines: str
+) -> None:
+    text, row, column = JOINED_ROWS[case]
+    path = write_bytes(tmp_path, "notes.csv", text.encode())
+    used = UsedColumns(("text",), "label", {"note": "data.carry_columns"} if "note" in text else {})
+    with pytest.raises(UserError) as caught:
+        list(TableChunks(path, on_bad_lines=on_bad_lines, columns=used))  # type: ignore[arg-type]
+    message = str(caught.value)
+    assert message.startswith(f"{path}: row {row}: column '{column}' holds ")
+    assert "line(s) that read as rows of their own" in message
+    assert message.endswith("remove it, or double it inside a quoted field")
+
+
+def test_texts_of_several_lines_are_read_whatever_their_lines_hold(tmp_path: Path) -> None:
+    notes = [
+        "Assessment:\nHTN, normal\nPlan: follow up, 2 weeks",  # commas, and a label after one
+        "Meds:\n1, aspirin\n2, metoprolol",  # numbered lines
+        'He said "no"\nthen left',
+        "cardiology\nseen today",  # a line that is a label, alone
+        "a\n\nb",
+    ]
+    labels = ["normal", "onc", "normal", "cardiology", "onc"]
+    path = tmp_path / "notes.csv"
+    pd.DataFrame({"id": range(5), "text": notes, "label": labels}).to_csv(path, index=False)
+    frame = read_table(path, columns=UsedColumns(("text",), "label")).frame
+    assert frame["text"].tolist() == notes
+    assert frame["label"].tolist() == labels
+
+
+def test_a_repeating_column_tells_joined_rows_where_there_is_no_label(tmp_path: Path) -> None:
+    # predict reads no label: a column whose values repeat (a site) is the evidence instead
+    rows = [f"{i},note {i},{'north' if i % 2 else 'south'}" for i in range(30)]
+    rows[10] = '10,"note 10,south'
+    rows[20] = '20,end" of note 20,south'
+    path = write_text(tmp_path, "notes.csv", "id,text,site\n" + "\n".join(rows) + "\n")
+    message = read_error(path, columns=UsedColumns(("text",), None))
+    assert f"{path}: row 11: column 'text' holds 10 line(s)" in message
+
+
+@pytest.mark.parametrize("mode", ["error", "skip", "warn"])
+def test_a_text_that_opens_with_a_quoted_word_is_kept_in_every_mode(
+    tmp_path: Path, mode: str
+) -> None:
+    # skip and warn once read with pandas' python engine, which dropped this row uncounted
+    path = write_text(tmp_path, "notes.csv", 'text,label\n"Quoted" then more,a\nb,c,d\nplain,b\n')
+    if mode == "error":
+        assert "malformed row" in read_error(path)
+        return
+    result = read_table(path, on_bad_lines=mode)  # type: ignore[arg-type]
+    assert result.frame["text"].tolist() == ["Quoted then more", "plain"]
+    assert result.bad_lines == 1
+
+
 def test_byte_order_mark_is_dropped(tmp_path: Path) -> None:
     path = write_text(tmp_path, "notes.csv", "\ufefftext,label\na,b\n")
     for mode in ("error", "skip"):

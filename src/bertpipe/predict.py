@@ -30,6 +30,8 @@ from bertpipe.model import load_trained
 from bertpipe.tables import (
     TableChunks,
     is_gzipped,
+    joined_rows,
+    joined_rows_error,
     json_cell_text,
     likely_encoding,
     not_text,
@@ -429,9 +431,18 @@ def _annotate_delimited(
     positions = [names.index(name) for name in text_columns]
     pending: list[tuple[str, str]] = []  # (the row's text up to the new cells, its line break)
     inputs: list[Any] = []
+    pending_fields: list[list[str]] = []  # the rows' cells, for the check of joined rows
     rows = 0
 
     def flush() -> None:
+        if any("\n" in cell for fields in pending_fields for cell in fields):
+            columns = [[fields[i] for fields in pending_fields] for i in range(len(header))]
+            found = joined_rows(columns, None, delimiter)
+            if found is not None:
+                row, column, swallowed = found
+                first_row = rows - len(pending_fields) + 1
+                raise joined_rows_error(input_path, first_row + row, names[column], swallowed)
+        pending_fields.clear()
         for (start, end), new in zip(
             pending, _predict_cells(predictor, inputs, batch_size), strict=True
         ):
@@ -454,6 +465,7 @@ def _annotate_delimited(
         body, terminator = _split_terminator(raw)
         # a short row gets its missing cells, empty, so the new cells land in their columns
         pending.append((body + delimiter * (len(header) - len(fields)), terminator))
+        pending_fields.append(fields + [""] * (len(header) - len(fields)))
         inputs.append(_model_input([fields[i] if i < len(fields) else "" for i in positions]))
         if len(pending) == CHUNK_ROWS:
             flush()

@@ -11,8 +11,10 @@ import csv
 import gzip
 import io
 import json
+import re
+import warnings
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal, NoReturn
@@ -351,7 +353,11 @@ class TableChunks:
             header = _header(self.path, delimiter, encoding)
             self._check_delimiter(header, delimiter)
             positions = _positions(header, self.columns, self.path, self.warnings)
+            label = (
+                header.index(self.columns.label) if self.columns and self.columns.label else None
+            )
             for chunk in self._delimited(delimiter, encoding):
+                self._check_joined_rows(chunk, header, delimiter, label)
                 chunk = chunk.iloc[:, positions]
                 chunk.columns = [header[position] for position in positions]
                 yield chunk
@@ -379,33 +385,27 @@ class TableChunks:
         )
 
     def _delimited(self, delimiter: str, encoding: str) -> Iterator[pd.DataFrame]:
-        def count_bad(_fields: list[str]) -> None:
-            self.bad_lines += 1  # returning None drops the row
-
         options: dict[str, Any] = {
             "sep": delimiter,
             "encoding": encoding,
             "dtype": str,
             "keep_default_na": False,
             "na_values": [""],
-            "chunksize": self.chunk_rows,
             "compression": "gzip" if is_gzipped(self.path) else None,
+            # skip and warn both read with pandas' "warn", whose warnings are counted here: the
+            # callable that only the python engine accepts is not called for the rows that
+            # engine's stricter quoting refuses ('"Quoted" then more'), so they vanished
+            # uncounted, where the C engine reads them as the error mode does
+            "on_bad_lines": "error" if self.on_bad_lines == "error" else "warn",
         }
-        if self.on_bad_lines == "error":
-            options["on_bad_lines"] = "error"
-        else:
-            # Only the python engine accepts a callable, which is what lets us count the rows.
-            options.update(on_bad_lines=count_bad, engine="python")
-            # That engine uses the csv module, whose default field limit (128 KiB) made a long
-            # note a "bad line", skipped; the C engine has no such limit.
-            csv.field_size_limit(2**31 - 1)
         rows = 0
         try:
             if self.chunk_rows is None:
-                yield self._check_fields(pd.read_csv(self.path, **options), delimiter, rows)
+                frame = self._counting_bad_lines(lambda: pd.read_csv(self.path, **options))
+                yield self._check_fields(frame, delimiter, rows)
                 return
-            with pd.read_csv(self.path, **options) as reader:
-                for chunk in reader:
+            with pd.read_csv(self.path, chunksize=self.chunk_rows, **options) as reader:
+                while (chunk := self._counting_bad_lines(lambda: next(reader, None))) is not None:
                     yield self._check_fields(chunk, delimiter, rows)
                     rows += len(chunk)
         except pd.errors.EmptyDataError:
@@ -418,6 +418,31 @@ class TableChunks:
                 f"{self.path}: malformed row ({detail[:120]}); quote texts that contain the "
                 "delimiter, or set data.on_bad_lines to skip or warn"
             ) from None
+
+    def _counting_bad_lines(self, read: Callable[[], pd.DataFrame | None]) -> pd.DataFrame | None:
+        """`read()`, with the rows pandas skipped in it added to `bad_lines`."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            frame = read()
+        for warning in caught:
+            if issubclass(warning.category, pd.errors.ParserWarning):
+                self.bad_lines += str(warning.message).count("Skipping line")
+            else:  # not ours to swallow
+                warnings.warn(warning.message, warning.category, stacklevel=2)
+        return frame
+
+    def _check_joined_rows(
+        self, chunk: pd.DataFrame, header: list[str], delimiter: str, label: int | None
+    ) -> None:
+        has_lines = [
+            chunk[column].str.contains("\n", regex=False, na=False).any() for column in chunk
+        ]
+        if not any(has_lines):
+            return
+        found = joined_rows([chunk[column].tolist() for column in chunk], label, delimiter)
+        if found is not None:
+            row, column, lines = found
+            raise joined_rows_error(self.path, int(chunk.index[row]) + 1, header[column], lines)
 
     def _check_fields(self, chunk: pd.DataFrame, delimiter: str, rows: int) -> pd.DataFrame:
         # When the first data row has more fields than the header, pandas silently takes the
@@ -701,3 +726,122 @@ def _locate_decode_error(path: Path, encoding: str, chunk_size: int = 1 << 20) -
             offset += len(chunk)
             line += chunk.count(b"\n")
     return "undecodable bytes"
+
+
+# --- rows joined by an unmatched quote ------------------------------------------------------
+
+# A column other than the label is evidence of a record when its values repeat this much (a
+# site or a source column): at most this share of its values are distinct, in this many rows.
+_REPEATING_SHARE = 0.25
+_REPEATING_MIN_ROWS = 20
+_INTEGER = re.compile(r"-?\d+")
+
+
+@dataclass(frozen=True)
+class _ColumnShape:
+    """What a value of one column looks like, learnt from the cells of one chunk."""
+
+    values: frozenset[str] | None  # the values it repeats, or None: any value
+    numbers: bool  # every value is a number (a regression label)
+    integers: bool  # every value is an integer (an id)
+
+    @property
+    def telling(self) -> bool:
+        """Whether a matching value is evidence: an id or a free text matches too easily."""
+        return self.values is not None or self.numbers
+
+    def fits(self, value: str) -> bool:
+        if self.values is not None:
+            return value in self.values
+        if self.numbers:
+            return value == value.strip() and _is_number(value)
+        return not self.integers or bool(_INTEGER.fullmatch(value))
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _shapes(columns: Sequence[Sequence[str]], label: int | None) -> list[_ColumnShape]:
+    shapes = []
+    for index, cells in enumerate(columns):
+        values = [cell for cell in cells if cell and "\n" not in cell]
+        numbers = bool(values) and all(_is_number(value) for value in values)
+        integers = bool(values) and all(_INTEGER.fullmatch(value) for value in values)
+        distinct = frozenset(values)
+        repeats = len(values) >= _REPEATING_MIN_ROWS and (
+            len(distinct) <= _REPEATING_SHARE * len(values)
+        )
+        is_label = index == label
+        keep = (is_label and not numbers) or (not is_label and repeats)
+        shapes.append(_ColumnShape(distinct if keep else None, numbers and is_label, integers))
+    return shapes
+
+
+def _fits(fields: Sequence[str], shapes: Sequence[_ColumnShape]) -> bool:
+    """Whether `fields` fit their columns, one by one, and one of them tells."""
+    return (
+        len(fields) == len(shapes)
+        and all(shape.fits(value) for shape, value in zip(shapes, fields, strict=True))
+        and any(shape.telling for shape in shapes)
+    )
+
+
+def _swallowed_lines(
+    cell: str, column: int, shapes: Sequence[_ColumnShape], delimiter: str
+) -> list[str]:
+    """The lines of a multi-line cell that read as (the rest of) a row of their own.
+
+    A quote that opens a field and is never closed makes the reader take every following line
+    as part of that field, up to the next quote. The cell's first line then ends with the
+    rest of its own row, and each line after it is a whole row. Such lines and a text that
+    meant them can hardly be told apart one by one, so it takes two of them, or all of the
+    cell's lines but its last, to call it a joining."""
+    lines = [line.removesuffix("\r") for line in cell.split("\n")]
+    found = []
+    for number, line in enumerate(lines[:-1]):
+        fields = next(csv.reader([line], delimiter=delimiter), [])
+        if number == 0:
+            # the cell's own beginning, then its row's remaining columns
+            if column + 1 < len(shapes) and _fits(fields[1:], shapes[column + 1 :]):
+                found.append(line)
+        elif _fits(fields, shapes):
+            found.append(line)
+    return found if len(found) >= min(2, len(lines) - 1) else []
+
+
+def joined_rows_error(source: object, row: int, column: str, lines: Sequence[str]) -> UserError:
+    """The refusal of a row that swallowed others; `row` counts data rows from 1."""
+    return UserError(
+        f"{source}: row {row}: column {shown(column)} holds {len(lines)} line(s) that read as "
+        f"rows of their own, e.g. {shown(lines[-1])}: a double quote that opens a field and "
+        "is never closed joined them; remove it, or double it inside a quoted field"
+    )
+
+
+def joined_rows(
+    columns: Sequence[Sequence[str | None]], label: int | None, delimiter: str
+) -> tuple[int, int, list[str]] | None:
+    """The first cell that holds rows of their own, joined into it by an unmatched quote: its
+    row and column (counted from 0 in `columns`, which holds every column of a stretch of
+    rows) and the lines that read as rows; None when there is none. `label` is the label
+    column's position, if the table has one."""
+    cells = [[cell if isinstance(cell, str) else "" for cell in column] for column in columns]
+    multiline = [
+        (row, index)
+        for index, column in enumerate(cells)
+        for row, cell in enumerate(column)
+        if "\n" in cell
+    ]
+    if not multiline:
+        return None
+    shapes = _shapes(cells, label)
+    for row, index in sorted(multiline):
+        lines = _swallowed_lines(cells[index][row], index, shapes, delimiter)
+        if lines:
+            return row, index, lines
+    return None
