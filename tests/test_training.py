@@ -663,3 +663,50 @@ def test_on_a_gpu_evaluation_runs_on_the_device_asked_for(tiny_bert: Path, split
     on_gpu = evaluate_model(model, val, "multiclass", 0, precision="fp32", device="cuda")
     assert next(model.parameters()).device.type == "cuda"
     assert on_gpu.metrics["accuracy"] == pytest.approx(on_cpu.metrics["accuracy"], abs=0.05)
+
+
+def test_regression_learns_the_same_in_any_units_and_saves_them_in_the_weights(
+    tiny_bert: Path, sample_frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    # targets around 400,000 (a price, a stay in minutes): the head starts near 0 and AdamW
+    # moves a weight by about lr a step, so unstandardised such targets were never reached
+    # (r2 about -(mean / std)^2); standardised, training is the same as on 0..4
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    frame = sample_frame.dropna(subset=["text"]).head(96)
+    codes = {name: i for i, name in enumerate(sorted(frame["label"].unique()))}
+
+    def run(shift: float, scale: float) -> tuple[torch.nn.Module, Any, TokenizedSplit]:
+        targets = [shift + scale * codes[label] for label in frame["label"]]
+        train, val = (
+            tokenize_split(
+                frame["text"].tolist()[rows],
+                targets[rows],
+                np.arange(len(frame))[rows],
+                tokenizer,
+                48,
+                [],
+                "regression",
+            )
+            for rows in (slice(0, 64), slice(64, 96))
+        )
+        torch.manual_seed(0)
+        model = load_classifier(str(tiny_bert), 1, "regression", ["target"])
+        settings = config(task="regression", epochs=2, lr=3e-3)
+        return model, fit(model, train, val, settings, pad_token_id=0, progress=False), val
+
+    small_model, small, small_val = run(0.0, 1.0)
+    large_model, large, large_val = run(400_000.0, 50_000.0)
+    for one, other in zip(small.history, large.history, strict=True):
+        assert one["train_loss"] == pytest.approx(other["train_loss"], rel=1e-3)
+        assert one["val_r2"] == pytest.approx(other["val_r2"], abs=1e-3)
+    assert large.history[-1]["val_mse"] == pytest.approx(
+        50_000**2 * small.history[-1]["val_mse"], rel=1e-3
+    )
+    # the shift and scale are in the saved weights: a plain load predicts in the targets' units
+    assert type(large_model.classifier).__name__ == "Fp32Linear"
+    predicted = training.predict_logits(large_model, large_val, 8, 0)[:, 0]
+    expected = 400_000 + 50_000 * training.predict_logits(small_model, small_val, 8, 0)[:, 0]
+    np.testing.assert_allclose(predicted, expected, rtol=1e-5)
+    large_model.save_pretrained(tmp_path)
+    reloaded = load_classifier(str(tmp_path), 1, "regression", ["target"])
+    np.testing.assert_allclose(training.predict_logits(reloaded, large_val, 8, 0)[:, 0], predicted)

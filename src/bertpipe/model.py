@@ -534,17 +534,55 @@ def regression_output_in_fp32(model: Any) -> Any:
     their scores go through a softmax or sigmoid, and their committed metrics stay bitwise."""
     if getattr(model.config, "problem_type", None) != "regression":
         return model
+    output = _regression_output(model)
+    if output is not None and not isinstance(output, _fp32_linear_class()):
+        output.__class__ = _fp32_linear_class()
+    return model
+
+
+def _regression_output(model: Any) -> Any:
+    """The head's last Linear layer with one output per label, or None for another head."""
     import torch
 
     outputs = [
         layer
         for _, head in _head_modules(model)
         for layer in head.modules()
-        if type(layer) is torch.nn.Linear and layer.out_features == model.config.num_labels
+        if isinstance(layer, torch.nn.Linear) and layer.out_features == model.config.num_labels
     ]
-    if outputs:
-        outputs[-1].__class__ = _fp32_linear_class()
-    return model
+    return outputs[-1] if outputs else None
+
+
+def scale_regression_output(model: Any, shift: float, scale: float) -> bool:
+    """Make a regression model's output `shift + scale * (its layer's output)`, so that the
+    layer learns standardised targets while the model's outputs stay in the targets' units;
+    `fold_regression_scale` writes the two into the layer's weights. Without such a layer the
+    model is left as it is: returns whether it was scaled.
+
+    A head starts near 0 and AdamW moves each weight by about the learning rate a step, so
+    targets around 400,000 (a price, a length of stay in minutes) were never reached."""
+    output = _regression_output(regression_output_in_fp32(model))
+    if output is None or output.bias is None:
+        return False
+    output.__class__ = _scaled_linear_class()
+    output.target_shift, output.target_scale = float(shift), float(scale)
+    return True
+
+
+def fold_regression_scale(model: Any) -> None:
+    """Write `scale_regression_output`'s shift and scale into the output layer's weights."""
+    import torch
+
+    output = _regression_output(model)
+    if output is None or not isinstance(output, _scaled_linear_class()):
+        return
+    shift, scale = output.target_shift, output.target_scale
+    with torch.no_grad():
+        output.weight.copy_((output.weight.double() * scale).to(output.weight.dtype))
+        if output.bias is not None:
+            output.bias.copy_((output.bias.double() * scale + shift).to(output.bias.dtype))
+    output.__class__ = _fp32_linear_class()
+    del output.target_shift, output.target_scale
 
 
 @functools.cache
@@ -562,6 +600,22 @@ def _fp32_linear_class() -> type:
                 return torch.nn.functional.linear(input.float(), self.weight.float(), bias)
 
     return Fp32Linear
+
+
+@functools.cache
+def _scaled_linear_class() -> type:
+    """Fp32Linear whose output is `target_shift + target_scale * output` (plain attributes, so
+    that the weights and their names stay)."""
+    import torch
+
+    class TargetScaledLinear(_fp32_linear_class()):  # type: ignore[misc]
+        target_shift: float
+        target_scale: float
+
+        def forward(self, input: torch.Tensor) -> torch.Tensor:
+            return super().forward(input) * self.target_scale + self.target_shift
+
+    return TargetScaledLinear
 
 
 def _reinitialise(modules: list[tuple[str, Any]], model: Any) -> None:

@@ -43,6 +43,7 @@ from bertpipe.errors import UserError
 from bertpipe.files import sha256_file
 from bertpipe.inference import default_device, device_name, predict_logits, resolve_precision
 from bertpipe.metrics import METRICS_BY_TASK, compute_metrics, is_better
+from bertpipe.model import fold_regression_scale, scale_regression_output
 from bertpipe.params import Params, resolve_batch_size, resolve_task_defaults
 from bertpipe.progress import progress_bar
 from bertpipe.tokens import TokenizedSplit, split_files
@@ -118,10 +119,13 @@ def balanced_weights(labels: np.ndarray, task: str, num_labels: int) -> torch.Te
 def task_loss(
     logits: torch.Tensor, labels: torch.Tensor, task: str, weight: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Cross-entropy, BCE-with-logits, or MSE, computed in fp32 whatever the autocast dtype."""
+    """Cross-entropy, BCE-with-logits, or MSE, computed in fp32 whatever the autocast dtype.
+    `weight`: the class weights (pos_weight for multilabel); for regression, the factor that
+    measures the squared error in units of the training targets' variance."""
     logits = logits.float()
     if task == "regression":
-        return F.mse_loss(logits.squeeze(-1), labels.float())
+        loss = F.mse_loss(logits.squeeze(-1), labels.float())
+        return loss if weight is None else loss * weight
     if task == "multilabel":
         return F.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=weight)
     return F.cross_entropy(logits, labels.long(), weight=weight)
@@ -348,6 +352,22 @@ def training_class_weight(
     if params.train.class_weights != "balanced":
         return None
     return balanced_weights(train.labels, params.task, num_labels)
+
+
+def _standardised_targets(
+    model: torch.nn.Module, train: TokenizedSplit, params: Params
+) -> torch.Tensor | None:
+    """For regression, the output layer learns (target - mean) / std of the training targets
+    (`scale_regression_output`) and the loss is measured in units of their variance: the
+    loss's factor, 1 / variance. None for the other tasks, or a head without such a layer."""
+    if params.task != "regression" or len(train.labels) == 0:
+        return None
+    targets = np.asarray(train.labels, dtype=np.float64)
+    shift, scale = float(targets.mean()), float(targets.std())
+    scale = scale if scale > 0 else 1.0
+    if not scale_regression_output(model, shift, scale):
+        return None
+    return torch.tensor(1.0 / scale**2, dtype=torch.float32)
 
 
 def _class_weight(
@@ -589,7 +609,12 @@ def fit(
     accelerator = accelerator or make_accelerator(settings.precision)
     params = resolve_batch_size(params, accelerator.device.type)
     seed_everything(params.seed)
-    weight = _class_weight(model, train, params, accelerator.device)
+    target_factor = _standardised_targets(model, train, params)
+    weight = (
+        _class_weight(model, train, params, accelerator.device)
+        if target_factor is None
+        else target_factor.to(accelerator.device)
+    )
     unprepared_loader, sampler = _train_loader(train, params, pad_token_id, accelerator.device)
     optimizer = _optimizer(model, params, accelerator.device)
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, unprepared_loader)
@@ -656,6 +681,7 @@ def fit(
 
     if state.best_weights is not None:
         accelerator.unwrap_model(model).load_state_dict(state.best_weights)
+    fold_regression_scale(accelerator.unwrap_model(model))
     if checkpoint_dir is not None and accelerator.is_main_process:
         mark_complete(checkpoint_dir, fingerprint)
     return FitResult(
