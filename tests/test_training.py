@@ -21,6 +21,7 @@ from transformers import AutoTokenizer
 from bertpipe import training
 from bertpipe.batching import Collator
 from bertpipe.checkpoint import step_folders
+from bertpipe.errors import UserError
 from bertpipe.inference import default_device
 from bertpipe.labels import sorted_label_names
 from bertpipe.metrics import METRICS_BY_TASK
@@ -710,3 +711,32 @@ def test_regression_learns_the_same_in_any_units_and_saves_them_in_the_weights(
     large_model.save_pretrained(tmp_path)
     reloaded = load_classifier(str(tmp_path), 1, "regression", ["target"])
     np.testing.assert_allclose(training.predict_logits(reloaded, large_val, 8, 0)[:, 0], predicted)
+
+
+def test_a_model_that_overflows_in_bf16_is_one_line_naming_fp32(
+    tiny_bert: Path, splits: tuple
+) -> None:
+    # DeBERTa v1 fills masked attention scores with float32's minimum, which bf16 cannot hold
+    from transformers import DebertaConfig, DebertaForSequenceClassification
+
+    train, val = splits
+    vocab_size = AutoTokenizer.from_pretrained(tiny_bert).vocab_size
+    torch.manual_seed(0)
+    model = DebertaForSequenceClassification(
+        DebertaConfig(
+            vocab_size=vocab_size,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+            num_labels=5,
+        )
+    )
+    with pytest.raises(UserError, match=r"overflows under bf16 autocast .*train.precision: fp32$"):
+        fit(model, train, val, config(precision="bf16"), pad_token_id=0, progress=False)
+    with pytest.raises(UserError, match="overflows under bf16 autocast"):
+        training.predict_logits(model, val, 8, 0, "bf16")
+    # the same model again, in fp32: the first fit's autocast no longer wraps its forward
+    result = fit(model, train, val, config(precision="fp32"), pad_token_id=0, progress=False)
+    assert result.mixed_precision == "no"

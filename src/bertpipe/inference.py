@@ -62,6 +62,25 @@ def autocast(device: torch.device, mixed_precision: str) -> contextlib.AbstractC
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+@contextlib.contextmanager
+def overflow_refused(mixed_precision: str) -> Iterator[None]:
+    """A forward pass that cannot run under `mixed_precision` as one clear line.
+
+    DeBERTa (v1) fills its masked attention scores with float32's minimum, which bf16 and fp16
+    cannot hold: under autocast its forward pass stops with "value cannot be converted to type
+    c10::BFloat16 without overflow"."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if mixed_precision == "no" or "without overflow" not in str(exc):
+            raise
+        raise UserError(
+            f"model: its forward pass overflows under {mixed_precision} autocast "
+            f"({str(exc).strip().splitlines()[0][:80]}), a fault of the model's code in "
+            "transformers; set train.precision: fp32"
+        ) from None
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -103,7 +122,7 @@ def predict_logits(
     # (texts, num_labels) float32 is small next to the model.
     order: list[np.ndarray] = []
     outputs: list[torch.Tensor] = []
-    with torch.no_grad(), autocast(device, mixed_precision):
+    with torch.no_grad(), autocast(device, mixed_precision), overflow_refused(mixed_precision):
         for indices, batch in batches:
             order.append(indices)
             outputs.append(model(**batch).logits.float())

@@ -41,7 +41,13 @@ from bertpipe.checkpoint import (
 from bertpipe.decision import fit_decision
 from bertpipe.errors import UserError
 from bertpipe.files import sha256_file
-from bertpipe.inference import default_device, device_name, predict_logits, resolve_precision
+from bertpipe.inference import (
+    default_device,
+    device_name,
+    overflow_refused,
+    predict_logits,
+    resolve_precision,
+)
 from bertpipe.metrics import METRICS_BY_TASK, compute_metrics, is_better
 from bertpipe.model import fold_regression_scale, scale_regression_output
 from bertpipe.params import Params, resolve_batch_size, resolve_task_defaults
@@ -280,7 +286,10 @@ def train_step(
     # skip the gradient all-reduce on micro-batches that do not step
     sync = contextlib.nullcontext() if last_of_step else accelerator.no_sync(model)
     with sync, attention_kernel(accelerator.device, inputs["input_ids"].shape[1]):
-        with record_function("phase: forward + loss"):
+        with (
+            record_function("phase: forward + loss"),
+            overflow_refused(accelerator.mixed_precision),
+        ):
             # (batch, seq_len) -> (batch, num_labels)
             logits = model(**inputs).logits
             loss = task_loss(logits, batch["labels"], params.task, weight)
@@ -618,88 +627,95 @@ def fit(
     unprepared_loader, sampler = _train_loader(train, params, pad_token_id, accelerator.device)
     optimizer = _optimizer(model, params, accelerator.device)
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, unprepared_loader)
-    total_steps = math.ceil(len(train_loader) / settings.grad_accum_steps) * params.epochs
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, round(settings.warmup_ratio * total_steps), total_steps
-    )
-    cuda_graphs = uses_cuda_graphs(params, accelerator)
-    loop = _Loop(
-        model,
-        optimizer,
-        scheduler,
-        accelerator,
-        train_loader,
-        sampler,
-        params,
-        weight,
-        checkpoint_dir,
-        compile_for_training(model, cuda_graphs) if settings.compile else model,
-        cuda_graphs,
-    )
-
-    saved = _resume(checkpoint_dir, fingerprint, accelerator, model, optimizer, scheduler)
-    state = Checkpoint(fingerprint=fingerprint) if saved is None else saved.state
-    resumed_from = None if saved is None else state.epoch
-    resumed_from_step = None if saved is None else state.global_step
-    # The RNG states as the next training batch saw them without a kill. At an epoch's end
-    # they are restored now: the next epoch's loader then draws its base seed from torch's RNG,
-    # as it did. Inside an epoch that draw was made before the checkpoint, so they are restored
-    # once the resumed epoch's first batch is loaded.
-    pending_rng = saved if saved is not None and state.batches_done else None
-    if saved is not None and pending_rng is None:
-        saved.restore_rng()
-    if on_epoch_end is not None:
-        for record in state.history:  # the resumed epochs, logged again
-            on_epoch_end(record)
-
-    metric = settings.early_stopping_metric
-    wall_start = time.perf_counter()
-    for epoch in range(state.epoch + 1, params.epochs + 1):
-        if state.stopped_early:
-            break
-        train_loss = _train_epoch(loop, state, epoch, pending_rng, progress)
-        pending_rng = None
-        unwrapped = accelerator.unwrap_model(model)
-        record: dict[str, float] = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "lr": scheduler.get_last_lr()[0],
-            **validate(unwrapped, val, params, pad_token_id, accelerator.mixed_precision, weight),
-        }
-        current = record[f"val_{metric}"]
-        state.history.append(record)
-        _track_best(state, epoch, current, metric, settings.patience, unwrapped)
-        accelerator.print(
-            f"epoch {epoch}: train_loss {record['train_loss']:.4f}, val_{metric} {current:.4f}"
-            + (" (stopping early)" if state.stopped_early else "")
+    try:
+        total_steps = math.ceil(len(train_loader) / settings.grad_accum_steps) * params.epochs
+        scheduler = get_linear_schedule_with_warmup(
+            optimizer, round(settings.warmup_ratio * total_steps), total_steps
         )
-        if on_epoch_end is not None:
-            on_epoch_end(record)
-        if checkpoint_dir is not None and accelerator.is_main_process:
-            save_checkpoint(checkpoint_dir, state, unwrapped, optimizer, scheduler)
-        accelerator.wait_for_everyone()
+        cuda_graphs = uses_cuda_graphs(params, accelerator)
+        loop = _Loop(
+            model,
+            optimizer,
+            scheduler,
+            accelerator,
+            train_loader,
+            sampler,
+            params,
+            weight,
+            checkpoint_dir,
+            compile_for_training(model, cuda_graphs) if settings.compile else model,
+            cuda_graphs,
+        )
 
-    if state.best_weights is not None:
-        accelerator.unwrap_model(model).load_state_dict(state.best_weights)
-    fold_regression_scale(accelerator.unwrap_model(model))
-    if checkpoint_dir is not None and accelerator.is_main_process:
-        mark_complete(checkpoint_dir, fingerprint)
-    return FitResult(
-        history=state.history,
-        best_epoch=state.best_epoch,
-        best_metric=state.best_metric,
-        stopped_early=state.stopped_early,
-        resumed_from_epoch=resumed_from,
-        resumed_from_step=resumed_from_step,
-        world_size=accelerator.num_processes,
-        mixed_precision=accelerator.mixed_precision,
-        stats={
-            **loop.throughput.stats(accelerator, time.perf_counter() - wall_start),
-            "batch_size": int(params.batch_size),
-            "device": str(accelerator.device),
-            "device_name": device_name(accelerator.device),
-        },
-    )
+        saved = _resume(checkpoint_dir, fingerprint, accelerator, model, optimizer, scheduler)
+        state = Checkpoint(fingerprint=fingerprint) if saved is None else saved.state
+        resumed_from = None if saved is None else state.epoch
+        resumed_from_step = None if saved is None else state.global_step
+        # The RNG states as the next training batch saw them without a kill. At an epoch's end
+        # they are restored now: the next epoch's loader then draws its base seed from torch's RNG,
+        # as it did. Inside an epoch that draw was made before the checkpoint, so they are restored
+        # once the resumed epoch's first batch is loaded.
+        pending_rng = saved if saved is not None and state.batches_done else None
+        if saved is not None and pending_rng is None:
+            saved.restore_rng()
+        if on_epoch_end is not None:
+            for record in state.history:  # the resumed epochs, logged again
+                on_epoch_end(record)
+
+        metric = settings.early_stopping_metric
+        wall_start = time.perf_counter()
+        for epoch in range(state.epoch + 1, params.epochs + 1):
+            if state.stopped_early:
+                break
+            train_loss = _train_epoch(loop, state, epoch, pending_rng, progress)
+            pending_rng = None
+            unwrapped = accelerator.unwrap_model(model)
+            record: dict[str, float] = {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "lr": scheduler.get_last_lr()[0],
+                **validate(
+                    unwrapped, val, params, pad_token_id, accelerator.mixed_precision, weight
+                ),
+            }
+            current = record[f"val_{metric}"]
+            state.history.append(record)
+            _track_best(state, epoch, current, metric, settings.patience, unwrapped)
+            accelerator.print(
+                f"epoch {epoch}: train_loss {record['train_loss']:.4f}, val_{metric} {current:.4f}"
+                + (" (stopping early)" if state.stopped_early else "")
+            )
+            if on_epoch_end is not None:
+                on_epoch_end(record)
+            if checkpoint_dir is not None and accelerator.is_main_process:
+                save_checkpoint(checkpoint_dir, state, unwrapped, optimizer, scheduler)
+            accelerator.wait_for_everyone()
+
+        if state.best_weights is not None:
+            accelerator.unwrap_model(model).load_state_dict(state.best_weights)
+        fold_regression_scale(accelerator.unwrap_model(model))
+        if checkpoint_dir is not None and accelerator.is_main_process:
+            mark_complete(checkpoint_dir, fingerprint)
+        return FitResult(
+            history=state.history,
+            best_epoch=state.best_epoch,
+            best_metric=state.best_metric,
+            stopped_early=state.stopped_early,
+            resumed_from_epoch=resumed_from,
+            resumed_from_step=resumed_from_step,
+            world_size=accelerator.num_processes,
+            mixed_precision=accelerator.mixed_precision,
+            stats={
+                **loop.throughput.stats(accelerator, time.perf_counter() - wall_start),
+                "batch_size": int(params.batch_size),
+                "device": str(accelerator.device),
+                "device_name": device_name(accelerator.device),
+            },
+        )
+    finally:
+        # prepare() wrapped the model's forward in this fit's autocast; a later fit of the same
+        # model (a notebook, a test) at another precision would still run under it
+        accelerator.unwrap_model(model, keep_fp32_wrapper=False)
 
 
 def run_fingerprint(params: Params, tokens_dir: Path) -> str:
