@@ -32,7 +32,7 @@ def main() -> None:
     report = clean_chunks(
         chunks, Path(args.output), data, params.clean, params.task, data.path, group
     )
-    for warning in chunks.warnings:
+    for warning in [*chunks.warnings, *report.get("warnings", [])]:
         print(f"warning: {warning}", file=sys.stderr)
     if chunks.bad_lines and data.on_bad_lines == "warn":
         print(f"warning: {data.path}: skipped {chunks.bad_lines} malformed row(s)", file=sys.stderr)

@@ -862,6 +862,25 @@ ISSUE_16_CASES = [
         expect=("note_id",),
         exit_code=0,
     ),
+    Case(
+        # an export that spelled one class two ways
+        "labels-spelled-two-ways",
+        data="spellings.csv",
+        files={"spellings.csv": "text,label\nchest pain,billing\nheadache,BILLING\nrash,triage\n"},
+        expect=(
+            "warning: data/spellings.csv: column 'label': 1 label(s) spelled in several ways "
+            "are separate classes ('BILLING' and 'billing')",
+        ),
+        exit_code=0,
+    ),
+    Case(
+        # NA written for a missing label: read as text, it is a class
+        "label-spelling-a-missing-value",
+        data="na.csv",
+        files={"na.csv": "text,label\nchest pain,billing\ncough,NA\nrash,triage\n"},
+        expect=("warning: data/na.csv: column 'label': label(s) 'NA' look like a missing value",),
+        exit_code=0,
+    ),
     # --- tables: shapes and messages --------------------------------------------------------------
     Case(
         "tsv-named-csv-with-skip",

@@ -14,6 +14,7 @@ from bertpipe.labels import (
     check_label_count,
     encode_labels,
     is_missing,
+    label_warnings,
     num_model_outputs,
     parse_multilabel,
     parse_number,
@@ -190,3 +191,16 @@ def test_parse_number_rejects_text(value: str) -> None:
 )
 def test_is_missing(value: object, missing: bool) -> None:
     assert is_missing(value) is missing
+
+
+def test_labels_spelled_two_ways_or_spelling_a_missing_value_are_warned_about() -> None:
+    names = ["billing", "BILLING", "Billing  dept", "billing dept", "1", "1.0", "2", "N/A", "x"]
+    spellings, missing = label_warnings(names, "multiclass", "category")
+    assert spellings.startswith("column 'category': 3 label(s) spelled in several ways")
+    assert "'BILLING' and 'billing'" in spellings
+    assert "'Billing  dept' and 'billing dept'" in spellings
+    assert "'1' and '1.0'" in spellings
+    assert "'2'" not in spellings
+    assert missing.startswith("column 'category': label(s) 'N/A' look like a missing value")
+    assert label_warnings(["a", "b", "1", "2"], "multilabel", "tags") == []
+    assert label_warnings(["1", "1.0"], "regression", "score") == []

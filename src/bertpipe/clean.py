@@ -22,6 +22,7 @@ from bertpipe.labels import (
     check_label_count,
     check_label_spread,
     is_missing,
+    label_warnings,
     parse_multilabel,
     parse_number,
     sorted_label_names,
@@ -289,7 +290,9 @@ def _clean_chunks(
             check_label_count(sorted(names), task, data.label_column)
             if task == "regression":
                 check_label_spread(spread, data.label_column)
-    return make_report(rows_in, rows_out, dict(dropped))
+    report = make_report(rows_in, rows_out, dict(dropped))
+    warnings = [f"{source}: {line}" for line in label_warnings(names, task, data.label_column)]
+    return {**report, "warnings": warnings} if warnings else report
 
 
 def _write_part(frame: pd.DataFrame, part: Path, source: str) -> pa.Table:

@@ -83,6 +83,45 @@ def check_label_count(names: Sequence[str], task: str, column: str) -> None:
         )
 
 
+# Label cells that people write for "no label": kept as a class of their own, with a warning.
+_MISSING_SPELLINGS = {"na", "n/a", "nan", "null", "none", "-", "?"}
+
+
+def _spelling_key(name: str) -> str:
+    """What two spellings of one label share: case and spaces aside, a number's value."""
+    text = " ".join(name.split()).casefold()
+    number = parse_number(text)
+    return text if number is None else repr(number)
+
+
+def label_warnings(names: Iterable[str], task: str, column: str) -> list[str]:
+    """Warnings about label names that are probably not the classes they make: spellings of
+    one label (`billing` and `BILLING`, `1` and `1.0`), and cells that spell a missing value.
+    None for regression, whose labels are numbers."""
+    if task == "regression":
+        return []
+    names = sorted({str(name) for name in names})
+    by_key: dict[str, list[str]] = {}
+    for name in names:
+        by_key.setdefault(_spelling_key(name), []).append(name)
+    alike = [spellings for spellings in by_key.values() if len(spellings) > 1]
+    warnings = []
+    if alike:
+        shown_groups = "; ".join(" and ".join(repr(name) for name in group) for group in alike[:3])
+        warnings.append(
+            f"column '{column}': {len(alike)} label(s) spelled in several ways are separate "
+            f"classes ({shown_groups}{'; ...' if len(alike) > 3 else ''}); write each label one "
+            "way if they are one"
+        )
+    missing = [name for name in names if name.strip().casefold() in _MISSING_SPELLINGS]
+    if missing:
+        warnings.append(
+            f"column '{column}': label(s) {', '.join(repr(name) for name in missing)} look like "
+            "a missing value but are classes of their own; leave such cells empty to drop the rows"
+        )
+    return warnings
+
+
 def check_label_spread(values: Iterable[float], column: str) -> None:
     """Regression needs labels that vary: on one value r2, pearson and spearman are undefined
     and the model can learn nothing but that value. Refused as a single class is."""
