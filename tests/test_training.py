@@ -14,6 +14,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import DistributedType
+from conftest import TINY_SIZES
 from helpers import set_dropout
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
@@ -723,15 +724,7 @@ def test_a_model_that_overflows_in_bf16_is_one_line_naming_fp32(
     vocab_size = AutoTokenizer.from_pretrained(tiny_bert).vocab_size
     torch.manual_seed(0)
     model = DebertaForSequenceClassification(
-        DebertaConfig(
-            vocab_size=vocab_size,
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=64,
-            num_labels=5,
-        )
+        DebertaConfig(vocab_size=vocab_size, max_position_embeddings=64, num_labels=5, **TINY_SIZES)
     )
     with pytest.raises(UserError, match=r"overflows under bf16 autocast .*train.precision: fp32$"):
         fit(model, train, val, config(precision="bf16"), pad_token_id=0, progress=False)

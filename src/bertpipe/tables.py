@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bertpipe.errors import UserError
+from bertpipe.labels import parse_number
 
 SUPPORTED_EXTENSIONS = {
     ".csv": "csv",
@@ -754,23 +755,15 @@ class _ColumnShape:
         if self.values is not None:
             return value in self.values
         if self.numbers:
-            return value == value.strip() and _is_number(value)
+            return value == value.strip() and parse_number(value) is not None
         return not self.integers or bool(_INTEGER.fullmatch(value))
-
-
-def _is_number(value: str) -> bool:
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _shapes(columns: Sequence[Sequence[str]], label: int | None) -> list[_ColumnShape]:
     shapes = []
     for index, cells in enumerate(columns):
         values = [cell for cell in cells if cell and "\n" not in cell]
-        numbers = bool(values) and all(_is_number(value) for value in values)
+        numbers = bool(values) and all(parse_number(value) is not None for value in values)
         integers = bool(values) and all(_INTEGER.fullmatch(value) for value in values)
         distinct = frozenset(values)
         repeats = len(values) >= _REPEATING_MIN_ROWS and (
