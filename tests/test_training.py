@@ -733,3 +733,54 @@ def test_a_model_that_overflows_in_bf16_is_one_line_naming_fp32(
     # the same model again, in fp32: the first fit's autocast no longer wraps its forward
     result = fit(model, train, val, config(precision="fp32"), pad_token_id=0, progress=False)
     assert result.mixed_precision == "no"
+
+
+def test_fitting_a_trained_regression_model_again_keeps_its_predictions(
+    tiny_bert: Path, sample_frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    # the output layer of a trained regression model already predicts in the targets' units;
+    # standardising it again multiplied its predictions by the targets' std (400,000 -> 1e10)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    frame = sample_frame.dropna(subset=["text"]).head(64)
+    targets = [400_000.0 + 50_000.0 * (len(text) % 5) for text in frame["text"]]
+    train, val = (
+        tokenize_split(
+            frame["text"].tolist()[rows],
+            targets[rows],
+            np.arange(len(frame))[rows],
+            tokenizer,
+            48,
+            [],
+            "regression",
+        )
+        for rows in (slice(0, 48), slice(48, 64))
+    )
+    torch.manual_seed(0)
+    model = load_classifier(str(tiny_bert), 1, "regression", ["target"])
+    fit(model, train, val, config(task="regression", epochs=2, lr=3e-3), 0, progress=False)
+    trained = training.predict_logits(model, val, 8, 0)[:, 0]
+    assert 300_000 < trained.mean() < 700_000
+
+    def fit_barely(model: torch.nn.Module, **hooks: Any) -> np.ndarray:
+        settings = config(task="regression", epochs=1, lr=1e-12)
+        fit(model, train, val, settings, 0, progress=False, **hooks)
+        return training.predict_logits(model, val, 8, 0)[:, 0]
+
+    # the same object fitted again
+    np.testing.assert_allclose(fit_barely(model), trained, rtol=1e-5)
+    # the saved model as the base of a new run
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    reloaded = load_classifier(str(tmp_path), 1, "regression", ["target"])
+    np.testing.assert_allclose(fit_barely(reloaded), trained, rtol=1e-5)
+
+    # a fit that fails leaves the output layer as it was, ready for another fit
+    def interrupt(record: dict[str, float]) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_barely(reloaded, on_epoch_end=interrupt)
+    assert type(reloaded.classifier).__name__ == "Fp32Linear"
+    after_failure = training.predict_logits(reloaded, val, 8, 0)[:, 0]
+    np.testing.assert_allclose(after_failure, trained, rtol=1e-5)
+    np.testing.assert_allclose(fit_barely(reloaded), trained, rtol=1e-5)

@@ -553,6 +553,17 @@ def _regression_output(model: Any) -> Any:
     return outputs[-1] if outputs else None
 
 
+# Set on a regression output layer whose outputs are already in the targets' units: one that
+# bertpipe trained (fold_regression_scale) or a classifier checkpoint's kept head.
+TRAINED_OUTPUT_FLAG = "bertpipe_trained_output"
+
+
+def _mark_trained_regression_output(model: Any) -> None:
+    output = _regression_output(model)
+    if getattr(model.config, "problem_type", None) == "regression" and output is not None:
+        setattr(output, TRAINED_OUTPUT_FLAG, True)
+
+
 def scale_regression_output(model: Any, shift: float, scale: float) -> bool:
     """Make a regression model's output `shift + scale * (its layer's output)`, so that the
     layer learns standardised targets while the model's outputs stay in the targets' units;
@@ -560,10 +571,14 @@ def scale_regression_output(model: Any, shift: float, scale: float) -> bool:
     model is left as it is: returns whether it was scaled.
 
     A head starts near 0 and AdamW moves each weight by about the learning rate a step, so
-    targets around 400,000 (a price, a length of stay in minutes) were never reached."""
+    targets around 400,000 (a price, a length of stay in minutes) were never reached. A trained
+    head (TRAINED_OUTPUT_FLAG) already predicts in the targets' units: its weights are first
+    divided back into standardised units, so that its predictions stay what they were."""
     output = _regression_output(regression_output_in_fp32(model))
-    if output is None or output.bias is None:
+    if output is None or output.bias is None or isinstance(output, _scaled_linear_class()):
         return False
+    if getattr(output, TRAINED_OUTPUT_FLAG, False):
+        _affine_weights(output, 1.0 / scale, -shift / scale)
     output.__class__ = _scaled_linear_class()
     output.target_shift, output.target_scale = float(shift), float(scale)
     return True
@@ -571,18 +586,22 @@ def scale_regression_output(model: Any, shift: float, scale: float) -> bool:
 
 def fold_regression_scale(model: Any) -> None:
     """Write `scale_regression_output`'s shift and scale into the output layer's weights."""
-    import torch
-
     output = _regression_output(model)
     if output is None or not isinstance(output, _scaled_linear_class()):
         return
-    shift, scale = output.target_shift, output.target_scale
-    with torch.no_grad():
-        output.weight.copy_((output.weight.double() * scale).to(output.weight.dtype))
-        if output.bias is not None:
-            output.bias.copy_((output.bias.double() * scale + shift).to(output.bias.dtype))
+    _affine_weights(output, output.target_scale, output.target_shift)
     output.__class__ = _fp32_linear_class()
     del output.target_shift, output.target_scale
+    setattr(output, TRAINED_OUTPUT_FLAG, True)
+
+
+def _affine_weights(layer: Any, factor: float, offset: float) -> None:
+    """Make `layer` compute `offset + factor * (what it computed)`, in float64 arithmetic."""
+    import torch
+
+    with torch.no_grad():
+        layer.weight.copy_((layer.weight.double() * factor).to(layer.weight.dtype))
+        layer.bias.copy_((layer.bias.double() * factor + offset).to(layer.bias.dtype))
 
 
 @functools.cache
@@ -696,6 +715,15 @@ def load_classifier(
             f"{f' and {len(mismatched) - 1} more' if len(mismatched) > 1 else ''}; "
             "the config and the weights come from different models (vocab_size?)"
         )
+    head = tuple(f"{name}." for name, _ in _head_modules(model))
+    not_loaded = [
+        *(loading.get("missing_keys") or []),
+        *(entry[0] for entry in loading.get("mismatched_keys") or []),
+    ]
+    kept_head = old_labels is not None and not new_head
+    if kept_head and not any(key.startswith(head) for key in not_loaded):
+        # the checkpoint's own trained head: a regression output already in the targets' units
+        _mark_trained_regression_output(model)
     if new_head:
         _reinitialise(_head_modules(model), model)
         _warn(
@@ -734,4 +762,5 @@ def load_trained(model_dir: str | Path) -> tuple[Any, Any]:
     except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: weights and config differ
         raise UserError(f"{model_dir}: cannot load the model: {exc}") from None
     model.eval()
+    _mark_trained_regression_output(model)
     return regression_output_in_fp32(model), tokenizer

@@ -693,7 +693,6 @@ def fit(
 
         if state.best_weights is not None:
             accelerator.unwrap_model(model).load_state_dict(state.best_weights)
-        fold_regression_scale(accelerator.unwrap_model(model))
         if checkpoint_dir is not None and accelerator.is_main_process:
             mark_complete(checkpoint_dir, fingerprint)
         return FitResult(
@@ -716,6 +715,8 @@ def fit(
         # prepare() wrapped the model's forward in this fit's autocast; a later fit of the same
         # model (a notebook, a test) at another precision would still run under it
         accelerator.unwrap_model(model, keep_fp32_wrapper=False)
+        # in the targets' units on any way out, so that a fit that failed can be run again
+        fold_regression_scale(accelerator.unwrap_model(model))
 
 
 def run_fingerprint(params: Params, tokens_dir: Path) -> str:
