@@ -194,7 +194,7 @@ LATIN1 = "text,label\ncaf\u00e9 au lait spots,dermatology\nna\u00efve headache,n
 CP1252 = "text,label\n\u201cchest\u201d pain \u2013 \u20ac5 copay,cardiology\nheadache,neurology\n"
 
 
-# 30 rows whose site repeats, with a quote opened in row 11 that row 21 closes
+# 30 rows, with a quote opened in row 11 that a quote inside row 21's text closes
 JOINED_BY_A_QUOTE = "id,text,label,site\n" + "".join(
     f"{i},{'OPEN' if i == 10 else ''}note {i}{'CLOSE end' if i == 20 else ''},"
     f"{'a' if i % 3 else 'b'},{'north' if i % 2 else 'south'}\n".replace("OPEN", '"').replace(
@@ -453,7 +453,10 @@ ISSUE_25_CASES = [
         trained_copy="bert",
         files={"in.csv": JOINED_BY_A_QUOTE},
         command=(*PREDICT_WITH_COPY, "--input", "data/in.csv", "--output", "data/out.csv"),
-        expect=("data/in.csv: row 11: column 'text' holds 10 line(s) that read as rows",),
+        expect=(
+            "data/in.csv: row 11: column 'text' opens a quote never closed: the 10 "
+            "line(s) after it, up to '20,note 20\" end,b,south', were read into its text",
+        ),
     ),
     Case(
         "predict-jsonl-list-text-to-an-output",
@@ -1161,7 +1164,10 @@ CASES = [
         "quote-joins-rows",
         data="joined.csv",
         files={"joined.csv": JOINED_BY_A_QUOTE},
-        expect=("data/joined.csv: row 11: column 'text' holds 10 line(s)", "a double quote"),
+        expect=(
+            "data/joined.csv: row 11: column 'text' opens a quote never closed: "
+            "the 10 line(s) after it",
+        ),
     ),
     Case(
         "latin1-with-its-encoding",

@@ -230,36 +230,50 @@ def test_unquoted_commas_skip_and_warn_count_bad_lines(tmp_path: Path, mode: str
 
 # A double quote that opens a field and is never closed: the reader takes every line up to the
 # next quote as part of that field, and the rows between vanish into one text.
+# (file, row, column, lines taken): a quote that opens a field and is never meant to close
 JOINED_ROWS = {
     "text first": (
         'text,label\n"he said hi,onc\nnormal scan,normal\nfollow-up,normal\n'
         'end" here,onc\nlast,normal\n',
         1,
         "text",
+        3,
     ),
     "text between an id and the label": (
         'id,text,label\n1,ok,normal\n2,"he said hi,onc\n'
         '3,normal scan,normal\n4,"closing" here,onc\n',
         2,
         "text",
+        2,
     ),
     "text last": (
         'label,text\nonc,"he said hi\nnormal,normal scan\nnormal,follow-up\n'
         'onc,end" here\nnormal,last\n',
         1,
         "text",
+        3,
     ),
-    "one row joined": ('text,label\nfine,normal\n"he said hi,onc\nend" here,onc\n', 2, "text"),
+    "one row joined": ('text,label\nfine,normal\n"he said hi,onc\nend" here,onc\n', 2, "text", 1),
     "windows line ends": (
         'text,label\r\n"he said hi,onc\r\nnormal scan,normal\r\n'
         'follow-up,normal\r\nend" here,onc\r\nlast,normal\r\n',
         1,
         "text",
+        3,
     ),
     "in a carried column": (
         'text,note,label\nfine,"x,onc\nfine,y,normal\nfine,z,normal\nfine,"w,onc\nfine,v,normal\n',
         1,
         "note",
+        3,
+    ),
+    "binary labels": ('id,text,label\n1,ok,0\n2,"paid $1,500\n3,fine,0\n4,"x" y,1\n', 2, "text", 2),
+    "regression labels": ('text,label\n"temp 37,5\nnormal,2.5\nend" of it,4.0\n', 1, "text", 2),
+    "closed by a quote inside a text": (
+        'text,label\n"he said hi,onc\nshe said "no",normal\n',
+        1,
+        "text",
+        1,
     ),
 }
 
@@ -269,41 +283,66 @@ JOINED_ROWS = {
 def test_rows_joined_by_an_unclosed_quote_are_refused(
     tmp_path: Path, case: str, on_bad_lines: str
 ) -> None:
-    text, row, column = JOINED_ROWS[case]
+    text, row, column, taken = JOINED_ROWS[case]
     path = write_bytes(tmp_path, "notes.csv", text.encode())
     used = UsedColumns(("text",), "label", {"note": "data.carry_columns"} if "note" in text else {})
     with pytest.raises(UserError) as caught:
         list(TableChunks(path, on_bad_lines=on_bad_lines, columns=used))  # type: ignore[arg-type]
+    assert str(caught.value).startswith(
+        f"{path}: row {row}: column '{column}' opens a quote never closed: the "
+        f"{taken} line(s) after it, up to "
+    )
+    assert str(caught.value).endswith("remove the quote, or double it")
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 1, 100])
+def test_a_stray_quote_is_found_wherever_it_is_and_however_the_file_is_read(
+    tmp_path: Path, chunk_rows: int | None
+) -> None:
+    # no label, no column that repeats: the quote itself, as written, is the evidence
+    rows = [f"{i},note {i}" for i in range(300)]
+    rows[250] = '250,"note 250'
+    rows[253] = '253,"quoted" note'
+    path = write_text(tmp_path, "notes.csv", "id,text\n" + "\n".join(rows))
+    with pytest.raises(UserError) as caught:
+        list(TableChunks(path, chunk_rows=chunk_rows, columns=UsedColumns(("text",), None)))
     message = str(caught.value)
-    assert message.startswith(f"{path}: row {row}: column '{column}' holds ")
-    assert "line(s) that read as rows of their own" in message
-    assert message.endswith("remove it, or double it inside a quoted field")
+    assert message.startswith(f"{path}: row 251: column 'text' opens a quote never closed")
+    assert "the 3 line(s) after it, up to '253,\"quoted\" note'" in message
 
 
-def test_texts_of_several_lines_are_read_whatever_their_lines_hold(tmp_path: Path) -> None:
+@pytest.mark.parametrize("labels", [["normal", "onc"], ["0", "1"], ["2.5", "400000"]])
+@pytest.mark.parametrize("chunk_rows", [None, 1])
+def test_texts_of_several_lines_are_read_whatever_their_lines_hold(
+    tmp_path: Path, labels: list[str], chunk_rows: int | None
+) -> None:
     notes = [
         "Assessment:\nHTN, normal\nPlan: follow up, 2 weeks",  # commas, and a label after one
         "Meds:\n1, aspirin\n2, metoprolol",  # numbered lines
         'He said "no"\nthen left',
         "cardiology\nseen today",  # a line that is a label, alone
         "a\n\nb",
+        "Invoice disputed. Paid $1,500\nCustomer wants refund",  # a line ending in ,number
+        "Temp 37,5\nBP 120/80",
+        f"1,pasted row,{labels[0]}\n2,another,{labels[1]}",  # lines that are whole rows
+        '"quoted" first line\nsecond',
     ]
-    labels = ["normal", "onc", "normal", "cardiology", "onc"]
     path = tmp_path / "notes.csv"
-    pd.DataFrame({"id": range(5), "text": notes, "label": labels}).to_csv(path, index=False)
-    frame = read_table(path, columns=UsedColumns(("text",), "label")).frame
-    assert frame["text"].tolist() == notes
-    assert frame["label"].tolist() == labels
+    frame = pd.DataFrame(
+        {"id": range(len(notes)), "text": notes, "label": (labels * len(notes))[: len(notes)]}
+    )
+    frame.to_csv(path, index=False)
+    chunks = TableChunks(path, chunk_rows=chunk_rows, columns=UsedColumns(("text",), "label"))
+    read = pd.concat(list(chunks))
+    assert read["text"].tolist() == notes
+    assert read["label"].tolist() == frame["label"].tolist()
 
 
-def test_a_repeating_column_tells_joined_rows_where_there_is_no_label(tmp_path: Path) -> None:
-    # predict reads no label: a column whose values repeat (a site) is the evidence instead
-    rows = [f"{i},note {i},{'north' if i % 2 else 'south'}" for i in range(30)]
-    rows[10] = '10,"note 10,south'
-    rows[20] = '20,end" of note 20,south'
-    path = write_text(tmp_path, "notes.csv", "id,text,site\n" + "\n".join(rows) + "\n")
-    message = read_error(path, columns=UsedColumns(("text",), None))
-    assert f"{path}: row 11: column 'text' holds 10 line(s)" in message
+def test_a_quote_inside_a_text_of_one_line_is_not_a_join(tmp_path: Path) -> None:
+    # sloppy but whole: a quoted word at the start of a one-line text is read as pandas reads it,
+    # beside a well-formed text of several lines
+    path = write_text(tmp_path, "notes.csv", 'text,label\n"Stat" order,a\n"two\nlines",b\n')
+    assert read_table(path).frame["text"].tolist() == ["Stat order", "two\nlines"]
 
 
 @pytest.mark.parametrize("mode", ["error", "skip", "warn"])

@@ -257,10 +257,11 @@ AWKWARD_ROWS = [
     ('9,"plain",resp,-0.0,,,,', "\r\n"),
     ("10,rash,,NaN,NA,,,", "\r\n"),
     ("11,short row", "\r\n"),
+    ('13,"1,pasted,neuro\r\n2,""row"",resp",derm,,,,,', "\r\n"),  # lines that read as rows
     ('12,   spaced   ,derm, 3.14159265358979323846 ,,"",,', ""),
 ]
 AWKWARD_TEXTS = ["chest pain, severe", 'multi\nline "quoted" note', "plain", "rash", "short row"]
-AWKWARD_TEXTS += ["   spaced   "]
+AWKWARD_TEXTS += ['1,pasted,neuro\r\n2,"row",resp', "   spaced   "]
 
 
 @pytest.mark.slow  # the trained_model fixture trains a model
@@ -303,7 +304,7 @@ def test_csv_output_keeps_every_input_byte(trained_model: Path, tmp_path: Path, 
         expected_scores = [result["scores"][n] for n in predictor.label_names]
         assert scores == pytest.approx(expected_scores, abs=1e-3)
     gold = pd.read_csv(output, dtype=str, keep_default_na=False)["label"]
-    assert list(gold) == ["cardio", "neuro", "resp", "", "", "derm"]
+    assert list(gold) == ["cardio", "neuro", "resp", "", "", "derm", "derm"]
 
 
 @pytest.mark.slow  # the trained_model fixture trains a model
@@ -386,6 +387,12 @@ def test_a_bad_row_late_in_the_file_leaves_no_output(trained_model, tmp_path, mo
     one_line_error(result, "row 5 has 3 fields")
     assert output.read_text() == "the previous output"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"]
+    # a quote never closed, which the csv module would read to the file's end as one text
+    source.write_text('id,text\n1,a\n2,b\n3,c\n4,"d\n5,e\n6,f\n')
+    result = invoke("--model", trained_model, "--input", source, "--output", output)
+    one_line_error(result, "row 4: column 'text' opens a quote never closed")
+    assert "the 2 line(s) after it, to the file's end" in result.output
+    assert output.read_text() == "the previous output"
 
 
 @pytest.mark.slow  # the trained_model fixture trains a model

@@ -13,7 +13,7 @@ import io
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -28,14 +28,15 @@ from bertpipe.errors import UserError
 from bertpipe.inference import default_device, predict_logits, resolve_precision
 from bertpipe.model import load_trained
 from bertpipe.tables import (
+    QuoteJoin,
+    RawRecords,
     TableChunks,
     is_gzipped,
-    joined_rows,
-    joined_rows_error,
     json_cell_text,
     likely_encoding,
     not_text,
     open_text,
+    quote_join,
     table_extension,
     table_format,
 )
@@ -359,31 +360,6 @@ def _predict_cells(predictor: Predictor, inputs: list[Any], batch_size: int) -> 
     return [predictor.output_cells(r) for r in predictor.predict(inputs, batch_size)]
 
 
-class _RawRecords:
-    """The lines of a text file, fed to csv.reader, keeping the raw text of the current record.
-
-    csv.reader pulls exactly the lines a record spans (several when a quoted cell holds line
-    breaks), so the lines taken since the last record are that record's bytes as written.
-    """
-
-    def __init__(self, handle: TextIO) -> None:
-        self._handle = handle
-        self._taken: list[str] = []
-
-    def __iter__(self) -> Iterator[str]:
-        return self
-
-    def __next__(self) -> str:
-        line = next(self._handle)
-        self._taken.append(line)
-        return line
-
-    def take(self) -> str:
-        raw = "".join(self._taken)
-        self._taken.clear()
-        return raw
-
-
 def _split_terminator(raw: str) -> tuple[str, str]:
     # A line break inside a quoted last cell sits before its closing quote, so it stays in body.
     body = raw.rstrip("\r\n")
@@ -403,7 +379,7 @@ def _annotate_delimited(
     # pandas reads cells of any length; the csv module's default limit (128 KiB) would refuse a
     # long note that training accepted
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    lines = _RawRecords(source)
+    lines = RawRecords(source)
     reader = csv.reader(lines, delimiter=delimiter)
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=delimiter, lineterminator="")
@@ -431,18 +407,9 @@ def _annotate_delimited(
     positions = [names.index(name) for name in text_columns]
     pending: list[tuple[str, str]] = []  # (the row's text up to the new cells, its line break)
     inputs: list[Any] = []
-    pending_fields: list[list[str]] = []  # the rows' cells, for the check of joined rows
     rows = 0
 
     def flush() -> None:
-        if any("\n" in cell for fields in pending_fields for cell in fields):
-            columns = [[fields[i] for fields in pending_fields] for i in range(len(header))]
-            found = joined_rows(columns, None, delimiter)
-            if found is not None:
-                row, column, swallowed = found
-                first_row = rows - len(pending_fields) + 1
-                raise joined_rows_error(input_path, first_row + row, names[column], swallowed)
-        pending_fields.clear()
         for (start, end), new in zip(
             pending, _predict_cells(predictor, inputs, batch_size), strict=True
         ):
@@ -463,9 +430,11 @@ def _annotate_delimited(
                 "quote texts that contain the delimiter"
             )
         body, terminator = _split_terminator(raw)
+        joined = quote_join(raw, delimiter) if "\n" in body else None
+        if joined is not None:
+            raise QuoteJoin(rows, *joined).error(input_path, names)
         # a short row gets its missing cells, empty, so the new cells land in their columns
         pending.append((body + delimiter * (len(header) - len(fields)), terminator))
-        pending_fields.append(fields + [""] * (len(header) - len(fields)))
         inputs.append(_model_input([fields[i] if i < len(fields) else "" for i in positions]))
         if len(pending) == CHUNK_ROWS:
             flush()

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import gzip
 import io
 import json
 import re
+import sys
 import warnings
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -24,7 +26,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bertpipe.errors import UserError
-from bertpipe.labels import parse_number
 
 SUPPORTED_EXTENSIONS = {
     ".csv": "csv",
@@ -317,12 +318,14 @@ class TableChunks:
         self.warnings: list[str] = []
         # JSONL: each column's type, decided on the first pass, and the warning it gave
         self._json_plan: tuple[dict[str, str], str] | None = None
+        self._quotes_checked = False  # for a stray quote, on this pass (_check_quote_joins)
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
         path, encoding = self.path, self.encoding
         py_encoding = _python_encoding(encoding)
         self.bad_lines = self.rows = 0
         self.warnings = []
+        self._quotes_checked = False
         try:
             for chunk in self._chunks(py_encoding):
                 chunk.index = pd.RangeIndex(self.rows, self.rows + len(chunk))
@@ -354,11 +357,8 @@ class TableChunks:
             header = _header(self.path, delimiter, encoding)
             self._check_delimiter(header, delimiter)
             positions = _positions(header, self.columns, self.path, self.warnings)
-            label = (
-                header.index(self.columns.label) if self.columns and self.columns.label else None
-            )
             for chunk in self._delimited(delimiter, encoding):
-                self._check_joined_rows(chunk, header, delimiter, label)
+                self._check_quote_joins(chunk, header, delimiter, encoding)
                 chunk = chunk.iloc[:, positions]
                 chunk.columns = [header[position] for position in positions]
                 yield chunk
@@ -432,18 +432,21 @@ class TableChunks:
                 warnings.warn(warning.message, warning.category, stacklevel=2)
         return frame
 
-    def _check_joined_rows(
-        self, chunk: pd.DataFrame, header: list[str], delimiter: str, label: int | None
+    def _check_quote_joins(
+        self, chunk: pd.DataFrame, header: list[str], delimiter: str, encoding: str
     ) -> None:
-        has_lines = [
+        """Refuse a stray quote that joined rows (`quote_join`): the whole file is read for it
+        once, at the first chunk that holds a text of several lines, since only such a text can
+        hold joined rows."""
+        if self._quotes_checked or not any(
             chunk[column].str.contains("\n", regex=False, na=False).any() for column in chunk
-        ]
-        if not any(has_lines):
+        ):
             return
-        found = joined_rows([chunk[column].tolist() for column in chunk], label, delimiter)
+        self._quotes_checked = True
+        with open_text(self.path, encoding) as handle:
+            found = first_quote_join(handle, delimiter)
         if found is not None:
-            row, column, lines = found
-            raise joined_rows_error(self.path, int(chunk.index[row]) + 1, header[column], lines)
+            raise found.error(self.path, header)
 
     def _check_fields(self, chunk: pd.DataFrame, delimiter: str, rows: int) -> pd.DataFrame:
         # When the first data row has more fields than the header, pandas silently takes the
@@ -731,110 +734,111 @@ def _locate_decode_error(path: Path, encoding: str, chunk_size: int = 1 << 20) -
 
 # --- rows joined by an unmatched quote ------------------------------------------------------
 
-# A column other than the label is evidence of a record when its values repeat this much (a
-# site or a source column): at most this share of its values are distinct, in this many rows.
-_REPEATING_SHARE = 0.25
-_REPEATING_MIN_ROWS = 20
-_INTEGER = re.compile(r"-?\d+")
+# A quoted field: its opening quote, then anything but a lone quote, then its closing quote if
+# the text has one. Doubled quotes inside are the field's own.
+_QUOTED_FIELD = re.compile(r'"(?:[^"]|"")*"?')
 
 
 @dataclass(frozen=True)
-class _ColumnShape:
-    """What a value of one column looks like, learnt from the cells of one chunk."""
+class QuoteJoin:
+    """A field whose opening quote took in the lines after it: `row` counts data rows from 1,
+    `column` counts fields from 0, and `closing_line` is the line where the quote ends."""
 
-    values: frozenset[str] | None  # the values it repeats, or None: any value
-    numbers: bool  # every value is a number (a regression label)
-    integers: bool  # every value is an integer (an id)
+    row: int
+    column: int
+    lines_taken: int
+    closing_line: str
 
-    @property
-    def telling(self) -> bool:
-        """Whether a matching value is evidence: an id or a free text matches too easily."""
-        return self.values is not None or self.numbers
-
-    def fits(self, value: str) -> bool:
-        if self.values is not None:
-            return value in self.values
-        if self.numbers:
-            return value == value.strip() and parse_number(value) is not None
-        return not self.integers or bool(_INTEGER.fullmatch(value))
-
-
-def _shapes(columns: Sequence[Sequence[str]], label: int | None) -> list[_ColumnShape]:
-    shapes = []
-    for index, cells in enumerate(columns):
-        values = [cell for cell in cells if cell and "\n" not in cell]
-        numbers = bool(values) and all(parse_number(value) is not None for value in values)
-        integers = bool(values) and all(_INTEGER.fullmatch(value) for value in values)
-        distinct = frozenset(values)
-        repeats = len(values) >= _REPEATING_MIN_ROWS and (
-            len(distinct) <= _REPEATING_SHARE * len(values)
+    def error(self, source: object, names: Sequence[str]) -> UserError:
+        column = shown(names[self.column]) if self.column < len(names) else f"#{self.column + 1}"
+        upto = f"up to {shown(self.closing_line)}" if self.closing_line else "to the file's end"
+        return UserError(
+            f"{source}: row {self.row}: column {column} opens a quote never closed: the "
+            f"{self.lines_taken} line(s) after it, {upto}, were read into its text; remove the "
+            "quote, or double it"
         )
-        is_label = index == label
-        keep = (is_label and not numbers) or (not is_label and repeats)
-        shapes.append(_ColumnShape(distinct if keep else None, numbers and is_label, integers))
-    return shapes
 
 
-def _fits(fields: Sequence[str], shapes: Sequence[_ColumnShape]) -> bool:
-    """Whether `fields` fit their columns, one by one, and one of them tells."""
-    return (
-        len(fields) == len(shapes)
-        and all(shape.fits(value) for shape, value in zip(shapes, fields, strict=True))
-        and any(shape.telling for shape in shapes)
-    )
+class RawRecords:
+    """The lines of a text file, fed to csv.reader, keeping the raw text of the current record.
+
+    csv.reader pulls exactly the lines a record spans (several when a quoted cell holds line
+    breaks), so the lines taken since the last record are that record's text as written.
+    """
+
+    def __init__(self, handle: IO[str]) -> None:
+        self._handle = handle
+        self._taken: list[str] = []
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._handle)
+        self._taken.append(line)
+        return line
+
+    def take(self) -> str:
+        raw = "".join(self._taken)
+        self._taken.clear()
+        return raw
 
 
-def _swallowed_lines(
-    cell: str, column: int, shapes: Sequence[_ColumnShape], delimiter: str
-) -> list[str]:
-    """The lines of a multi-line cell that read as (the rest of) a row of their own.
+def quote_join(raw: str, delimiter: str) -> tuple[int, int, str] | None:
+    """In one record as written, the quoted field that took in line breaks but is not a
+    well-formed quoted field: (its column, the lines it took, the line where it closes, "" if
+    it never does); None when there is none.
 
-    A quote that opens a field and is never closed makes the reader take every following line
-    as part of that field, up to the next quote. The cell's first line then ends with the
-    rest of its own row, and each line after it is a whole row. Such lines and a text that
-    meant them can hardly be told apart one by one, so it takes two of them, or all of the
-    cell's lines but its last, to call it a joining."""
-    lines = [line.removesuffix("\r") for line in cell.split("\n")]
-    found = []
-    for number, line in enumerate(lines[:-1]):
-        fields = next(csv.reader([line], delimiter=delimiter), [])
-        if number == 0:
-            # the cell's own beginning, then its row's remaining columns
-            if column + 1 < len(shapes) and _fits(fields[1:], shapes[column + 1 :]):
-                found.append(line)
-        elif _fits(fields, shapes):
-            found.append(line)
-    return found if len(found) >= min(2, len(lines) - 1) else []
+    A quote that opens a field and is never meant to close makes CSV readers (pandas, the csv
+    module) read on, line after line, up to the next quote in the file, and then on to the next
+    delimiter. That next quote is almost always another field's opening quote or a quote inside
+    a text, so the field does not end where a quoted field ends, at the delimiter or the line
+    break. A quoted text of several lines written by any CSV writer always does."""
+    position, column, end = 0, 0, len(raw)
+    while position < end:
+        if raw[position] == '"':
+            field = _QUOTED_FIELD.match(raw, position)
+            assert field is not None  # the pattern matches any text that starts with a quote
+            closed = field.group().endswith('"') and len(field.group()) > 1
+            after = field.end()
+            if "\n" in field.group() and (
+                not closed or (after < end and raw[after] not in (delimiter, "\r", "\n"))
+            ):
+                lines = field.group().rstrip("\r\n").split("\n")
+                start = raw.rfind("\n", 0, after) + 1
+                closing = raw[start:after] + raw[after:].split("\n", 1)[0].rstrip("\r")
+                return column, len(lines) - 1, closing if closed else ""
+            position = after
+        position = _unquoted_field(delimiter).match(raw, position).end()  # type: ignore[union-attr]
+        if position >= end or raw[position] != delimiter:
+            return None
+        column += 1
+        position += 1
+    return None
 
 
-def joined_rows_error(source: object, row: int, column: str, lines: Sequence[str]) -> UserError:
-    """The refusal of a row that swallowed others; `row` counts data rows from 1."""
-    return UserError(
-        f"{source}: row {row}: column {shown(column)} holds {len(lines)} line(s) that read as "
-        f"rows of their own, e.g. {shown(lines[-1])}: a double quote that opens a field and "
-        "is never closed joined them; remove it, or double it inside a quoted field"
-    )
+@functools.cache
+def _unquoted_field(delimiter: str) -> re.Pattern[str]:
+    """The rest of a field: up to the delimiter or the line break."""
+    return re.compile(f"[^{re.escape(delimiter)}\r\n]*")
 
 
-def joined_rows(
-    columns: Sequence[Sequence[str | None]], label: int | None, delimiter: str
-) -> tuple[int, int, list[str]] | None:
-    """The first cell that holds rows of their own, joined into it by an unmatched quote: its
-    row and column (counted from 0 in `columns`, which holds every column of a stretch of
-    rows) and the lines that read as rows; None when there is none. `label` is the label
-    column's position, if the table has one."""
-    cells = [[cell if isinstance(cell, str) else "" for cell in column] for column in columns]
-    multiline = [
-        (row, index)
-        for index, column in enumerate(cells)
-        for row, cell in enumerate(column)
-        if "\n" in cell
-    ]
-    if not multiline:
+def first_quote_join(handle: IO[str], delimiter: str) -> QuoteJoin | None:
+    """The first record of a delimited text (its header first) with a `quote_join`."""
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # pandas reads cells of any length
+    lines = RawRecords(handle)
+    reader = csv.reader(lines, delimiter=delimiter)
+    row = 0
+    try:
+        for number, fields in enumerate(reader):
+            raw = lines.take()
+            if number == 0 or not fields:
+                continue
+            row += 1
+            if raw.count("\n") > 1 or "\n" in raw.rstrip("\r\n"):
+                found = quote_join(raw, delimiter)
+                if found is not None:
+                    return QuoteJoin(row, *found)
+    except csv.Error:  # the table's own reader names what else is wrong
         return None
-    shapes = _shapes(cells, label)
-    for row, index in sorted(multiline):
-        lines = _swallowed_lines(cells[index][row], index, shapes, delimiter)
-        if lines:
-            return row, index, lines
     return None
