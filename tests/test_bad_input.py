@@ -455,7 +455,7 @@ ISSUE_25_CASES = [
         command=(*PREDICT_WITH_COPY, "--input", "data/in.csv", "--output", "data/out.csv"),
         expect=(
             "data/in.csv: row 11: column 'text' opens a quote never closed: the 10 "
-            "line(s) after it, up to '20,note 20\" end,b,south', were read into its text",
+            "line(s) after it, up to '20,note 20\" end,a,south', were read into its text",
         ),
     ),
     Case(
