@@ -204,3 +204,7 @@ def test_labels_spelled_two_ways_or_spelling_a_missing_value_are_warned_about() 
     assert missing.startswith("column 'category': label(s) 'N/A' look like a missing value")
     assert label_warnings(["a", "b", "1", "2"], "multilabel", "tags") == []
     assert label_warnings(["1", "1.0"], "regression", "score") == []
+    # codes that are numbers written apart (ICD, zip codes), and words that are real classes
+    codes = ["0", "00", "250", "250.0", "250.00", "-", "none", "?", "unknown", "010", "10"]
+    assert label_warnings(codes, "multiclass", "code") == []
+    assert len(label_warnings(["-1", "-1.0", "0", "0.0", "nan", "#N/A"], "binary", "y")) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -83,15 +84,23 @@ def check_label_count(names: Sequence[str], task: str, column: str) -> None:
         )
 
 
-# Label cells that people write for "no label": kept as a class of their own, with a warning.
-_MISSING_SPELLINGS = {"na", "n/a", "nan", "null", "none", "-", "?"}
+# Label cells that exports write for a missing value (pandas' "nan", Excel's "#N/A"): kept as a
+# class of their own, with a warning. Words that are often real classes ("none", "-", "?": no
+# finding, unknown) are not among them.
+_MISSING_SPELLINGS = {"na", "n/a", "#n/a", "nan", "null"}
+# A whole number written as a float ("1.0"), as pandas exports a column with an empty cell
+_WHOLE_AS_FLOAT = re.compile(r"(-?(?:[1-9]\d*|0))\.0")
+# Numbers whose spelling carries meaning ("00", "250.00"): the labels are codes (ICD, zip codes),
+# and "250" and "250.0" are two of them
+_CODE_LIKE = re.compile(r"-?0\d+(?:\.\d*)?|-?\d+\.(?!0$)\d*")
 
 
-def _spelling_key(name: str) -> str:
-    """What two spellings of one label share: case and spaces aside, a number's value."""
+def _spelling_key(name: str, codes: bool) -> str:
+    """What two spellings of one label share: case and spaces aside, and a whole number's ".0"
+    unless the labels are codes."""
     text = " ".join(name.split()).casefold()
-    number = parse_number(text)
-    return text if number is None else repr(number)
+    whole = None if codes else _WHOLE_AS_FLOAT.fullmatch(text)
+    return whole.group(1) if whole else text
 
 
 def label_warnings(names: Iterable[str], task: str, column: str) -> list[str]:
@@ -102,8 +111,9 @@ def label_warnings(names: Iterable[str], task: str, column: str) -> list[str]:
         return []
     names = sorted({str(name) for name in names})
     by_key: dict[str, list[str]] = {}
+    codes = any(_CODE_LIKE.fullmatch(name.strip()) for name in names)
     for name in names:
-        by_key.setdefault(_spelling_key(name), []).append(name)
+        by_key.setdefault(_spelling_key(name, codes), []).append(name)
     alike = [spellings for spellings in by_key.values() if len(spellings) > 1]
     warnings = []
     if alike:
