@@ -199,7 +199,7 @@ def _config(kind: str) -> Any:
         "t5": lambda: tf.T5Config(d_model=32, d_ff=64, num_layers=1, num_heads=2, d_kv=16),
         "bart": lambda: tf.BartConfig(d_model=32, encoder_layers=1, decoder_layers=1),
         "vit": lambda: tf.ViTConfig(num_hidden_layers=1, **small),
-        "albert": lambda: tf.AlbertConfig(num_hidden_layers=1, **small),
+        "nystromformer": lambda: tf.NystromformerConfig(num_hidden_layers=1, **small),
     }[kind]()
 
 
@@ -229,17 +229,60 @@ def test_a_decoder_or_seq2seq_model_is_refused_in_one_line_saying_why(
 
 
 def test_an_unlisted_encoder_is_accepted_with_safe_defaults(tmp_path: Path) -> None:
-    """ALBERT is in no table of bertpipe's: it is accepted as AutoModelForSequenceClassification
-    maps it, and two positions are held back in case its positions start after the padding id."""
+    """Nystromformer is in no table of bertpipe's: it is accepted as
+    AutoModelForSequenceClassification maps it, and two positions are held back in case its
+    positions start after the padding id."""
     from bertpipe.model import attention_implementation, family_of, max_length_limit
 
-    config = _config("albert")
+    config = _config("nystromformer")
     config.save_pretrained(tmp_path)
     loaded = load_config(str(tmp_path))
     check_family(loaded, str(tmp_path))
     assert max_length_limit(loaded) == config.max_position_embeddings - 2
-    assert attention_implementation(loaded) == "sdpa"  # AlbertForSequenceClassification has it
-    assert family_of(loaded.model_type).name == "albert"
+    assert attention_implementation(loaded) == "eager"  # its class has no SDPA attention
+    assert family_of(loaded.model_type).name == "nystromformer"
+
+
+# BERT's relatives in FAMILIES, with the sizes their configs need to be small
+BERT_RELATIVES = {
+    "albert": {"embedding_size": 16},
+    "big_bird": {"attention_type": "original_full"},
+    "convbert": {"embedding_size": 32},
+    "ernie": {},
+    "fnet": {},
+    "megatron-bert": {},
+    "mobilebert": {
+        "embedding_size": 16,
+        "intra_bottleneck_size": 32,
+        "true_hidden_size": 32,
+        "num_feedforward_networks": 1,
+    },
+    "rembert": {"input_embedding_size": 16, "output_embedding_size": 16},
+    "squeezebert": {"embedding_size": 32},
+}
+
+
+@pytest.mark.parametrize("family", list(BERT_RELATIVES))
+def test_a_bert_relative_runs_to_its_position_embeddings_and_no_further(
+    family: str, tmp_path: Path
+) -> None:
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from bertpipe.model import FAMILIES, max_length_limit
+
+    sizes = {"vocab_size": 64, "num_hidden_layers": 1, "max_position_embeddings": 24}
+    sizes |= {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
+    config = AutoConfig.for_model(family, pad_token_id=0, **sizes, **BERT_RELATIVES[family])
+    config.save_pretrained(tmp_path)
+    assert family in FAMILIES
+    limit = max_length_limit(load_config(str(tmp_path)))
+    assert limit == 24
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(config).eval()
+    with torch.no_grad():
+        assert model(input_ids=torch.full((1, limit), 7)).logits.shape == (1, 2)
+        with pytest.raises((IndexError, RuntimeError)):
+            model(input_ids=torch.full((1, limit + 1), 7))
 
 
 def test_max_length_beyond_the_position_embeddings_is_refused(

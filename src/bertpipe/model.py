@@ -38,11 +38,12 @@ class Family:
 
 
 # config.model_type -> its family's facts. The families tested in tests/test_models.py
-# (TESTED_FAMILIES), and RoBERTa's relatives whose transformers code numbers positions as
-# RoBERTa's does. Any other type that AutoModelForSequenceClassification maps and that is an
-# encoder is accepted too, with family_of's safe defaults. The rest is asked of the model class
-# and the config, not listed: SDPA (the class's _supports_sdpa), token type ids (its forward's
-# arguments and type_vocab_size), the attention dropout's config key.
+# (TESTED_FAMILIES), RoBERTa's relatives whose transformers code numbers positions as RoBERTa's
+# does, and BERT's relatives whose positions tests/test_models.py runs to their limit. Any other
+# type that AutoModelForSequenceClassification maps and that is an encoder is accepted too, with
+# family_of's safe defaults. The rest is asked of the model class and the config, not listed:
+# SDPA (the class's _supports_sdpa), token type ids (its forward's arguments and
+# type_vocab_size), the attention dropout's config key.
 FAMILIES: dict[str, Family] = {
     "bert": Family("BERT"),
     "roberta": Family("RoBERTa", positions_after_padding=True),
@@ -61,6 +62,16 @@ FAMILIES: dict[str, Family] = {
     "ibert": Family("I-BERT", positions_after_padding=True),
     "luke": Family("LUKE", positions_after_padding=True),
     "markuplm": Family("MarkupLM", positions_after_padding=True),
+    # BERT's relatives that number positions from 0, as BERT does
+    "albert": Family("ALBERT"),
+    "big_bird": Family("BigBird"),
+    "convbert": Family("ConvBERT"),
+    "ernie": Family("ERNIE"),
+    "fnet": Family("FNet"),
+    "megatron-bert": Family("Megatron-BERT"),
+    "mobilebert": Family("MobileBERT"),
+    "rembert": Family("RemBERT"),
+    "squeezebert": Family("SqueezeBERT"),
 }
 TESTED_FAMILIES = ("bert", "roberta", "distilbert", "deberta-v2", "electra", "mpnet", "modernbert")
 # An unlisted family may number its positions from 2, as RoBERTa's relatives (pad id 1) and
