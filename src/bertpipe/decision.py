@@ -34,6 +34,7 @@ from scipy import optimize, special
 
 from bertpipe.errors import UserError
 from bertpipe.metrics import Threshold, predict_from_scores, scores_from_logits
+from bertpipe.model import output_layer
 from bertpipe.params import Params
 
 DECISION_FILE = "decision.json"
@@ -329,17 +330,6 @@ def fit_decision(
     return Decision(
         task, temperatures, thresholds, notes=tuple(notes + threshold_notes), shifts=shifts
     )
-
-
-def output_layer(model: torch.nn.Module) -> torch.nn.Linear | None:
-    """The classifier's last Linear layer with one output per label (BERT's `classifier`,
-    RoBERTa's and ELECTRA's `classifier.out_proj`, ...), or None for another head."""
-    num_labels = int(model.config.num_labels)
-    last = None
-    for module in model.modules():
-        if isinstance(module, torch.nn.Linear) and module.out_features == num_labels:
-            last = module
-    return last
 
 
 def fold_temperature(model: torch.nn.Module, decision: Decision) -> Decision:

@@ -545,14 +545,15 @@ def regression_output_in_fp32(model: Any) -> Any:
     their scores go through a softmax or sigmoid, and their committed metrics stay bitwise."""
     if getattr(model.config, "problem_type", None) != "regression":
         return model
-    output = _regression_output(model)
+    output = output_layer(model)
     if output is not None and not isinstance(output, _fp32_linear_class()):
         output.__class__ = _fp32_linear_class()
     return model
 
 
-def _regression_output(model: Any) -> Any:
-    """The head's last Linear layer with one output per label, or None for another head."""
+def output_layer(model: Any) -> Any:
+    """The head's last Linear layer with one output per label (BERT's `classifier`, RoBERTa's
+    and ELECTRA's `classifier.out_proj`, ...), or None for another head."""
     import torch
 
     outputs = [
@@ -570,7 +571,7 @@ TRAINED_OUTPUT_FLAG = "bertpipe_trained_output"
 
 
 def _mark_trained_regression_output(model: Any) -> None:
-    output = _regression_output(model)
+    output = output_layer(model)
     if getattr(model.config, "problem_type", None) == "regression" and output is not None:
         setattr(output, TRAINED_OUTPUT_FLAG, True)
 
@@ -585,7 +586,7 @@ def scale_regression_output(model: Any, shift: float, scale: float) -> bool:
     targets around 400,000 (a price, a length of stay in minutes) were never reached. A trained
     head (TRAINED_OUTPUT_FLAG) already predicts in the targets' units: its weights are first
     divided back into standardised units, so that its predictions stay what they were."""
-    output = _regression_output(regression_output_in_fp32(model))
+    output = output_layer(regression_output_in_fp32(model))
     if output is None or output.bias is None or isinstance(output, _scaled_linear_class()):
         return False
     if getattr(output, TRAINED_OUTPUT_FLAG, False):
@@ -597,7 +598,7 @@ def scale_regression_output(model: Any, shift: float, scale: float) -> bool:
 
 def fold_regression_scale(model: Any) -> None:
     """Write `scale_regression_output`'s shift and scale into the output layer's weights."""
-    output = _regression_output(model)
+    output = output_layer(model)
     if output is None or not isinstance(output, _scaled_linear_class()):
         return
     _affine_weights(output, output.target_scale, output.target_shift)
