@@ -199,6 +199,7 @@ def _config(kind: str) -> Any:
         "t5": lambda: tf.T5Config(d_model=32, d_ff=64, num_layers=1, num_heads=2, d_kv=16),
         "bart": lambda: tf.BartConfig(d_model=32, encoder_layers=1, decoder_layers=1),
         "vit": lambda: tf.ViTConfig(num_hidden_layers=1, **small),
+        "xlnet": lambda: tf.XLNetConfig(d_model=32, n_layer=1, n_head=2, d_inner=64),
         "nystromformer": lambda: tf.NystromformerConfig(num_hidden_layers=1, **small),
     }[kind]()
 
@@ -214,6 +215,7 @@ def _config(kind: str) -> Any:
         ("t5", r"an encoder-decoder \(seq2seq\) model"),
         ("bart", r"an encoder-decoder \(seq2seq\) model"),
         ("vit", "which AutoModelForSequenceClassification has no class for"),
+        ("xlnet", "a permutation language model whose classifier reads the last token"),
     ],
 )
 def test_a_decoder_or_seq2seq_model_is_refused_in_one_line_saying_why(

@@ -294,6 +294,10 @@ def _not_an_encoder(config: Any) -> str | None:
         return "an encoder-decoder (seq2seq) model"
     if getattr(config, "is_decoder", False):
         return "set up as a decoder (is_decoder: true in its config)"
+    if model_type == "xlnet":
+        # its classifier reads the last position, which bertpipe's padding on the right leaves
+        # to a pad token in every text shorter than its batch's longest
+        return "a permutation language model whose classifier reads the last token"
     # A decoder-only family has a causal language-model class and no masked one; an encoder
     # (BERT, RoBERTa, ELECTRA) may have both. Some decoders sit in no causal-LM mapping of
     # their own (a multimodal family's text model), hence every class name is looked at.
