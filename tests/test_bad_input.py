@@ -447,6 +447,18 @@ ISSUE_25_CASES = [
         absent=("latin-1",),
     ),
     Case(
+        # an export from a tool that writes tabs, named .csv: said as clean says it
+        "predict-tsv-named-csv",
+        stages=(CLI,),
+        trained_copy="bert",
+        files={"in.csv": "id\ttext\n1\tchest pain\n"},
+        command=(*PREDICT_WITH_COPY, "--input", "data/in.csv", "--output", "data/out.csv"),
+        expect=(
+            "data/in.csv: the header is tab-separated, but the file is read as CSV by its "
+            "extension; rename it to .tsv",
+        ),
+    ),
+    Case(
         # a quote never closed: rows 12-20 would be read into row 11's text, and predicted as one
         "predict-quote-joins-rows",
         stages=(CLI,),

@@ -31,6 +31,7 @@ from bertpipe.tables import (
     QuoteJoin,
     RawRecords,
     TableChunks,
+    check_header_delimiter,
     is_gzipped,
     json_cell_text,
     likely_encoding,
@@ -256,6 +257,7 @@ def check_input_table(input_path: Path, text_columns: list[str], encoding: str) 
                 if not header:
                     raise _no_header(input_path)
                 names = [header[0].removeprefix("\ufeff"), *header[1:]]
+                check_header_delimiter(input_path, names, fmt, text_columns)
                 if not any(fields for fields in reader):
                     _missing_columns(input_path, names, text_columns)
                     raise _no_rows(input_path)

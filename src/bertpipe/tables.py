@@ -16,7 +16,7 @@ import re
 import sys
 import warnings
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal, NoReturn
@@ -193,6 +193,30 @@ def _header(path: Path, delimiter: str, encoding: str) -> list[str]:
         return next(csv.reader(handle, delimiter=delimiter), [])
 
 
+def check_header_delimiter(
+    path: Path, header: Sequence[str], fmt: str, wanted: Collection[str]
+) -> None:
+    """A header that is one field holding another delimiter: say which, before any row."""
+    if len(header) != 1 or header[0] in wanted:
+        return
+    delimiter = "," if fmt == "csv" else "\t"
+    others = {"\t": "tab", ",": "comma", ";": "';'", "|": "'|'"}
+    found = [name for mark, name in others.items() if mark != delimiter and mark in header[0]]
+    if not found:
+        return
+    fix = (
+        "rename it to .tsv"
+        if found[0] == "tab"
+        else f"name it .csv{'.gz' if is_gzipped(path) else ''}"
+        if found[0] == "comma"
+        else "save it comma-separated"
+    )
+    raise UserError(
+        f"{path}: the header is {found[0]}-separated, but the file is read as "
+        f"{fmt.upper()} by its extension; {fix}"
+    )
+
+
 def check_columns(names: Sequence[object], needed: Mapping[str, str], path: object) -> None:
     """Refuse a table that lacks a column the params name; suggest a near match of the name."""
     missing = [column for column in needed if column not in names]
@@ -355,7 +379,8 @@ class TableChunks:
         else:
             delimiter = "," if self.format == "csv" else "\t"
             header = _header(self.path, delimiter, encoding)
-            self._check_delimiter(header, delimiter)
+            wanted = self.columns.by_column() if self.columns is not None else {}
+            check_header_delimiter(self.path, header, self.format, wanted)
             positions = _positions(header, self.columns, self.path, self.warnings)
             for chunk in self._delimited(delimiter, encoding):
                 self._check_quote_joins(chunk, header, delimiter, encoding)
@@ -364,26 +389,6 @@ class TableChunks:
                 yield chunk
 
     # --- CSV and TSV ------------------------------------------------------------------------
-
-    def _check_delimiter(self, header: list[str], delimiter: str) -> None:
-        """A header that is one field holding another delimiter: say which, before any row."""
-        if len(header) != 1 or (self.columns is not None and header[0] in self.columns.by_column()):
-            return
-        others = {"\t": "tab", ",": "comma", ";": "';'", "|": "'|'"}
-        found = [name for mark, name in others.items() if mark != delimiter and mark in header[0]]
-        if not found:
-            return
-        fix = (
-            "rename it to .tsv"
-            if found[0] == "tab"
-            else f"name it .csv{'.gz' if is_gzipped(self.path) else ''}"
-            if found[0] == "comma"
-            else "save it comma-separated"
-        )
-        raise UserError(
-            f"{self.path}: the header is {found[0]}-separated, but the file is read as "
-            f"{self.format.upper()} by its extension; {fix}"
-        )
 
     def _delimited(self, delimiter: str, encoding: str) -> Iterator[pd.DataFrame]:
         options: dict[str, Any] = {
