@@ -174,6 +174,21 @@ def one_line_error(result, *fragments: str) -> None:
 # path or stdin before it tries to load a model.
 
 
+def test_text_columns_as_many_as_the_model_was_trained_on(tmp_path: Path) -> None:
+    # a sentence-pair model given one column would predict on the first text alone
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "training_params.json").write_text('{"data": {"text_column": ["title", "body"]}}')
+    source = tmp_path / "in.csv"
+    source.write_text("title,body\nchest pain,since monday\n")
+    result = invoke("--model", model, "--input", source, "--text-column", "title")
+    one_line_error(
+        result,
+        "--text-column: the model was trained on 2 text column(s) (title, body); give 2, in that "
+        "order: --text-column <title's column> --text-column <body's column>",
+    )
+
+
 def test_output_onto_a_folder_is_refused_and_the_folder_kept(tmp_path: Path) -> None:
     source = tmp_path / "in.csv"
     source.write_text("text\nchest pain\n")

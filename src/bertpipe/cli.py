@@ -189,7 +189,14 @@ def _predict(
         check_output_path(output, None if reads_stdin else input_path) if output else None
     )
     configured = read_training_params(model_dir).get("data", {}).get("text_column", "text")
-    columns = text_columns or ([configured] if isinstance(configured, str) else list(configured))
+    trained_on = [configured] if isinstance(configured, str) else list(configured)
+    if text_columns and len(text_columns) != len(trained_on):
+        raise UserError(
+            f"--text-column: the model was trained on {len(trained_on)} text column(s) "
+            f"({', '.join(map(str, trained_on))}); give {len(trained_on)}, in that order: "
+            + " ".join(f"--text-column <{name}'s column>" for name in trained_on)
+        )
+    columns = text_columns or trained_on
     if reads_stdin:
         texts = _read_stdin(stdin_format, columns)
     elif input_path is not None:
