@@ -208,3 +208,16 @@ def test_labels_spelled_two_ways_or_spelling_a_missing_value_are_warned_about() 
     codes = ["0", "00", "250", "250.0", "250.00", "-", "none", "?", "unknown", "010", "10"]
     assert label_warnings(codes, "multiclass", "code") == []
     assert len(label_warnings(["-1", "-1.0", "0", "0.0", "nan", "#N/A"], "binary", "y")) == 2
+
+
+def test_a_label_column_of_mostly_unique_values_is_refused() -> None:
+    from bertpipe.labels import check_classes_repeat
+
+    with pytest.raises(UserError, match=r"^column 'note_id' has 30 distinct labels in 30 rows"):
+        check_classes_repeat(30, 30, "multiclass", "note_id")
+    with pytest.raises(UserError, match=r"Set data.label_column, or task: regression"):
+        check_classes_repeat(11, 20, "multiclass", "score")
+    check_classes_repeat(10, 20, "multiclass", "label")  # two rows a class, on average
+    check_classes_repeat(19, 19, "multiclass", "label")  # a toy table
+    check_classes_repeat(500, 500, "regression", "price")
+    check_classes_repeat(40, 30, "multilabel", "tags")  # label sets, not classes

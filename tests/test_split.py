@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -142,6 +144,20 @@ def test_small_class_warns_and_falls_back_to_unstratified() -> None:
     assert "big" not in result.warnings[0]
     assert "unstratified" in result.warnings[0]
     assert_partition(result, len(frame))
+
+
+def test_many_small_classes_are_named_five_and_counted() -> None:
+    frame = labelled({"big": 60, **{f"rare{i:02d}": 2 for i in range(12)}})
+    warnings = []
+    for seed in range(20):
+        try:
+            warnings += split_frame(frame, SplitParams(), "multiclass", seed).warnings
+        except UserError as error:
+            named = r"label\(s\) (rare\d\d, ){0,4}rare\d\d( and \d+ more)? appear"
+            assert re.match(named, str(error))
+    assert warnings
+    for warning in warnings:
+        assert warning.startswith("class(es) rare00, rare01, rare02, rare03, rare04 and 7 more ")
 
 
 def test_label_only_in_val_or_test_is_an_error() -> None:

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from bertpipe.errors import UserError
 from bertpipe.files import atomic_path
 from bertpipe.labels import (
+    check_classes_repeat,
     check_label_count,
     check_label_spread,
     is_missing,
@@ -288,6 +289,7 @@ def _clean_chunks(
             if rows_out == 0:
                 _explain_no_rows(dict(dropped), data, source)
             check_label_count(sorted(names), task, data.label_column)
+            check_classes_repeat(len(names), rows_out, task, data.label_column)
             if task == "regression":
                 check_label_spread(spread, data.label_column)
     report = make_report(rows_in, rows_out, dict(dropped))

@@ -84,6 +84,24 @@ def check_label_count(names: Sequence[str], task: str, column: str) -> None:
         )
 
 
+# A classification table of this many rows or more whose classes outnumber half its rows is
+# refused: most classes then have one row, which cannot be both learnt and tested.
+_MIN_ROWS_FOR_CLASS_SHARE = 20
+
+
+def check_classes_repeat(num_classes: int, rows: int, task: str, column: str) -> None:
+    """Refuse a label column whose values are mostly unique: an id, a date or a free text
+    picked as the label, or numbers meant for regression."""
+    if task not in ("binary", "multiclass") or rows < _MIN_ROWS_FOR_CLASS_SHARE:
+        return
+    if num_classes > rows / 2:
+        raise UserError(
+            f"column '{column}' has {num_classes:,} distinct labels in {rows:,} rows, so most "
+            "classes have one row, too few to learn and test; is it the label (not an id or a "
+            "text)? Set data.label_column, or task: regression for numbers to predict"
+        )
+
+
 # Label cells that exports write for a missing value (pandas' "nan", Excel's "#N/A"): kept as a
 # class of their own, with a warning. Words that are often real classes ("none", "-", "?": no
 # finding, unknown) are not among them.

@@ -80,7 +80,7 @@ def assign_splits(
     if small:
         what = "groups" if groups is not None else "rows"
         result.warnings.append(
-            f"class(es) {', '.join(small)} have fewer than {_MIN_PER_STRATUM} {what}: "
+            f"class(es) {_first_names(small)} have fewer than {_MIN_PER_STRATUM} {what}: "
             "too few to stratify, so the split falls back to unstratified"
         )
         stratify = None
@@ -173,6 +173,12 @@ def _label_set(labels: pd.Series, task: str) -> set[str]:
     return set(labels.astype(str))
 
 
+def _first_names(names: list[str], shown: int = 5) -> str:
+    """The first `shown` names, and how many more: a warning or an error stays one short line."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 def _check_labels_in_train(labels: pd.Series, codes: np.ndarray, task: str) -> None:
     if task == "regression":
         return
@@ -181,6 +187,6 @@ def _check_labels_in_train(labels: pd.Series, codes: np.ndarray, task: str) -> N
         unseen = sorted(_label_set(labels[codes == code], task) - seen)
         if unseen:
             raise UserError(
-                f"label(s) {', '.join(unseen)} appear in the {name} split but not in train; "
+                f"label(s) {_first_names(unseen)} appear in the {name} split but not in train; "
                 "add rows of them or remove them from the data"
             )
