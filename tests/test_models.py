@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -835,3 +836,15 @@ def test_a_regression_output_is_computed_in_fp32_under_bf16_autocast(
     tokenizer.save_pretrained(tmp_path)
     reloaded, _ = load_trained(tmp_path)
     assert torch.equal(outputs(reloaded), predictions)
+
+
+def test_a_model_type_transformers_does_not_know_is_one_line_naming_it(tmp_path: Path) -> None:
+    # transformers' own message ends in advice to install it from its git repository
+    (tmp_path / "config.json").write_text('{"model_type": "superbert9", "hidden_size": 32}')
+    expected = (
+        rf"^model: {re.escape(str(tmp_path))} is a 'superbert9' model, a type that transformers "
+        r"\S+ does not know; use an encoder it knows \(BERT, .*\), or check model_type in its "
+        r"config.json$"
+    )
+    with pytest.raises(UserError, match=expected):
+        check_base_model(str(tmp_path), 64)

@@ -169,6 +169,15 @@ def _offline() -> bool:
 
 
 def _load_failed(name: str, exc: Exception) -> UserError:
+    unknown = re.search(r"has model type `([^`]*)` but Transformers does not recognize", str(exc))
+    if unknown:
+        import transformers
+
+        return UserError(
+            f"model: {name} is a '{unknown.group(1)}' model, a type that transformers "
+            f"{transformers.__version__} does not know; use an encoder it knows "
+            f"({ENCODER_EXAMPLES}), or check model_type in its config.json"
+        )
     if Path(name).is_dir():
         return UserError(f"model: cannot load {name}: {exc}")
     how = "the hub is offline (HF_HUB_OFFLINE=1)" if _offline() else "it could not be downloaded"
