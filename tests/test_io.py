@@ -341,8 +341,9 @@ def test_texts_of_several_lines_are_read_whatever_their_lines_hold(
 def test_a_quote_inside_a_text_of_one_line_is_not_a_join(tmp_path: Path) -> None:
     # sloppy but whole: a quoted word at the start of a one-line text is read as pandas reads it,
     # beside a well-formed text of several lines
-    path = write_text(tmp_path, "notes.csv", 'text,label\n"Stat" order,a\n"two\nlines",b\n')
-    assert read_table(path).frame["text"].tolist() == ["Stat order", "two\nlines"]
+    text = 'text,label\n"Stat" order,a\n"two\nlines",b\n"and\nspaces" ,c\n'
+    path = write_text(tmp_path, "notes.csv", text)
+    assert read_table(path).frame["text"].tolist() == ["Stat order", "two\nlines", "and\nspaces "]
 
 
 @pytest.mark.parametrize("mode", ["error", "skip", "warn"])

@@ -806,15 +806,15 @@ def quote_join(raw: str, delimiter: str) -> tuple[int, int, str] | None:
             assert field is not None  # the pattern matches any text that starts with a quote
             closed = field.group().endswith('"') and len(field.group()) > 1
             after = field.end()
-            if "\n" in field.group() and (
-                not closed or (after < end and raw[after] not in (delimiter, "\r", "\n"))
-            ):
+            position = _unquoted_field(delimiter).match(raw, after).end()  # type: ignore[union-attr]
+            # spaces after a closing quote ("...text" ,label) are sloppy but not a join
+            if "\n" in field.group() and (not closed or raw[after:position].strip(" \t")):
                 lines = field.group().rstrip("\r\n").split("\n")
                 start = raw.rfind("\n", 0, after) + 1
                 closing = raw[start:after] + raw[after:].split("\n", 1)[0].rstrip("\r")
                 return column, len(lines) - 1, closing if closed else ""
-            position = after
-        position = _unquoted_field(delimiter).match(raw, position).end()  # type: ignore[union-attr]
+        else:
+            position = _unquoted_field(delimiter).match(raw, position).end()  # type: ignore[union-attr]
         if position >= end or raw[position] != delimiter:
             return None
         column += 1
