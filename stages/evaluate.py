@@ -12,7 +12,7 @@ from bertpipe.errors import run_main
 from bertpipe.evaluation import evaluate_model, plot_rows
 from bertpipe.files import atomic_path, read_json, remove_leftovers, write_json
 from bertpipe.metrics import per_label_report, undefined_as_null
-from bertpipe.model import load_trained
+from bertpipe.model import load_trained, pad_token_id
 from bertpipe.params import load_params
 from bertpipe.predictions import write_predictions
 from bertpipe.tokens import read_split
@@ -43,7 +43,7 @@ def main() -> None:
         model,
         test,
         params.task,
-        tokenizer.pad_token_id or 0,
+        pad_token_id(tokenizer),
         params.evaluate.batch_size,
         decision,
         params.train.precision,

@@ -23,6 +23,7 @@ from bertpipe.model import (
     family_of,
     load_classifier,
     load_tokenizer,
+    pad_token_id,
 )
 from bertpipe.params import ignored_settings, load_params, resolve_batch_size
 from bertpipe.tokens import read_split
@@ -95,7 +96,7 @@ def main() -> None:
         train,
         val,
         params,
-        pad_token_id=tokenizer.pad_token_id or 0,
+        pad_token_id=pad_token_id(tokenizer),
         progress=True,
         accelerator=accelerator,
         checkpoint_dir=Path(args.checkpoint_dir),
@@ -114,7 +115,7 @@ def main() -> None:
         trained_model,
         val,
         params.train.eval_batch_size,
-        tokenizer.pad_token_id or 0,
+        pad_token_id(tokenizer),
         result.mixed_precision,
         pooling=params.windows.pooling,
     )

@@ -528,6 +528,12 @@ def classifier_labels(config: Any) -> list[str] | None:
     return [str(id2label[i]) for i in sorted(id2label, key=int)]
 
 
+def pad_token_id(tokenizer: Any) -> int:
+    """The id batches are padded with: the tokenizer's pad token, or 0 for a tokenizer without
+    one. A padded position is masked out of attention, so any id in the vocabulary serves."""
+    return int(tokenizer.pad_token_id) if tokenizer.pad_token_id is not None else 0
+
+
 def attention_dropout_key(config: Any) -> str | None:
     """The config key of the dropout on attention probabilities, as this family names it."""
     settings = config.to_dict()

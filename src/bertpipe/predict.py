@@ -26,7 +26,7 @@ from bertpipe.artifacts import check_model_folder, model_folder_lock
 from bertpipe.decision import Decision, read_decision
 from bertpipe.errors import UserError
 from bertpipe.inference import default_device, predict_logits, resolve_precision
-from bertpipe.model import load_trained
+from bertpipe.model import load_trained, pad_token_id
 from bertpipe.tables import (
     QuoteJoin,
     RawRecords,
@@ -133,7 +133,7 @@ class Predictor:
             self.model,
             split,
             batch_size,
-            self.tokenizer.pad_token_id or 0,
+            pad_token_id(self.tokenizer),
             resolve_precision(self.precision, device),
             device,
             progress=progress,
