@@ -221,3 +221,18 @@ def test_a_label_column_of_mostly_unique_values_is_refused() -> None:
     check_classes_repeat(19, 19, "multiclass", "label")  # a toy table
     check_classes_repeat(500, 500, "regression", "price")
     check_classes_repeat(40, 30, "multilabel", "tags")  # label sets, not classes
+
+
+def test_labels_that_join_other_labels_are_warned_about() -> None:
+    (warning,) = label_warnings(["a", "b", "a;b", "c"], "multiclass", "topics")
+    assert warning == (
+        "column 'topics': label(s) 'a;b' join other labels with ';' and are classes of their "
+        "own; if a row may have several labels, set task: multilabel and "
+        "data.label_separator: ';'"
+    )
+    # multi-label with '|' as the separator, but the data joins with ','
+    (warning,) = label_warnings(["billing", "billing,tech", "tech"], "multilabel", "tags")
+    assert warning.endswith("set data.label_separator: ','")
+    # a comma inside a label whose parts are not labels
+    assert label_warnings(["cardiology, general", "neurology"], "multiclass", "dept") == []
+    assert label_warnings(["a/b", "c"], "multiclass", "route") == []

@@ -147,7 +147,41 @@ def label_warnings(names: Iterable[str], task: str, column: str) -> list[str]:
             f"column '{column}': label(s) {', '.join(repr(name) for name in missing)} look like "
             "a missing value but are classes of their own; leave such cells empty to drop the rows"
         )
+    combined = _combined_labels(names)
+    if combined:
+        mark, examples = combined
+        fix = (
+            f"set data.label_separator: '{mark}'"
+            if task == "multilabel"
+            else f"set task: multilabel and data.label_separator: '{mark}'"
+        )
+        warnings.append(
+            f"column '{column}': label(s) {', '.join(repr(name) for name in examples[:3])} join "
+            f"other labels with '{mark}' and are classes of their own; if a row may have "
+            f"several labels, {fix}"
+        )
     return warnings
+
+
+# Marks that people separate several labels of one row with.
+_LABEL_MARKS = (";", ",", "|", "/", "+")
+
+
+def _combined_labels(names: Sequence[str]) -> tuple[str, list[str]] | None:
+    """A mark and the labels that join two or more other labels with it (`a;b` beside `a` and
+    `b`), or None. Labels whose parts are not labels too (`cardiology, general`) are left."""
+    known = {name.strip() for name in names}
+    for mark in _LABEL_MARKS:
+        examples = [
+            name
+            for name in names
+            if mark in name
+            and all(part.strip() in known for part in name.split(mark))
+            and len(name.split(mark)) > 1
+        ]
+        if examples:
+            return mark, examples
+    return None
 
 
 def check_label_spread(values: Iterable[float], column: str) -> None:
