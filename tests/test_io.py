@@ -261,6 +261,12 @@ JOINED_ROWS = {
         "text",
         3,
     ),
+    "old Mac line ends": (
+        'id,text,label\r1,"Great product,pos\r2,bad,neg\r3,"fine",pos\r',
+        1,
+        "text",
+        2,
+    ),
     "in a carried column": (
         'text,note,label\nfine,"x,onc\nfine,y,normal\nfine,z,normal\nfine,"w,onc\nfine,v,normal\n',
         1,

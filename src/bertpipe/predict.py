@@ -38,6 +38,7 @@ from bertpipe.tables import (
     not_text,
     open_text,
     quote_join,
+    spans_lines,
     table_extension,
     table_format,
 )
@@ -432,7 +433,7 @@ def _annotate_delimited(
                 "quote texts that contain the delimiter"
             )
         body, terminator = _split_terminator(raw)
-        joined = quote_join(raw, delimiter) if "\n" in body else None
+        joined = quote_join(raw, delimiter) if spans_lines(raw) else None
         if joined is not None:
             raise QuoteJoin(rows, *joined).error(input_path, names)
         # a short row gets its missing cells, empty, so the new cells land in their columns

@@ -444,7 +444,7 @@ class TableChunks:
         once, at the first chunk that holds a text of several lines, since only such a text can
         hold joined rows."""
         if self._quotes_checked or not any(
-            chunk[column].str.contains("\n", regex=False, na=False).any() for column in chunk
+            chunk[column].str.contains("[\r\n]", regex=True, na=False).any() for column in chunk
         ):
             return
         self._quotes_checked = True
@@ -742,6 +742,13 @@ def _locate_decode_error(path: Path, encoding: str, chunk_size: int = 1 << 20) -
 # A quoted field: its opening quote, then anything but a lone quote, then its closing quote if
 # the text has one. Doubled quotes inside are the field's own.
 _QUOTED_FIELD = re.compile(r'"(?:[^"]|"")*"?')
+# A line break as CSV readers take it: CRLF, LF, or a lone CR (old Mac files)
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def spans_lines(raw: str) -> bool:
+    """Whether a record as written holds a line break before its own."""
+    return _LINE_BREAK.search(raw.rstrip("\r\n")) is not None
 
 
 @dataclass(frozen=True)
@@ -808,10 +815,12 @@ def quote_join(raw: str, delimiter: str) -> tuple[int, int, str] | None:
             after = field.end()
             position = _unquoted_field(delimiter).match(raw, after).end()  # type: ignore[union-attr]
             # spaces after a closing quote ("...text" ,label) are sloppy but not a join
-            if "\n" in field.group() and (not closed or raw[after:position].strip(" \t")):
-                lines = field.group().rstrip("\r\n").split("\n")
-                start = raw.rfind("\n", 0, after) + 1
-                closing = raw[start:after] + raw[after:].split("\n", 1)[0].rstrip("\r")
+            if _LINE_BREAK.search(field.group()) and (
+                not closed or raw[after:position].strip(" \t")
+            ):
+                lines = _LINE_BREAK.split(field.group().rstrip("\r\n"))
+                start = max(raw.rfind("\n", 0, after), raw.rfind("\r", 0, after)) + 1
+                closing = raw[start:after] + _LINE_BREAK.split(raw[after:], maxsplit=1)[0]
                 return column, len(lines) - 1, closing if closed else ""
         else:
             position = _unquoted_field(delimiter).match(raw, position).end()  # type: ignore[union-attr]
@@ -840,7 +849,7 @@ def first_quote_join(handle: IO[str], delimiter: str) -> QuoteJoin | None:
             if number == 0 or not fields:
                 continue
             row += 1
-            if raw.count("\n") > 1 or "\n" in raw.rstrip("\r\n"):
+            if spans_lines(raw):
                 found = quote_join(raw, delimiter)
                 if found is not None:
                     return QuoteJoin(row, *found)
