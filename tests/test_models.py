@@ -200,6 +200,7 @@ def _config(kind: str) -> Any:
         "t5": lambda: tf.T5Config(d_model=32, d_ff=64, num_layers=1, num_heads=2, d_kv=16),
         "bart": lambda: tf.BartConfig(d_model=32, encoder_layers=1, decoder_layers=1),
         "vit": lambda: tf.ViTConfig(num_hidden_layers=1, **small),
+        "fnet": lambda: tf.FNetConfig(num_hidden_layers=1, hidden_size=32, intermediate_size=64),
         "xlnet": lambda: tf.XLNetConfig(d_model=32, n_layer=1, n_head=2, d_inner=64),
         "nystromformer": lambda: tf.NystromformerConfig(num_hidden_layers=1, **small),
     }[kind]()
@@ -217,6 +218,7 @@ def _config(kind: str) -> Any:
         ("bart", r"an encoder-decoder \(seq2seq\) model"),
         ("vit", "which AutoModelForSequenceClassification has no class for"),
         ("xlnet", "a permutation language model whose classifier reads the last token"),
+        ("fnet", "a Fourier-mixing encoder that takes no attention mask"),
     ],
 )
 def test_a_decoder_or_seq2seq_model_is_refused_in_one_line_saying_why(
@@ -252,7 +254,6 @@ BERT_RELATIVES = {
     "big_bird": {"attention_type": "original_full"},
     "convbert": {"embedding_size": 32},
     "ernie": {},
-    "fnet": {},
     "megatron-bert": {},
     "mobilebert": {
         "embedding_size": 16,

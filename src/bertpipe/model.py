@@ -67,7 +67,6 @@ FAMILIES: dict[str, Family] = {
     "big_bird": Family("BigBird"),
     "convbert": Family("ConvBERT"),
     "ernie": Family("ERNIE"),
-    "fnet": Family("FNet"),
     "megatron-bert": Family("Megatron-BERT"),
     "mobilebert": Family("MobileBERT"),
     "rembert": Family("RemBERT"),
@@ -303,6 +302,10 @@ def _not_an_encoder(config: Any) -> str | None:
         return "an encoder-decoder (seq2seq) model"
     if getattr(config, "is_decoder", False):
         return "set up as a decoder (is_decoder: true in its config)"
+    if model_type == "fnet":
+        # its Fourier mixing has no attention mask: a text's scores would change with the
+        # padding its batch gives it
+        return "a Fourier-mixing encoder that takes no attention mask, so padding changes outputs"
     if model_type == "xlnet":
         # its classifier reads the last position, which bertpipe's padding on the right leaves
         # to a pad token in every text shorter than its batch's longest
