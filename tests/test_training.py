@@ -736,7 +736,7 @@ def test_a_model_that_overflows_in_bf16_is_one_line_naming_fp32(
 
 
 def test_fitting_a_trained_regression_model_again_keeps_its_predictions(
-    tiny_bert: Path, sample_frame: pd.DataFrame, tmp_path: Path
+    tiny_bert: Path, sample_frame: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # the output layer of a trained regression model already predicts in the targets' units;
     # standardising it again multiplied its predictions by the targets' std (400,000 -> 1e10)
@@ -783,4 +783,15 @@ def test_fitting_a_trained_regression_model_again_keeps_its_predictions(
     assert type(reloaded.classifier).__name__ == "Fp32Linear"
     after_failure = training.predict_logits(reloaded, val, 8, 0)[:, 0]
     np.testing.assert_allclose(after_failure, trained, rtol=1e-5)
+    np.testing.assert_allclose(fit_barely(reloaded), trained, rtol=1e-5)
+
+    # and so does one that fails before its first step (out of memory in prepare, say)
+    def no_memory(*args: Any, **kwargs: Any) -> None:
+        raise MemoryError
+
+    with monkeypatch.context() as patch:
+        patch.setattr(training, "_optimizer", no_memory)
+        with pytest.raises(MemoryError):
+            fit_barely(reloaded)
+    assert type(reloaded.classifier).__name__ == "Fp32Linear"
     np.testing.assert_allclose(fit_barely(reloaded), trained, rtol=1e-5)

@@ -619,15 +619,15 @@ def fit(
     params = resolve_batch_size(params, accelerator.device.type)
     seed_everything(params.seed)
     target_factor = _standardised_targets(model, train, params)
-    weight = (
-        _class_weight(model, train, params, accelerator.device)
-        if target_factor is None
-        else target_factor.to(accelerator.device)
-    )
-    unprepared_loader, sampler = _train_loader(train, params, pad_token_id, accelerator.device)
-    optimizer = _optimizer(model, params, accelerator.device)
-    model, optimizer, train_loader = accelerator.prepare(model, optimizer, unprepared_loader)
-    try:
+    try:  # from here on the regression head is scaled: the finally folds it back
+        weight = (
+            _class_weight(model, train, params, accelerator.device)
+            if target_factor is None
+            else target_factor.to(accelerator.device)
+        )
+        unprepared_loader, sampler = _train_loader(train, params, pad_token_id, accelerator.device)
+        optimizer = _optimizer(model, params, accelerator.device)
+        model, optimizer, train_loader = accelerator.prepare(model, optimizer, unprepared_loader)
         total_steps = math.ceil(len(train_loader) / settings.grad_accum_steps) * params.epochs
         scheduler = get_linear_schedule_with_warmup(
             optimizer, round(settings.warmup_ratio * total_steps), total_steps
