@@ -781,8 +781,8 @@ ISSUE_16_CASES = [
         files={"texts.csv": text_as_label},
         params={"data.label_column": "text"},
         expect=(
-            "error: column 'text' has 20 distinct labels in 20 rows, so most classes have one row",
-            "Set data.label_column, or task: regression for numbers to predict",
+            "error: column 'text' has 20 distinct labels in 20 rows, 20 of them on one row only",
+            "Set data.label_column, or task: regression for numbers",
         ),
     ),
     # --- tables: types ----------------------------------------------------------------------------

@@ -213,14 +213,17 @@ def test_labels_spelled_two_ways_or_spelling_a_missing_value_are_warned_about() 
 def test_a_label_column_of_mostly_unique_values_is_refused() -> None:
     from bertpipe.labels import check_classes_repeat
 
-    with pytest.raises(UserError, match=r"^column 'note_id' has 30 distinct labels in 30 rows"):
-        check_classes_repeat(30, 30, "multiclass", "note_id")
-    with pytest.raises(UserError, match=r"Set data.label_column, or task: regression"):
-        check_classes_repeat(11, 20, "multiclass", "score")
-    check_classes_repeat(10, 20, "multiclass", "label")  # two rows a class, on average
-    check_classes_repeat(19, 19, "multiclass", "label")  # a toy table
-    check_classes_repeat(500, 500, "regression", "price")
-    check_classes_repeat(40, 30, "multilabel", "tags")  # label sets, not classes
+    ids = {str(i): 1 for i in range(30)}
+    with pytest.raises(UserError, match=r"^column 'note_id' has 30 distinct labels in 30 rows, 30"):
+        check_classes_repeat(ids, "multiclass", "note_id")
+    mostly = {**{str(i): 1 for i in range(11)}, "a": 9}
+    with pytest.raises(UserError, match=r"Set data.label_column, or task: regression for numbers"):
+        check_classes_repeat(mostly, "multiclass", "score")
+    # a long tail of rare classes beside large ones: 11 classes in 20 rows, 2 of them single
+    check_classes_repeat({**{f"c{i}": 2 for i in range(9)}, "x": 1, "y": 1}, "multiclass", "y")
+    check_classes_repeat({str(i): 1 for i in range(19)}, "multiclass", "label")  # a toy table
+    check_classes_repeat(ids, "regression", "price")
+    check_classes_repeat(ids, "multilabel", "tags")  # label sets, not classes
 
 
 def test_labels_that_join_other_labels_are_warned_about() -> None:

@@ -267,6 +267,7 @@ def _clean_chunks(
         # gives every chunk the type the column has where it holds values.
         schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else None
         names: set[str] = set()
+        rows_per_class: Counter[str] = Counter()
         spread: set[float] = set()  # regression: up to two distinct labels, to know they vary
         rows_out = start = 0
         with atomic_path(output) as tmp:
@@ -279,6 +280,9 @@ def _clean_chunks(
                     if table.num_rows == 0:
                         continue
                     names.update(sorted_label_names(table.column("label").to_pylist(), task))
+                    if task in ("binary", "multiclass"):
+                        for entry in pc.value_counts(table.column("label")).to_pylist():
+                            rows_per_class[str(entry["values"])] += entry["counts"]
                     if task == "regression" and len(spread) < 2:
                         spread.update(pc.unique(table.column("label")).to_pylist()[:2])
                     rows_out += table.num_rows
@@ -289,7 +293,7 @@ def _clean_chunks(
             if rows_out == 0:
                 _explain_no_rows(dict(dropped), data, source)
             check_label_count(sorted(names), task, data.label_column)
-            check_classes_repeat(len(names), rows_out, task, data.label_column)
+            check_classes_repeat(rows_per_class, task, data.label_column)
             if task == "regression":
                 check_label_spread(spread, data.label_column)
     report = make_report(rows_in, rows_out, dict(dropped))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -84,21 +84,24 @@ def check_label_count(names: Sequence[str], task: str, column: str) -> None:
         )
 
 
-# A classification table of this many rows or more whose classes outnumber half its rows is
-# refused: most classes then have one row, which cannot be both learnt and tested.
+# A classification table of this many rows or more is refused when more than half its rows
+# are classes of one row each, which cannot be both learnt and tested.
 _MIN_ROWS_FOR_CLASS_SHARE = 20
 
 
-def check_classes_repeat(num_classes: int, rows: int, task: str, column: str) -> None:
+def check_classes_repeat(rows_per_class: Mapping[str, int], task: str, column: str) -> None:
     """Refuse a label column whose values are mostly unique: an id, a date or a free text
-    picked as the label, or numbers meant for regression."""
+    picked as the label, or numbers meant for regression. A long tail of rare classes beside
+    large ones passes."""
+    rows = sum(rows_per_class.values())
     if task not in ("binary", "multiclass") or rows < _MIN_ROWS_FOR_CLASS_SHARE:
         return
-    if num_classes > rows / 2:
+    single = sum(1 for count in rows_per_class.values() if count == 1)
+    if single > rows / 2:
         raise UserError(
-            f"column '{column}' has {num_classes:,} distinct labels in {rows:,} rows, so most "
-            "classes have one row, too few to learn and test; is it the label (not an id or a "
-            "text)? Set data.label_column, or task: regression for numbers to predict"
+            f"column '{column}' has {len(rows_per_class):,} distinct labels in {rows:,} rows, "
+            f"{single:,} of them on one row only, too few to learn and test; is it the label "
+            "(not an id or a text)? Set data.label_column, or task: regression for numbers"
         )
 
 
