@@ -664,3 +664,8 @@ def test_repro_on_a_spreadsheet_export_with_blank_trailing_header_cells(
     report = json.loads((project_copy / "data/clean/report.json").read_text())
     assert report["rows_in"] == 200
     assert (project_copy / "metrics.json").is_file()
+
+
+def test_a_gzipped_tsv_named_csv_gz_is_told_its_gzipped_name(tmp_path: Path) -> None:
+    path = write_bytes(tmp_path, "notes.csv.gz", gzip.compress(b"text\tlabel\na\tb\n"))
+    assert read_error(path).endswith("read as CSV by its extension; rename it to .tsv.gz")

@@ -208,6 +208,9 @@ def test_labels_spelled_two_ways_or_spelling_a_missing_value_are_warned_about() 
     codes = ["0", "00", "250", "250.0", "250.00", "-", "none", "?", "unknown", "010", "10"]
     assert label_warnings(codes, "multiclass", "code") == []
     assert len(label_warnings(["-1", "-1.0", "0", "0.0", "nan", "#N/A"], "binary", "y")) == 2
+    # half-star ratings are numbers, not codes: 5 and 5.0 are still one label spelled twice
+    (ratings,) = label_warnings(["1", "2", "3", "4", "5", "4.5", "5.0"], "multiclass", "stars")
+    assert "'5' and '5.0'" in ratings
 
 
 def test_a_label_column_of_mostly_unique_values_is_refused() -> None:

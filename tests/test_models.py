@@ -839,8 +839,16 @@ def test_a_regression_output_is_computed_in_fp32_under_bf16_autocast(
     assert torch.equal(outputs(reloaded), predictions)
 
 
-def test_a_model_type_transformers_does_not_know_is_one_line_naming_it(tmp_path: Path) -> None:
+def test_a_model_type_transformers_does_not_know_is_one_line_naming_it(
+    tmp_path: Path, tiny_bert: Path
+) -> None:
     # transformers' own message ends in advice to install it from its git repository
+    trained = tmp_path / "trained"
+    shutil.copytree(tiny_bert, trained)
+    config = json.loads((trained / "config.json").read_text())
+    (trained / "config.json").write_text(json.dumps({**config, "model_type": "superbert9"}))
+    with pytest.raises(UserError, match=r"is a 'superbert9' model, a type that transformers"):
+        load_trained(trained)
     (tmp_path / "config.json").write_text('{"model_type": "superbert9", "hidden_size": 32}')
     expected = (
         rf"^model: {re.escape(str(tmp_path))} is a 'superbert9' model, a type that transformers "

@@ -187,6 +187,11 @@ def test_text_columns_as_many_as_the_model_was_trained_on(tmp_path: Path) -> Non
         "--text-column: the model was trained on 2 text column(s) (title, body); give 2, in that "
         "order: --text-column <title's column> --text-column <body's column>",
     )
+    # a folder that is no trained model is refused for that, not for a default text column
+    result = invoke(
+        "--model", tmp_path / "nope", "--input", source, "--text-column", "a", "--text-column", "b"
+    )
+    assert result.exit_code == 1 and "trained on" not in result.output
 
 
 def test_output_onto_a_folder_is_refused_and_the_folder_kept(tmp_path: Path) -> None:

@@ -188,9 +188,11 @@ def _predict(
     output_format = (
         check_output_path(output, None if reads_stdin else input_path) if output else None
     )
-    configured = read_training_params(model_dir).get("data", {}).get("text_column", "text")
+    trained_data = read_training_params(model_dir).get("data", {})
+    configured = trained_data.get("text_column", "text")
     trained_on = [configured] if isinstance(configured, str) else list(configured)
-    if text_columns and len(text_columns) != len(trained_on):
+    # without the training's params the folder is refused for that when the model loads
+    if text_columns and "text_column" in trained_data and len(text_columns) != len(trained_on):
         raise UserError(
             f"--text-column: the model was trained on {len(trained_on)} text column(s) "
             f"({', '.join(map(str, trained_on))}); give {len(trained_on)}, in that order: "

@@ -111,9 +111,9 @@ def check_classes_repeat(rows_per_class: Mapping[str, int], task: str, column: s
 _MISSING_SPELLINGS = {"na", "n/a", "#n/a", "nan", "null"}
 # A whole number written as a float ("1.0"), as pandas exports a column with an empty cell
 _WHOLE_AS_FLOAT = re.compile(r"(-?(?:[1-9]\d*|0))\.0")
-# Numbers whose spelling carries meaning ("00", "250.00"): the labels are codes (ICD, zip codes),
-# and "250" and "250.0" are two of them
-_CODE_LIKE = re.compile(r"-?0\d+(?:\.\d*)?|-?\d+\.(?!0$)\d*")
+# Numbers whose spelling carries meaning, a leading zero or a trailing one past ".0" ("00",
+# "250.00"): the labels are codes (ICD, zip codes), and "250" and "250.0" are two of them
+_CODE_LIKE = re.compile(r"-?0\d+(?:\.\d*)?|-?\d+\.\d+0")
 
 
 def _spelling_key(name: str, codes: bool) -> str:

@@ -167,16 +167,24 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
 
 
-def _load_failed(name: str, exc: Exception) -> UserError:
+def _unknown_type(name: object, exc: Exception) -> UserError | None:
+    """transformers' refusal of a model_type it does not know, as one line naming it."""
     unknown = re.search(r"has model type `([^`]*)` but Transformers does not recognize", str(exc))
-    if unknown:
-        import transformers
+    if unknown is None:
+        return None
+    import transformers
 
-        return UserError(
-            f"model: {name} is a '{unknown.group(1)}' model, a type that transformers "
-            f"{transformers.__version__} does not know; use an encoder it knows "
-            f"({ENCODER_EXAMPLES}), or check model_type in its config.json"
-        )
+    return UserError(
+        f"model: {name} is a '{unknown.group(1)}' model, a type that transformers "
+        f"{transformers.__version__} does not know; use an encoder it knows "
+        f"({ENCODER_EXAMPLES}), or check model_type in its config.json"
+    )
+
+
+def _load_failed(name: str, exc: Exception) -> UserError:
+    unknown = _unknown_type(name, exc)
+    if unknown is not None:
+        return unknown
     if Path(name).is_dir():
         return UserError(f"model: cannot load {name}: {exc}")
     how = "the hub is offline (HF_HUB_OFFLINE=1)" if _offline() else "it could not be downloaded"
@@ -794,7 +802,8 @@ def load_trained(model_dir: str | Path) -> tuple[Any, Any]:
         )
         tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
     except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: weights and config differ
-        raise UserError(f"{model_dir}: cannot load the model: {exc}") from None
+        unknown = _unknown_type(model_dir, exc)
+        raise unknown or UserError(f"{model_dir}: cannot load the model: {exc}") from None
     model.eval()
     _mark_trained_regression_output(model)
     return regression_output_in_fp32(model), tokenizer

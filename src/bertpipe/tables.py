@@ -205,7 +205,7 @@ def check_header_delimiter(
     if not found:
         return
     fix = (
-        "rename it to .tsv"
+        f"rename it to .tsv{'.gz' if is_gzipped(path) else ''}"
         if found[0] == "tab"
         else f"name it .csv{'.gz' if is_gzipped(path) else ''}"
         if found[0] == "comma"
