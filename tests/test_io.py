@@ -669,3 +669,14 @@ def test_repro_on_a_spreadsheet_export_with_blank_trailing_header_cells(
 def test_a_gzipped_tsv_named_csv_gz_is_told_its_gzipped_name(tmp_path: Path) -> None:
     path = write_bytes(tmp_path, "notes.csv.gz", gzip.compress(b"text\tlabel\na\tb\n"))
     assert read_error(path).endswith("read as CSV by its extension; rename it to .tsv.gz")
+
+
+@pytest.mark.parametrize("mode", ["error", "skip"])
+def test_a_quote_never_closed_to_the_end_of_the_file_names_its_row(
+    tmp_path: Path, mode: str
+) -> None:
+    path = write_text(tmp_path, "notes.csv", 'id,text,label\n1,ok,a\n2,"he said hi,b\n3,c,a\n')
+    assert read_error(path, on_bad_lines=mode) == (
+        f"{path}: row 2 opens a quote never closed: every line after it, to the file's end, was "
+        "read into its text; remove the quote, or double it"
+    )

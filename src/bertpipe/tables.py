@@ -420,6 +420,13 @@ class TableChunks:
             ) from None
         except (pd.errors.ParserError, csv.Error) as exc:
             detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            unclosed = re.search(r"EOF inside string starting at row (\d+)", detail)
+            if unclosed:  # data.on_bad_lines cannot skip it: every line after it is in the field
+                raise UserError(
+                    f"{self.path}: row {unclosed.group(1)} opens a quote never closed: every "
+                    "line after it, to the file's end, was read into its text; remove the quote, "
+                    "or double it"
+                ) from None
             raise UserError(
                 f"{self.path}: malformed row ({detail[:120]}); quote texts that contain the "
                 "delimiter, or set data.on_bad_lines to skip or warn"
