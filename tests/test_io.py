@@ -308,12 +308,13 @@ def test_a_stray_quote_is_found_wherever_it_is_and_however_the_file_is_read(
     # no label, no column that repeats: the quote itself, as written, is the evidence
     rows = [f"{i},note {i}" for i in range(300)]
     rows[250] = '250,"note 250'
+    rows[100] = "   "  # a line of spaces, which pandas skips: no row
     rows[253] = '253,"quoted" note'
     path = write_text(tmp_path, "notes.csv", "id,text\n" + "\n".join(rows))
     with pytest.raises(UserError) as caught:
         list(TableChunks(path, chunk_rows=chunk_rows, columns=UsedColumns(("text",), None)))
     message = str(caught.value)
-    assert message.startswith(f"{path}: row 251: column 'text' opens a quote never closed")
+    assert message.startswith(f"{path}: row 250: column 'text' opens a quote never closed")
     assert "the 3 line(s) after it, up to '253,\"quoted\" note'" in message
 
 

@@ -853,7 +853,8 @@ def first_quote_join(handle: IO[str], delimiter: str) -> QuoteJoin | None:
     try:
         for number, fields in enumerate(reader):
             raw = lines.take()
-            if number == 0 or not fields:
+            # a blank line, or one of spaces only, is no row to pandas, which names the rows
+            if number == 0 or not fields or (len(fields) == 1 and not fields[0].strip()):
                 continue
             row += 1
             if spans_lines(raw):
