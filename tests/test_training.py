@@ -667,6 +667,19 @@ def test_on_a_gpu_evaluation_runs_on_the_device_asked_for(tiny_bert: Path, split
     assert on_gpu.metrics["accuracy"] == pytest.approx(on_cpu.metrics["accuracy"], abs=0.05)
 
 
+def _regression_splits(
+    texts: list[str], targets: list[float], tokenizer: Any, train_rows: int
+) -> tuple[TokenizedSplit, TokenizedSplit]:
+    """The first `train_rows` texts as the training split, the rest as validation, at 48 tokens."""
+    train, val = (
+        tokenize_split(
+            texts[rows], targets[rows], np.arange(len(texts))[rows], tokenizer, 48, [], "regression"
+        )
+        for rows in (slice(0, train_rows), slice(train_rows, len(texts)))
+    )
+    return train, val
+
+
 def test_regression_learns_the_same_in_any_units_and_saves_them_in_the_weights(
     tiny_bert: Path, sample_frame: pd.DataFrame, tmp_path: Path
 ) -> None:
@@ -679,18 +692,7 @@ def test_regression_learns_the_same_in_any_units_and_saves_them_in_the_weights(
 
     def run(shift: float, scale: float) -> tuple[torch.nn.Module, Any, TokenizedSplit]:
         targets = [shift + scale * codes[label] for label in frame["label"]]
-        train, val = (
-            tokenize_split(
-                frame["text"].tolist()[rows],
-                targets[rows],
-                np.arange(len(frame))[rows],
-                tokenizer,
-                48,
-                [],
-                "regression",
-            )
-            for rows in (slice(0, 64), slice(64, 96))
-        )
+        train, val = _regression_splits(frame["text"].tolist(), targets, tokenizer, 64)
         torch.manual_seed(0)
         model = load_classifier(str(tiny_bert), 1, "regression", ["target"])
         settings = config(task="regression", epochs=2, lr=3e-3)
@@ -743,18 +745,7 @@ def test_fitting_a_trained_regression_model_again_keeps_its_predictions(
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
     frame = sample_frame.dropna(subset=["text"]).head(64)
     targets = [400_000.0 + 50_000.0 * (len(text) % 5) for text in frame["text"]]
-    train, val = (
-        tokenize_split(
-            frame["text"].tolist()[rows],
-            targets[rows],
-            np.arange(len(frame))[rows],
-            tokenizer,
-            48,
-            [],
-            "regression",
-        )
-        for rows in (slice(0, 48), slice(48, 64))
-    )
+    train, val = _regression_splits(frame["text"].tolist(), targets, tokenizer, 48)
     torch.manual_seed(0)
     model = load_classifier(str(tiny_bert), 1, "regression", ["target"])
     fit(model, train, val, config(task="regression", epochs=2, lr=3e-3), 0, progress=False)
