@@ -492,14 +492,19 @@ def test_a_classifier_checkpoint_keeps_its_head_only_for_the_same_labels(
     train_one_step(model, load_tokenizer(str(folder)), ["chest pain", "headache at night"])
 
 
+def copy_with_config(source: Path, folder: Path, **changes: Any) -> Path:
+    """A copy of the model folder `source`, with `changes` written into its config.json."""
+    shutil.copytree(source, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **changes}))
+    return folder
+
+
 def test_weights_that_do_not_fit_their_config_are_one_line(tiny_bert: Path, tmp_path: Path) -> None:
     """vocab_size in config.json says 10 more tokens than the embeddings hold: refused instead of
     re-initialising the embeddings as ignore_mismatched_sizes would."""
-    folder = tmp_path / "model"
-    shutil.copytree(tiny_bert, folder)
-    config = json.loads((folder / "config.json").read_text())
-    vocab_size = config["vocab_size"]
-    (folder / "config.json").write_text(json.dumps({**config, "vocab_size": vocab_size + 10}))
+    vocab_size = json.loads((tiny_bert / "config.json").read_text())["vocab_size"]
+    folder = copy_with_config(tiny_bert, tmp_path / "model", vocab_size=vocab_size + 10)
     expected = (
         rf"the weights of .* do not fit its config\.json: bert\.embeddings\.word_embeddings\."
         rf"weight \(\({vocab_size}, 64\) in the weights, \({vocab_size + 10}, 64\) from config"
@@ -514,10 +519,7 @@ def test_weights_that_do_not_fit_their_config_are_one_line(tiny_bert: Path, tmp_
 def test_a_tokenizer_with_more_tokens_than_the_embeddings_is_refused(
     tiny_bert: Path, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "model"
-    shutil.copytree(tiny_bert, folder)
-    config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**config, "vocab_size": 100}))
+    folder = copy_with_config(tiny_bert, tmp_path / "model", vocab_size=100)
     tokens = len(load_tokenizer(str(tiny_bert)))
     with pytest.raises(
         UserError, match=rf"tokenizer of .* has {tokens} tokens and its model only 100 \(vocab_size"
@@ -843,10 +845,7 @@ def test_a_model_type_transformers_does_not_know_is_one_line_naming_it(
     tmp_path: Path, tiny_bert: Path
 ) -> None:
     # transformers' own message ends in advice to install it from its git repository
-    trained = tmp_path / "trained"
-    shutil.copytree(tiny_bert, trained)
-    config = json.loads((trained / "config.json").read_text())
-    (trained / "config.json").write_text(json.dumps({**config, "model_type": "superbert9"}))
+    trained = copy_with_config(tiny_bert, tmp_path / "trained", model_type="superbert9")
     with pytest.raises(UserError, match=r"is a 'superbert9' model, a type that transformers"):
         load_trained(trained)
     (tmp_path / "config.json").write_text('{"model_type": "superbert9", "hidden_size": 32}')
