@@ -211,6 +211,11 @@ def test_labels_spelled_two_ways_or_spelling_a_missing_value_are_warned_about() 
     # half-star ratings are numbers, not codes: 5 and 5.0 are still one label spelled twice
     (ratings,) = label_warnings(["1", "2", "3", "4", "5", "4.5", "5.0"], "multiclass", "stars")
     assert "'5' and '5.0'" in ratings
+    # one label written with Unicode's two forms of é, or with a zero-width space pasted in
+    names = ["caf\u00e9", "cafe\u0301", "tea\u200b", "tea", "te"]
+    (unicode,) = label_warnings(names, "multiclass", "y")
+    assert unicode.startswith("column 'y': 2 label(s) spelled in several ways")
+    assert "('cafe\\u0301' and 'caf\u00e9'; 'tea' and 'tea\\u200b')" in unicode
 
 
 def test_a_label_column_of_mostly_unique_values_is_refused() -> None:

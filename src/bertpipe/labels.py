@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -117,11 +118,25 @@ _CODE_LIKE = re.compile(r"-?0\d+(?:\.\d*)?|-?\d+\.\d+0")
 
 
 def _spelling_key(name: str, codes: bool) -> str:
-    """What two spellings of one label share: case and spaces aside, and a whole number's ".0"
-    unless the labels are codes."""
-    text = " ".join(name.split()).casefold()
+    """What two spellings of one label share: case, spaces, Unicode's ways of writing one
+    character (`é` as one code point or two, a full-width letter) and invisible format characters
+    (a zero-width space pasted from a web page) aside, and a whole number's ".0" unless the
+    labels are codes."""
+    visible = "".join(
+        char for char in unicodedata.normalize("NFKC", name) if unicodedata.category(char) != "Cf"
+    )
+    text = " ".join(visible.split()).casefold()
     whole = None if codes else _WHOLE_AS_FLOAT.fullmatch(text)
     return whole.group(1) if whole else text
+
+
+def _shown_label(name: str) -> str:
+    """A label quoted; escaped where Unicode writes it in a form that looks like another (`é` as
+    `e` and an accent, a zero-width space), so that two spellings shown side by side differ."""
+    looks_plain = unicodedata.is_normalized("NFC", name) and not any(
+        unicodedata.category(char) == "Cf" for char in name
+    )
+    return repr(name) if looks_plain else ascii(name)
 
 
 def label_warnings(names: Iterable[str], task: str, column: str) -> list[str]:
@@ -138,7 +153,9 @@ def label_warnings(names: Iterable[str], task: str, column: str) -> list[str]:
     alike = [spellings for spellings in by_key.values() if len(spellings) > 1]
     warnings = []
     if alike:
-        shown_groups = "; ".join(" and ".join(repr(name) for name in group) for group in alike[:3])
+        shown_groups = "; ".join(
+            " and ".join(_shown_label(name) for name in group) for group in alike[:3]
+        )
         warnings.append(
             f"column '{column}': {len(alike)} label(s) spelled in several ways are separate "
             f"classes ({shown_groups}{'; ...' if len(alike) > 3 else ''}); write each label one "
