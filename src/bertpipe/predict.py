@@ -422,7 +422,8 @@ def _annotate_delimited(
 
     for fields in reader:
         raw = lines.take()
-        if not fields:  # a blank line: no row, copied as it is
+        # a blank line, or one of spaces only (pandas reads neither as a row): copied as it is
+        if not fields or (len(fields) == 1 and not fields[0].strip()):
             flush()
             sink.write(raw)
             continue
