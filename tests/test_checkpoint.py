@@ -160,6 +160,35 @@ def test_when_every_checkpoint_is_damaged_training_starts_from_scratch(
     assert_same_run(expected, resumed)
 
 
+def test_a_checkpoint_written_on_a_gpu_resumes_on_the_cpu(
+    tiny_bert: Path,
+    splits: tuple,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = config(**{**MID_EPOCH, "epochs": 1})
+    expected = run(tiny_bert, splits, settings, None)
+    written = crash_after_saves(monkeypatch, saves=3)
+    with pytest.raises(Crash):
+        run(tiny_bert, splits, settings, tmp_path)
+    monkeypatch.undo()
+    # the optimizer's state as a CUDA run saves it: its tensors tagged for the GPU
+    optimizer_file = written[-1] / "optimizer.pt"
+    state = torch.load(optimizer_file, weights_only=True)
+    with monkeypatch.context() as patched:
+        patched.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+        torch.save(state, optimizer_file)
+    with pytest.raises(RuntimeError, match="CUDA"):  # it is tagged for the GPU
+        torch.load(optimizer_file, weights_only=True)
+    capsys.readouterr()
+
+    resumed = run(tiny_bert, splits, settings, tmp_path)
+    assert "discarded" not in capsys.readouterr().err
+    assert resumed[1].resumed_from_step == 3
+    assert_same_run(expected, resumed)
+
+
 def test_temporary_folders_a_kill_left_are_cleared_on_a_fresh_start(
     tiny_bert: Path, splits: tuple, tmp_path: Path
 ) -> None:

@@ -172,8 +172,10 @@ def _read(path: Path, fingerprint: str) -> SavedCheckpoint:
         reading = "model.safetensors"
         load_file(path / reading)  # read through once: a truncated file fails here
         reading = "optimizer.pt"
-        # weights_only: a checkpoint file can never run code when loaded
-        extra = torch.load(path / reading, weights_only=True)
+        # weights_only: a checkpoint file can never run code when loaded. map_location: one
+        # written on a GPU resumes on a machine without one (load_state_dict moves the
+        # optimizer's state to its parameters' device)
+        extra = torch.load(path / reading, map_location="cpu", weights_only=True)
         reading = "best.safetensors"
         if (path / reading).exists():
             state.best_weights = load_file(path / reading)
