@@ -204,9 +204,6 @@ def run_bertpipe(
             accelerator=accelerator,
         )
     trained_on = model_device(model)
-    # fit turns on torch.use_deterministic_algorithms for the process; bertpipe's own evaluate
-    # stage runs in a fresh process, so the test pass (and everyone after) runs without it
-    torch.use_deterministic_algorithms(False)
     with harness.timed() as predict:
         evaluation = evaluate_model(
             model, splits.test, TASK, pad_id, batch_size=params.evaluate.batch_size

@@ -210,7 +210,22 @@ def test_class_weights_change_training(tiny_bert: Path, splits: tuple) -> None:
 def test_same_seed_same_weights(tiny_bert: Path, splits: tuple) -> None:
     train, val = splits
     first, second = new_model(tiny_bert, dropout=0.1), new_model(tiny_bert, dropout=0.1)
-    fit(first, train, val, config(epochs=2), 0, progress=False)
+    settings = []
+
+    def determinism(record: dict[str, float]) -> None:
+        settings.append(
+            (
+                torch.are_deterministic_algorithms_enabled(),
+                torch.utils.deterministic.fill_uninitialized_memory,
+            )
+        )
+
+    assert not torch.are_deterministic_algorithms_enabled()
+    fit(first, train, val, config(epochs=2), 0, progress=False, on_epoch_end=determinism)
+    # deterministic kernels inside the fit, without NaN-filling new memory; as before, after it
+    assert settings == [(True, False), (True, False)]
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert torch.utils.deterministic.fill_uninitialized_memory
     fit(second, train, val, config(epochs=2), 0, progress=False)
     for (name, a), b in zip(weights(first).items(), weights(second).values(), strict=True):
         assert torch.equal(a, b), name

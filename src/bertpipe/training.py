@@ -88,9 +88,36 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    # deterministic kernels where they exist; warn_only keeps ops without one running
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+# cuBLAS's deterministic workspace. cuBLAS reads the variable once, at the process's first
+# matrix product on the GPU, so it is set when bertpipe's training is imported, before any.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+DeterminismSettings = tuple[bool, bool, bool]
+
+
+def request_deterministic_kernels() -> DeterminismSettings:
+    """Ask PyTorch for deterministic kernels where they exist (warn_only keeps ops without one
+    running), for one fit; returns the process's settings before, for `restore_determinism`.
+
+    PyTorch's deterministic mode also fills every new tensor with NaN, to expose kernels that
+    read memory they never wrote. No kernel bertpipe runs does; the fill costs a kernel launch
+    per allocation (a MiniLM train step made 387 fills instead of 61), so it is left off."""
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.utils.deterministic.fill_uninitialized_memory,
+    )
     torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = False
+    return before
+
+
+def restore_determinism(settings: DeterminismSettings) -> None:
+    enabled, warn_only, fill = settings
+    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+    torch.utils.deterministic.fill_uninitialized_memory = fill
 
 
 def check_params(params: Params) -> None:
@@ -619,6 +646,7 @@ def fit(
     params = resolve_batch_size(params, accelerator.device.type)
     seed_everything(params.seed)
     target_factor = _standardised_targets(model, train, params)
+    determinism_before = request_deterministic_kernels()
     try:  # from here on the regression head is scaled: the finally folds it back
         weight = (
             _class_weight(model, train, params, accelerator.device)
@@ -717,6 +745,8 @@ def fit(
         accelerator.unwrap_model(model, keep_fp32_wrapper=False)
         # in the targets' units on any way out, so that a fit that failed can be run again
         fold_regression_scale(accelerator.unwrap_model(model))
+        # a notebook's or a benchmark's next step runs as it would have without this fit
+        restore_determinism(determinism_before)
 
 
 def run_fingerprint(params: Params, tokens_dir: Path) -> str:
