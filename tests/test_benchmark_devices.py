@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pandas as pd
@@ -100,13 +101,20 @@ def small_run(tiny_bert: Path, abstracts: Path, device: str, out: Path) -> dict:
             "64",
             "--repeats",
             "1",
+            "--warmup-rows",
+            "6",
             "--no-progress",
             "--json",
             str(out),
         ]
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(out.read_text())
+    # an untimed warm-up before each timed run, and none of them among the results
+    warm_ups = [line for line in done.stdout.splitlines() if "warm-up (untimed)" in line]
+    report = json.loads(out.read_text())
+    assert len(warm_ups) == len(report["results"]) == 9
+    assert report["failures"] == []
+    return report
 
 
 def check_one_device(report: dict, device: str, name: str) -> None:
@@ -177,6 +185,40 @@ def test_the_default_device_is_what_torch_sees() -> None:
     assert resolve_device("cpu") == torch.device("cpu")
     with pytest.raises(UserError, match="choose cpu or cuda"):
         resolve_device("mps")
+
+
+def test_a_contestant_that_fails_is_recorded_and_the_others_still_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import train_speed
+
+    ran = []
+
+    def run_contestant(contestant: str, data, splits, settings: Settings, *rest, **kw):
+        ran.append((contestant, settings.params.batch_size))
+        if (contestant, settings.params.batch_size) == ("trainer", 64):
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\n(details)")
+        return types.SimpleNamespace(contestant=contestant), None
+
+    monkeypatch.setattr(train_speed, "run_contestant", run_contestant)
+    failures: list[dict] = []
+    settings = Settings(Params(), progress=False, others_attention_dropout=None)
+    contestants = ["bertpipe", "trainer", "seed-loop"]
+    results, _ = train_speed.run_batch_sizes(
+        contestants, [16, 64], None, None, settings, None, 128, "", 0, None, failures=failures
+    )
+    assert ran == [(c, b) for b in (16, 64) for c in contestants]
+    assert [r.contestant for r in results] == [*contestants, "bertpipe", "seed-loop"]
+    assert failures == [
+        {
+            "contestant": "trainer",
+            "max_length": 128,
+            "batch_size": 64,
+            "error": "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB",
+        }
+    ]
+    with pytest.raises(RuntimeError, match="out of memory"):  # no list: the failure is raised
+        train_speed.run_batch_sizes(contestants, [64], None, None, settings, None, 128, "", 0, None)
 
 
 def test_trainer_follows_the_device(tmp_path: Path) -> None:

@@ -206,6 +206,53 @@ def test_output_onto_a_folder_is_refused_and_the_folder_kept(tmp_path: Path) -> 
     assert (folder / "keep.csv").read_text() == "the user's file"
 
 
+@pytest.mark.slow  # the trained_model fixture trains a model
+@pytest.mark.parametrize("extension", [".csv", ".jsonl", ".parquet"])
+def test_an_existing_output_is_replaced_only_if_it_is_an_earlier_prediction(
+    trained_model: Path, tmp_path: Path, extension: str
+) -> None:
+    def write(frame: pd.DataFrame, path: Path) -> None:
+        if extension == ".csv":
+            frame.to_csv(path, index=False)
+        elif extension == ".jsonl":
+            frame.to_json(path, orient="records", lines=True)
+        else:
+            frame.to_parquet(path)
+
+    source = tmp_path / f"in{extension}"
+    write(pd.DataFrame({"text": ["chest pain", "headache"]}), source)
+    output = tmp_path / f"train{extension}"  # a typo: the training data named as the output
+    write(pd.DataFrame({"text": ["chest pain"], "label": ["cardio"]}), output)
+    before = output.read_bytes()
+    result = invoke("--model", trained_model, "--input", source, "--output", output)
+    one_line_error(result, "exists and is not an earlier prediction", "--overwrite")
+    assert output.read_bytes() == before
+
+    result = invoke("--model", trained_model, "-i", source, "-o", output, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert output.read_bytes() != before
+    # now an earlier prediction: a rerun replaces it, but not under other column names
+    result = invoke("--model", trained_model, "--input", source, "--output", output)
+    assert result.exit_code == 0, result.output
+    result = invoke("--model", trained_model, "-i", source, "-o", output, "--prefix", "p_")
+    one_line_error(result, "(no p_predicted_label column)")
+
+
+def test_an_existing_output_that_is_no_table_is_kept(tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("text\nchest pain\n")
+    for name, content in [("notes.csv.gz", b"not gzip"), ("notes.jsonl", b"\xff\xfe{")]:
+        output = tmp_path / name
+        output.write_bytes(content)
+        jsonl = tmp_path / "in.jsonl"
+        jsonl.write_text('{"text": "chest pain"}\n')
+        result = invoke(
+            "--model", tmp_path / "nope", "-i", jsonl if "jsonl" in name else source, "-o", output
+        )
+        one_line_error(result, f"--output {output}: exists and is not an earlier prediction")
+        assert output.read_bytes() == content
+
+
 def test_output_in_a_missing_folder_is_refused(tmp_path: Path) -> None:
     source = tmp_path / "in.csv"
     source.write_text("text\nchest pain\n")
@@ -295,7 +342,7 @@ def test_csv_output_keeps_every_input_byte(trained_model: Path, tmp_path: Path, 
     )
     before = source.read_bytes()
     output = tmp_path / "out.csv"
-    output.write_text("an older output, replaced")
+    output.write_text("id,predicted_label\n1,an earlier prediction, replaced\n")
     result = invoke("--model", trained_model, "--input", source, "--output", output)
     assert result.exit_code == 0, result.output
     assert source.read_bytes() == before
@@ -404,17 +451,17 @@ def test_a_bad_row_late_in_the_file_leaves_no_output(trained_model, tmp_path, mo
     source = tmp_path / "in.csv"
     source.write_text("id,text\n1,a\n2,b\n3,c\n4,d\n5,e,extra\n6,f\n")
     output = tmp_path / "out.csv"
-    output.write_text("the previous output")
+    output.write_text("id,predicted_label\n1,the previous output\n")
     result = invoke("--model", trained_model, "--input", source, "--output", output)
     one_line_error(result, "row 5 has 3 fields")
-    assert output.read_text() == "the previous output"
+    assert output.read_text() == "id,predicted_label\n1,the previous output\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"]
     # a quote never closed, which the csv module would read to the file's end as one text
     source.write_text('id,text\n1,a\n2,b\n3,c\n4,"d\n5,e\n6,f\n')
     result = invoke("--model", trained_model, "--input", source, "--output", output)
     one_line_error(result, "row 4: column 'text' opens a quote never closed")
     assert "the 2 line(s) after it, to the file's end" in result.output
-    assert output.read_text() == "the previous output"
+    assert output.read_text() == "id,predicted_label\n1,the previous output\n"
 
 
 @pytest.mark.slow  # the trained_model fixture trains a model

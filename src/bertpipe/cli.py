@@ -74,10 +74,15 @@ def predict(
             "--output",
             "-o",
             help="Write the input's rows, unchanged, plus the prediction columns, in the "
-            "input's format, instead of JSON lines on stdout. An existing file is replaced; "
-            "a folder or the input never is.",
+            "input's format, instead of JSON lines on stdout. An existing file is replaced "
+            "only if it is an earlier prediction (or with --overwrite); a folder or the input "
+            "never is.",
         ),
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(help="Replace an existing --output that is not an earlier prediction."),
+    ] = False,
     prefix: Annotated[
         str,
         typer.Option(help="Put this before the added column names (predicted_label, score_*)."),
@@ -117,6 +122,7 @@ def predict(
             stdin_format,
             batch_size,
             encoding,
+            overwrite,
         )
     except UserError as error:
         _fail(error)
@@ -160,6 +166,7 @@ def _predict(
     stdin_format: str,
     batch_size: int,
     encoding: str,
+    overwrite: bool = False,
 ) -> None:
     from bertpipe.artifacts import read_training_params
     from bertpipe.files import atomic_path, remove_leftovers
@@ -186,7 +193,9 @@ def _predict(
         raise UserError(f"--encoding: unknown encoding '{encoding}'") from None
     # Everything the user gave is checked before the model loads: a typo costs no time.
     output_format = (
-        check_output_path(output, None if reads_stdin else input_path) if output else None
+        check_output_path(output, None if reads_stdin else input_path, prefix, encoding, overwrite)
+        if output
+        else None
     )
     trained_data = read_training_params(model_dir).get("data", {})
     configured = trained_data.get("text_column", "text")

@@ -176,12 +176,20 @@ def _output_format(output: Path) -> str:
         raise UserError(f"--output {error}") from None
 
 
-def check_output_path(output: Path, input_path: Path | None) -> str:
+def check_output_path(
+    output: Path,
+    input_path: Path | None,
+    prefix: str = "",
+    encoding: str = "utf-8",
+    overwrite: bool = False,
+) -> str:
     """The output's table format, once the path is known to be writable and to harm nothing.
 
     The format comes from the name, as for inputs, and a name ending in .gz is written gzipped.
     A symbolic link is refused, dangling or not: replacing the link and writing through it
-    would each surprise someone, so the user names the file itself. Runs before any model is
+    would each surprise someone, so the user names the file itself. An existing file is
+    replaced only if it is an earlier prediction (it has this run's `predicted_label` column),
+    or with `overwrite`: a typo must not replace the training data. Runs before any model is
     loaded, so a typo costs no time and writes nothing.
     """
     if output.is_dir():
@@ -215,7 +223,30 @@ def check_output_path(output: Path, input_path: Path | None) -> str:
             f"--output {output}: is a symbolic link (to {os.readlink(output)}); name the file "
             "to write itself, the link is left as it is"
         )
+    if output.exists() and not overwrite:
+        names = _existing_columns(output, fmt, encoding)
+        if names is None or prefix + PREDICTED_LABEL not in names:
+            raise UserError(
+                f"--output {output}: exists and is not an earlier prediction (no "
+                f"{prefix + PREDICTED_LABEL} column); name another file, or pass --overwrite "
+                "to replace it"
+            )
     return fmt
+
+
+def _existing_columns(path: Path, fmt: str, encoding: str) -> list[str] | None:
+    """The column names of a table already at `path`; None when it cannot be read as one."""
+    try:
+        if fmt == "parquet":
+            return list(pq.read_schema(path).names)
+        with open_text(path, encoding) as source:
+            if fmt == "jsonl":
+                return _first_json_keys(path, source)
+            csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+            header = next(csv.reader(source, delimiter="," if fmt == "csv" else "\t"), [])
+            return [name.removeprefix("\ufeff") for name in header]
+    except (UserError, OSError, UnicodeError, csv.Error, pa.ArrowException, EOFError):
+        return None
 
 
 def _no_rows(input_path: Path) -> UserError:
