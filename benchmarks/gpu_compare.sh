@@ -5,7 +5,8 @@
 # bf16, all on the GPU, and a last table against the targets.
 #
 # Needs .device/ from `benchmarks/device_bundle.py pack` (run beside the checkout first).
-# Writes gpu_compare.json, gpu_compare.log, profile_train.log and profile_inference.log into
+# Writes gpu_compare.json, gpu_compare.log, profile_train.log, profile_inference.log and (with
+# train.compile) gpu_compare_compile.json and compile.log into
 # $OUT (the device tool's folder that comes back), or into /tmp/gpu_compare when OUT is unset. Extra arguments go to train_speed.py and
 # win over the ones below (a dry run on the CPU: BENCH_DEVICE=cpu and small sizes).
 set -euo pipefail
@@ -46,6 +47,7 @@ $python benchmarks/train_speed.py \
     --batch-size 16 64 \
     --sweep-batch-sizes 32 128 256 \
     --repeats 3 \
+    --warmup-rows 256 \
     --no-progress \
     --json "$out/gpu_compare.json" \
     "$@" 2>&1 | tee -a "$log"
@@ -61,4 +63,22 @@ for mode in train inference; do
         echo "profile_step ($mode) failed: see profile_$mode.log"
     fi | tee -a "$log"
 done
+# bertpipe with train.compile: true (torch.compile, CUDA graphs on one GPU) at batch 16 and 64,
+# last and in a file of its own: compiling takes minutes, so it gets what is left of the
+# COMPARE_BUDGET_S seconds (default 450) and is stopped there, the figures above kept
+left=$((${COMPARE_BUDGET_S:-450} - ($(date +%s) - started)))
+if [ "$left" -ge 90 ]; then
+    if timeout "$left" $python benchmarks/train_speed.py \
+        --device "${BENCH_DEVICE:-cuda}" --model "$model" --data "$bundle/data" \
+        --max-lengths 128 --train-size 2200 --test-size 560 --epochs 2 \
+        --contestants bertpipe --batch-size 16 64 --skip-inference --bertpipe-compile \
+        --warmup-rows 256 --no-progress --json "$out/gpu_compare_compile.json" \
+        "$@" >"$out/compile.log" 2>&1; then
+        echo "compile: $(grep -E '^bertpipe: ' "$out/compile.log" | tr '\n' ';')"
+    else
+        echo "compile run failed or ran out of its ${left} s: see compile.log"
+    fi | tee -a "$log"
+else
+    echo "compile run skipped: ${left} s left of the budget" | tee -a "$log"
+fi
 echo "gpu_compare.sh: $(($(date +%s) - started)) s in all" | tee -a "$log"

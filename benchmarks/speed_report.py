@@ -152,6 +152,8 @@ def build_report(
             "bertpipe_attention_dropout": args.bertpipe_attention_dropout,
             "others_attention_dropout": args.others_attention_dropout,
             "bertpipe_group_size": args.bertpipe_group_size,
+            "bertpipe_compile": args.bertpipe_compile,
+            "warmup_rows": args.warmup_rows,
         },
         "matmul_peak": asdict(peak),
         "non_embedding_params": params,

@@ -228,14 +228,18 @@ def run_contestant(
     scratch: str,
     retries: int,
     harness: Harness,
+    label: str = "",
 ) -> tuple[Result, torch.nn.Module | None]:
     """Train and test one contestant; redo it (up to `retries` times) if the machine was busy.
 
     Keeps the least contended attempt. Every attempt starts from the same seeded model.
     """
     attempts: list[tuple[Result, torch.nn.Module | None]] = []
+    cuda = settings.device.type == "cuda"
     for attempt in range(1 + retries):
         model: torch.nn.Module | None = None
+        if cuda:  # the high-water mark of this attempt alone, not of the process
+            torch.cuda.reset_peak_memory_stats(settings.device)
         if contestant == "bertpipe":
             result, model = run_bertpipe(
                 splits, settings, data.label_names, tokenizer.pad_token_id, max_length, harness
@@ -246,9 +250,13 @@ def run_contestant(
             )
         else:
             result = run_seed_loop(data, splits, settings, tokenizer, max_length, harness)
+        if cuda:
+            result.notes["peak_gpu_memory_mib"] = (
+                torch.cuda.max_memory_allocated(settings.device) / 2**20
+            )
         busy = result.train_call.other_cores
         print(
-            f"{contestant}: {result.samples_per_s:.2f} samples/s, "
+            f"{contestant}{' ' + label if label else ''}: {result.samples_per_s:.2f} samples/s, "
             f"train {result.train_loop_s:.1f}s, acc {result.test_accuracy:.3f}, "
             f"f1_macro {result.test_f1_macro:.3f}, other processes {busy:.2f} cores"
         )
@@ -374,6 +382,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="run the --f1-seeds at these max_lengths only (default: all)",
     )
+    parser.add_argument(
+        "--warmup-rows",
+        type=int,
+        default=0,
+        help="before each timed run, the same contestant and batch size trains untimed on this "
+        "many rows (a GPU loads kernels and picks plans on first use); default 0, none",
+    )
+    parser.add_argument(
+        "--bertpipe-compile",
+        action="store_true",
+        help="bertpipe with train.compile: true (torch.compile; CUDA graphs on one GPU)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -396,8 +416,15 @@ def run_batch_sizes(
     scratch: str,
     retries: int,
     harness: Harness,
+    warmup_rows: int = 0,
+    failures: list[dict[str, Any]] | None = None,
 ) -> tuple[list[Result], torch.nn.Module | None]:
-    """Each contestant at each batch size; bertpipe's model trained at the first size."""
+    """Each contestant at each batch size; bertpipe's model trained at the first size.
+
+    `warmup_rows` > 0: each contestant first trains once, untimed, on that many train rows at
+    the same batch size, so that none is timed on a cold GPU (kernels load on first use, and
+    cuBLAS and cuDNN pick their plans per new shape). A contestant that fails (out of memory,
+    say) is recorded in `failures`, and the others still run."""
     results: list[Result] = []
     trained = None
     for batch_size in batch_sizes:
@@ -406,13 +433,69 @@ def run_batch_sizes(
         )
         for contestant in contestants:
             print(f"--- {contestant}, max_length {max_length}, batch {batch_size}")
-            result, model = run_contestant(
-                contestant, data, splits, sized, tokenizer, max_length, scratch, retries, harness
-            )
+            try:
+                if warmup_rows:
+                    warm_data, warm_splits = _first_rows(data, splits, warmup_rows)
+                    run_contestant(
+                        contestant,
+                        warm_data,
+                        warm_splits,
+                        sized,
+                        tokenizer,
+                        max_length,
+                        scratch,
+                        0,
+                        harness,
+                        label="warm-up (untimed)",
+                    )
+                result, model = run_contestant(
+                    contestant,
+                    data,
+                    splits,
+                    sized,
+                    tokenizer,
+                    max_length,
+                    scratch,
+                    retries,
+                    harness,
+                )
+            except Exception as exc:  # one contestant's failure is a result too
+                if failures is None:
+                    raise
+                line = (str(exc).strip().splitlines() or [""])[0][:300]
+                print(f"  {contestant} at batch {batch_size} failed: {type(exc).__name__}: {line}")
+                failures.append(
+                    {
+                        "contestant": contestant,
+                        "max_length": max_length,
+                        "batch_size": batch_size,
+                        "error": f"{type(exc).__name__}: {line}",
+                    }
+                )
+                if settings.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
             if contestant == "bertpipe" and trained is None:
                 trained = model
             results.append(result)
     return results, trained
+
+
+def _first_rows(data: Data, splits: Splits, rows: int) -> tuple[Data, Splits]:
+    """The data and splits cut to their first `rows` train and test rows (a warm-up run)."""
+    warm_data = replace(
+        data,
+        train_texts=data.train_texts[:rows],
+        train_labels=data.train_labels[:rows],
+        test_texts=data.test_texts[:rows],
+        test_labels=data.test_labels[:rows],
+    )
+    warm_splits = replace(
+        splits,
+        train=_take(splits.train, min(rows, len(splits.train))),
+        test=_take(splits.test, min(rows, len(splits.test))),
+    )
+    return warm_data, warm_splits
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -429,6 +512,7 @@ def main(argv: list[str] | None = None) -> None:
             "patience": None,
             "attention_dropout": args.bertpipe_attention_dropout,
             "group_size": args.bertpipe_group_size,
+            "compile": args.bertpipe_compile,
         }
     )
     bertpipe_params = defaults.model_copy(
@@ -478,6 +562,7 @@ def main(argv: list[str] | None = None) -> None:
     inference: list[InferenceResult] = []
     length_stats: dict[int, dict[str, float]] = {}
     best_batch: dict[str, int] = {}  # per max_length: bertpipe's fastest batch size
+    failures: list[dict[str, Any]] = []  # contestants or inference paths that raised
     with tempfile.TemporaryDirectory(prefix="train_speed_") as scratch:
         for max_length in args.max_lengths:
             splits = tokenize(data, tokenizer, max_length)
@@ -508,6 +593,8 @@ def main(argv: list[str] | None = None) -> None:
                     scratch,
                     args.retries,
                     harness,
+                    warmup_rows=args.warmup_rows,
+                    failures=failures,
                 )
                 results.extend(ran)
                 return trained
@@ -518,25 +605,33 @@ def main(argv: list[str] | None = None) -> None:
                 ours = [
                     r for r in results if r.contestant == "bertpipe" and r.max_length == max_length
                 ]
-                best = max(ours, key=lambda r: r.samples_per_s).batch_size
-                best_batch[str(max_length)] = best
-                print(f"bertpipe's fastest batch size at max_length {max_length}: {best}")
-                if best not in args.batch_size:
+                best = max(ours, key=lambda r: r.samples_per_s).batch_size if ours else None
+                if best is not None:
+                    best_batch[str(max_length)] = best
+                    print(f"bertpipe's fastest batch size at max_length {max_length}: {best}")
+                if best is not None and best not in args.batch_size:
                     race([c for c in args.contestants if c != "bertpipe"], [best])
             if trained is not None and not args.skip_inference:
                 print(f"--- inference paths, max_length {max_length}")
-                inference += compare_inference(
-                    trained,
-                    data,
-                    splits,
-                    settings,
-                    tokenizer,
-                    max_length,
-                    scratch,
-                    warmup=16,
-                    repeats=args.repeats,
-                    harness=harness,
-                )
+                try:
+                    inference += compare_inference(
+                        trained,
+                        data,
+                        splits,
+                        settings,
+                        tokenizer,
+                        max_length,
+                        scratch,
+                        warmup=16,
+                        repeats=args.repeats,
+                        harness=harness,
+                    )
+                except Exception as exc:  # the training figures are kept
+                    line = (str(exc).strip().splitlines() or [""])[0][:300]
+                    print(f"  inference comparison failed: {type(exc).__name__}: {line}")
+                    failures.append(
+                        {"contestant": "inference", "max_length": max_length, "error": line}
+                    )
             f1_seeds = args.f1_seeds if max_length in (args.f1_max_lengths or [max_length]) else []
             for extra_seed in f1_seeds:
                 if extra_seed == args.seed:
@@ -564,6 +659,7 @@ def main(argv: list[str] | None = None) -> None:
         args, machine, peak, data, results, inference, params, layers, hidden, bertpipe_params
     )
     report["best_batch_size"] = best_batch
+    report["failures"] = failures
     report["length_stats"] = length_stats
     report["load_average_start"] = load_start
     report["load_average_end"] = os.getloadavg()
@@ -575,11 +671,11 @@ def main(argv: list[str] | None = None) -> None:
     report["identical_head_init"] = all(len(sums) == 1 for sums in head_checksums.values())
     report["f1_seeds"] = f1_seed_summary(args.max_lengths, [*results, *quality])
     report["peak_rss_mib"] = peak_rss_mib()
-    if device.type == "cuda":
-        report["peak_gpu_memory_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
     report["targets"] = target_rows(report)
     print_report(report)
     print_targets(report)
+    for failure in failures:
+        print(f"FAILED: {failure}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=float))
         print(f"wrote {args.json}")
