@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from bertpipe.artifacts import save_model_folder
 from bertpipe.cli import app
 from bertpipe.decision import Decision
+from bertpipe.errors import UserError
 from bertpipe.labels import sorted_label_names
 from bertpipe.model import load_classifier
 from bertpipe.params import Params
@@ -251,6 +252,28 @@ def test_an_existing_output_that_is_no_table_is_kept(tmp_path: Path) -> None:
         )
         one_line_error(result, f"--output {output}: exists and is not an earlier prediction")
         assert output.read_bytes() == content
+
+
+def test_labels_the_output_encoding_cannot_hold_are_refused_before_any_row(
+    tmp_path: Path,
+) -> None:
+    from bertpipe.predict import annotate_table
+
+    labels = ["\u7d27\u6025", "caf\u00e9", "routine \u2713"]  # 紧急, café, routine ✓
+    predictor = Predictor(
+        None, None, "multiclass", labels, 8, Decision("multiclass"), False, False, "no"
+    )
+    source = tmp_path / "in.csv"
+    source.write_bytes("text\ncaf\u00e9 chest pain\n".encode("latin-1"))
+    output = tmp_path / "out.csv"
+    with pytest.raises(UserError) as refused:
+        annotate_table(predictor, source, output, ["text"], encoding="latin-1")
+    assert str(refused.value) == (
+        "--encoding latin-1: the output is written in the input's encoding, which cannot hold "
+        "'score_\u7d27\u6025', 'score_routine \u2713', '\u7d27\u6025' and more; convert the "
+        "input to UTF-8 (iconv -f latin-1 -t utf-8) and pass --encoding utf-8"
+    )
+    assert not output.exists()
 
 
 def test_output_in_a_missing_folder_is_refused(tmp_path: Path) -> None:

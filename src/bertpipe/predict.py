@@ -38,6 +38,7 @@ from bertpipe.tables import (
     not_text,
     open_text,
     quote_join,
+    shown,
     spans_lines,
     table_extension,
     table_format,
@@ -345,6 +346,7 @@ def annotate_table(
     fmt = TableChunks(input_path, encoding).format  # checks the file: exists, type, not binary
     if fmt == "parquet":
         return _annotate_parquet(predictor, input_path, output, text_columns, prefix, batch_size)
+    _check_encodable(predictor, prefix, encoding)
     try:
         # the output is written in the input's encoding, so the copied rows keep their bytes
         with open_text(input_path, encoding) as source, open_output(output, encoding) as sink:
@@ -366,6 +368,27 @@ def annotate_table(
     if rows == 0:
         raise _no_rows(input_path)
     return rows
+
+
+def _check_encodable(predictor: Predictor, prefix: str, encoding: str) -> None:
+    """Refuse, before any row is read, labels or column names that the output's encoding (the
+    input's, so that copied rows keep their bytes) cannot write."""
+    written = [*predictor.output_columns(prefix), *predictor.label_names]
+    if predictor.task == "multilabel":
+        written.append(predictor.label_separator)
+    unwritable = []
+    for name in written:
+        try:
+            name.encode(encoding)
+        except UnicodeEncodeError:
+            unwritable.append(name)
+    if unwritable:
+        raise UserError(
+            f"--encoding {encoding}: the output is written in the input's encoding, which "
+            f"cannot hold {', '.join(shown(name) for name in unwritable[:3])}"
+            f"{' and more' if len(unwritable) > 3 else ''}; convert the input to UTF-8 "
+            f"(iconv -f {encoding} -t utf-8) and pass --encoding utf-8"
+        )
 
 
 def _refuse_clashes(input_path: Path, existing: Sequence[str], added: list[str]) -> None:
