@@ -488,6 +488,25 @@ def test_a_bad_row_late_in_the_file_leaves_no_output(trained_model, tmp_path, mo
 
 
 @pytest.mark.slow  # the trained_model fixture trains a model
+def test_a_quoted_header_after_a_byte_order_mark_is_read(trained_model: Path, tmp_path: Path):
+    # PowerShell's Export-Csv: a byte-order mark, then every name and value quoted
+    source = tmp_path / "export.csv"
+    source.write_bytes('\ufeff"text","id"\r\n"chest pain","1"\r\n"headache","2"\r\n'.encode())
+    printed = invoke("--model", trained_model, "--input", source)
+    assert printed.exit_code == 0, printed.output
+    assert [json.loads(line)["text"] for line in printed.stdout.splitlines()] == [
+        "chest pain",
+        "headache",
+    ]
+    output = tmp_path / "out.csv"
+    result = invoke("--model", trained_model, "--input", source, "--output", output)
+    assert result.exit_code == 0, result.output
+    written = output.read_bytes().decode()
+    assert written.startswith('\ufeff"text","id",predicted_label,score_')
+    assert written.splitlines()[1].startswith('"chest pain","1",')
+
+
+@pytest.mark.slow  # the trained_model fixture trains a model
 def test_every_stdin_line_gets_one_output_line_in_order(trained_model: Path) -> None:
     pool = ["chest pain", "", "   ", "cough\r", "rash \x0c itch", "caf\u00e9 \u2028 note", "fever"]
     pool += ["\u200b\u200b", "\x01\x02"]  # nothing left once cleaned: empty too

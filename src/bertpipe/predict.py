@@ -42,6 +42,7 @@ from bertpipe.tables import (
     spans_lines,
     table_extension,
     table_format,
+    without_byte_order_mark,
 )
 from bertpipe.text import clean_text
 from bertpipe.tokens import (
@@ -244,8 +245,8 @@ def _existing_columns(path: Path, fmt: str, encoding: str) -> list[str] | None:
             if fmt == "jsonl":
                 return _first_json_keys(path, source)
             csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-            header = next(csv.reader(source, delimiter="," if fmt == "csv" else "\t"), [])
-            return [name.removeprefix("\ufeff") for name in header]
+            lines = without_byte_order_mark(source)
+            return next(csv.reader(lines, delimiter="," if fmt == "csv" else "\t"), [])
     except (UserError, OSError, UnicodeError, csv.Error, pa.ArrowException, EOFError):
         return None
 
@@ -285,11 +286,11 @@ def check_input_table(input_path: Path, text_columns: list[str], encoding: str) 
                 names = _first_json_keys(input_path, source)
             else:
                 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # as _annotate_delimited
-                reader = csv.reader(source, delimiter="," if fmt == "csv" else "\t")
-                header = next(reader, None)
-                if not header:
+                lines = without_byte_order_mark(source)
+                reader = csv.reader(lines, delimiter="," if fmt == "csv" else "\t")
+                names = next(reader, None)
+                if not names:
                     raise _no_header(input_path)
-                names = [header[0].removeprefix("\ufeff"), *header[1:]]
                 check_header_delimiter(input_path, names, fmt, text_columns)
                 if not any(fields for fields in reader):
                     _missing_columns(input_path, names, text_columns)
@@ -447,11 +448,10 @@ def _annotate_delimited(
         writer.writerow(values)
         return buffer.getvalue()
 
-    header = next(reader, None)
-    if not header:
-        raise UserError(f"{input_path}: the file has no header; nothing to predict")
     # the byte-order mark stays in the copied header, but is not part of the first name
-    names = [header[0].removeprefix("\ufeff"), *header[1:]]
+    names = next(reader, None)
+    if not names:
+        raise UserError(f"{input_path}: the file has no header; nothing to predict")
     _missing_columns(input_path, names, text_columns)
     duplicated = [name for name in text_columns if names.count(name) > 1]
     if duplicated:
@@ -482,9 +482,9 @@ def _annotate_delimited(
             sink.write(raw)
             continue
         rows += 1
-        if len(fields) > len(header):
+        if len(fields) > len(names):
             raise UserError(
-                f"{input_path}: row {rows} has {len(fields)} fields, the header {len(header)}; "
+                f"{input_path}: row {rows} has {len(fields)} fields, the header {len(names)}; "
                 "quote texts that contain the delimiter"
             )
         body, terminator = _split_terminator(raw)
@@ -492,7 +492,7 @@ def _annotate_delimited(
         if joined is not None:
             raise QuoteJoin(rows, *joined).error(input_path, names)
         # a short row gets its missing cells, empty, so the new cells land in their columns
-        pending.append((body + delimiter * (len(header) - len(fields)), terminator))
+        pending.append((body + delimiter * (len(names) - len(fields)), terminator))
         inputs.append(_model_input([fields[i] if i < len(fields) else "" for i in positions]))
         if len(pending) == CHUNK_ROWS:
             flush()

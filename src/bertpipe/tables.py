@@ -16,7 +16,7 @@ import re
 import sys
 import warnings
 import zlib
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal, NoReturn
@@ -778,16 +778,32 @@ class QuoteJoin:
         )
 
 
+BYTE_ORDER_MARK = "\ufeff"
+
+
+def without_byte_order_mark(lines: Iterable[str]) -> Iterator[str]:
+    """The lines of a text file as a CSV reader must see them: a byte-order mark (Excel and
+    PowerShell write one) taken off the first, or a quoted first name (`"text"`) would keep its
+    quotes."""
+    iterator = iter(lines)
+    first = next(iterator, None)
+    if first is not None:
+        yield first.removeprefix(BYTE_ORDER_MARK)
+        yield from iterator
+
+
 class RawRecords:
     """The lines of a text file, fed to csv.reader, keeping the raw text of the current record.
 
     csv.reader pulls exactly the lines a record spans (several when a quoted cell holds line
-    breaks), so the lines taken since the last record are that record's text as written.
+    breaks), so the lines taken since the last record are that record's text as written, a
+    byte-order mark included: the reader is given the first line without it.
     """
 
     def __init__(self, handle: IO[str]) -> None:
         self._handle = handle
         self._taken: list[str] = []
+        self._first = True
 
     def __iter__(self) -> Iterator[str]:
         return self
@@ -795,6 +811,9 @@ class RawRecords:
     def __next__(self) -> str:
         line = next(self._handle)
         self._taken.append(line)
+        if self._first:
+            self._first = False
+            return line.removeprefix(BYTE_ORDER_MARK)
         return line
 
     def take(self) -> str:
