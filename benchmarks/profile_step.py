@@ -40,7 +40,7 @@ from transformers import get_linear_schedule_with_warmup
 from bertpipe.batching import Collator
 from bertpipe.errors import run_main
 from bertpipe.inference import autocast, resolve_precision
-from bertpipe.model import load_classifier
+from bertpipe.model import load_classifier, takes_boolean_mask
 from bertpipe.params import Params
 from bertpipe.training import optimizer_groups, train_step
 
@@ -92,12 +92,6 @@ def main() -> None:
 
     rows = args.batch_size * (args.steps + 1)
     split, names, tokenizer = first_abstracts(rows, args.max_length, args.model, args.data)
-    collate = Collator(split, tokenizer.pad_token_id)
-    batches = [
-        collate(list(range(start, start + args.batch_size)))
-        for start in range(0, rows, args.batch_size)
-    ]
-
     torch.manual_seed(0)
     params = defaults.model_copy(update={"batch_size": args.batch_size})
     model = load_classifier(
@@ -107,6 +101,13 @@ def main() -> None:
         names,
         attention_dropout=params.train.attention_dropout,
     )
+    # the batches as fit and predict make them on this device (pad_batch)
+    boolean_mask = takes_boolean_mask(model, device.type)
+    collate = Collator(split, tokenizer.pad_token_id, True, boolean_mask)
+    batches = [
+        collate(list(range(start, start + args.batch_size)))
+        for start in range(0, rows, args.batch_size)
+    ]
     if args.inference:
         # predict_logits takes the bare model (no Accelerate wrapper) and autocasts itself
         precision = resolve_precision(params.train.precision, device)

@@ -289,6 +289,57 @@ def test_a_bert_relative_runs_to_its_position_embeddings_and_no_further(
             model(input_ids=torch.full((1, limit + 1), 7))
 
 
+@pytest.mark.parametrize(
+    "family", ["bert", "roberta", "xlm-roberta", "camembert", "electra", "ernie", "distilbert"]
+)
+def test_a_boolean_mask_gives_the_logits_of_the_plain_mask_where_it_is_used(family: str) -> None:
+    # On a GPU these families get SDPA's 4-D boolean mask (pad_batch), so that transformers never
+    # reads a padded batch's mask back; it must mean exactly what the 2-D mask means
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from bertpipe.batching import pad_batch
+    from bertpipe.model import takes_boolean_mask
+    from bertpipe.tokens import TokenizedSplit
+
+    sizes = {"vocab_size": 64, "num_hidden_layers": 2, "max_position_embeddings": 40}
+    sizes |= {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
+    if family == "distilbert":
+        sizes = {"vocab_size": 64, "n_layers": 2, "dim": 32, "n_heads": 2, "hidden_dim": 64}
+    # large initial weights: a random model whose logits depend on which tokens it attends to
+    sizes["initializer_range"] = 0.5
+    config = AutoConfig.for_model(family, pad_token_id=1, **sizes)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa")
+    model.eval()
+    assert takes_boolean_mask(model, "cuda") is (family != "distilbert")
+    assert not takes_boolean_mask(model, "cpu")  # no wait to save there: the 2-D mask's bits
+    if family == "distilbert":  # it builds its own mask: not given the 4-D one
+        return
+    lengths = [5, 17, 24, 9]
+    values = np.concatenate([np.arange(length) % 60 + 3 for length in lengths])
+    split = TokenizedSplit(
+        values=values,
+        offsets=np.concatenate([[0], np.cumsum(lengths)]),
+        type_values=None,
+        labels=np.zeros(len(lengths), dtype=np.int64),
+        row_ids=np.arange(len(lengths)),
+    )
+    plain = pad_batch(split, range(len(lengths)), 1)
+    boolean = pad_batch(split, range(len(lengths)), 1, boolean_mask=True)
+    assert boolean["attention_mask"].shape == (4, 1, 1, 24)
+    assert boolean["attention_mask"].dtype == torch.bool
+    with torch.no_grad():
+        expected = model(**plain).logits
+        torch.testing.assert_close(model(**boolean).logits, expected, rtol=1e-5, atol=1e-6)
+        # and the padding is what is masked: a 4-D mask of ones gives other logits
+        ones = torch.ones_like(boolean["attention_mask"])
+        assert not torch.allclose(
+            model(input_ids=plain["input_ids"], attention_mask=ones).logits, expected, atol=1e-4
+        )
+    model.config._attn_implementation = "eager"  # an additive mask there: not given booleans
+    assert not takes_boolean_mask(model, "cuda")
+
+
 def test_max_length_beyond_the_position_embeddings_is_refused(
     tiny_models: dict[str, Path],
 ) -> None:

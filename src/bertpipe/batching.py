@@ -71,14 +71,22 @@ def padded_length(longest: int, multiple: int = PAD_MULTIPLE) -> int:
 
 
 def pad_batch(
-    split: TokenizedSplit, indices: Sequence[int], pad_token_id: int, drop_full_mask: bool = False
+    split: TokenizedSplit,
+    indices: Sequence[int],
+    pad_token_id: int,
+    drop_full_mask: bool = False,
+    boolean_mask: bool = False,
 ) -> dict[str, torch.Tensor]:
     """input_ids, attention_mask (token_type_ids for pairs): (batch, seq_len), seq_len % 8 == 0.
 
     `drop_full_mask`: no attention_mask when no row is padded. A mask of ones changes nothing
     (transformers drops it itself), but to find that out transformers reads the mask back
     (`padding_mask.all()` in masking_utils): on a GPU, a wait for the device every forward
-    pass. Here the lengths are on the host, so nothing waits."""
+    pass. Here the lengths are on the host, so nothing waits.
+
+    `boolean_mask`: the mask as SDPA takes it, (batch, 1, 1, seq_len) booleans, True where a
+    token is attended (for a model that `takes_boolean_mask`). transformers passes a 4-D mask
+    to the attention as it is, so it never reads a padded batch's mask back either."""
     lengths = split.lengths[list(indices)]
     seq_len = padded_length(int(lengths.max()))
     input_ids = np.full((len(indices), seq_len), pad_token_id, dtype=np.int64)
@@ -93,7 +101,8 @@ def pad_batch(
             token_types[row, :length] = types
     batch = {"input_ids": torch.from_numpy(input_ids)}
     if not (drop_full_mask and bool((lengths == seq_len).all())):
-        batch["attention_mask"] = torch.from_numpy(attention_mask)
+        mask = torch.from_numpy(attention_mask)
+        batch["attention_mask"] = mask.bool()[:, None, None, :] if boolean_mask else mask
     if split.type_values is not None:
         batch["token_type_ids"] = torch.from_numpy(token_types)
     return batch
@@ -103,14 +112,21 @@ class Collator:
     """Turns a batch of indices into padded tensors plus labels (a DataLoader collate_fn)."""
 
     def __init__(
-        self, split: TokenizedSplit, pad_token_id: int, drop_full_mask: bool = False
+        self,
+        split: TokenizedSplit,
+        pad_token_id: int,
+        drop_full_mask: bool = False,
+        boolean_mask: bool = False,
     ) -> None:
         self.split = split
         self.pad_token_id = pad_token_id
         self.drop_full_mask = drop_full_mask  # see pad_batch
+        self.boolean_mask = boolean_mask
 
     def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        batch = pad_batch(self.split, indices, self.pad_token_id, self.drop_full_mask)
+        batch = pad_batch(
+            self.split, indices, self.pad_token_id, self.drop_full_mask, self.boolean_mask
+        )
         batch["labels"] = torch.from_numpy(self.split.labels[indices])
         return batch
 

@@ -14,6 +14,7 @@ import torch
 
 from bertpipe.batching import pad_batch, sorted_batches
 from bertpipe.errors import UserError
+from bertpipe.model import takes_boolean_mask
 from bertpipe.progress import progress_bar
 from bertpipe.tokens import TokenizedSplit
 
@@ -86,10 +87,14 @@ def default_device() -> torch.device:
 
 
 def _batches(
-    split: TokenizedSplit, batch_size: int, pad_token_id: int, device: torch.device
+    split: TokenizedSplit,
+    batch_size: int,
+    pad_token_id: int,
+    device: torch.device,
+    boolean_mask: bool = False,
 ) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
     for indices in sorted_batches(split.lengths, batch_size):
-        batch = pad_batch(split, indices.tolist(), pad_token_id, drop_full_mask=True)
+        batch = pad_batch(split, indices.tolist(), pad_token_id, True, boolean_mask)
         non_blocking = device.type == "cuda"
         if non_blocking:
             batch = {name: tensor.pin_memory() for name, tensor in batch.items()}
@@ -113,7 +118,8 @@ def predict_logits(
     logits = np.zeros((len(split), num_labels), dtype=np.float32)
     was_training = model.training
     model.eval()
-    batches = _batches(split, batch_size, pad_token_id, device)
+    boolean_mask = takes_boolean_mask(model, device.type)
+    batches = _batches(split, batch_size, pad_token_id, device, boolean_mask)
     if progress:
         total = -(-len(split) // batch_size)
         batches = progress_bar(batches, "predict", total=total, leave=False)

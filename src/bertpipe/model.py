@@ -225,6 +225,29 @@ def attention_implementation(config: Any) -> str:
     return "sdpa" if getattr(model_class, "_supports_sdpa", False) else "eager"
 
 
+# Families whose model code builds its attention mask with transformers' masking_utils
+# (create_bidirectional_mask), which hands a ready 4-D mask to the attention as it is, and uses
+# the mask for nothing else. Others build their own from a 2-D mask (DeBERTa), pool with it
+# (ModernBERT's mean pooling) or add local-attention patterns to it (ModernBERT, BigBird).
+_BOOLEAN_MASK_FAMILIES = frozenset(
+    {"bert", "roberta", "xlm-roberta", "camembert", "electra", "ernie"}
+)
+
+
+def takes_boolean_mask(model: Any, device_type: str) -> bool:
+    """Whether to give the model its attention mask as SDPA's (batch, 1, 1, seq_len) booleans
+    (`pad_batch`): on a GPU, for a family listed above running SDPA. There, a 2-D mask makes
+    transformers read each padded batch's mask back to the host, a wait for the GPU every
+    step; on the CPU nothing waits, and the 2-D mask keeps its bits."""
+    config = getattr(model, "config", None)
+    return (
+        device_type == "cuda"
+        and config is not None
+        and config.model_type in _BOOLEAN_MASK_FAMILIES
+        and getattr(config, "_attn_implementation", None) == "sdpa"
+    )
+
+
 def takes_token_types(config: Any) -> bool:
     """Whether the model can be given token_type_ids: its forward takes them, and its type
     vocabulary has room for a second segment (RoBERTa's has 1; DeBERTa-v3's 0 means none at

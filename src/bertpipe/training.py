@@ -49,7 +49,7 @@ from bertpipe.inference import (
     resolve_precision,
 )
 from bertpipe.metrics import METRICS_BY_TASK, compute_metrics, is_better
-from bertpipe.model import fold_regression_scale, scale_regression_output
+from bertpipe.model import fold_regression_scale, scale_regression_output, takes_boolean_mask
 from bertpipe.params import Params, resolve_batch_size, resolve_task_defaults
 from bertpipe.progress import progress_bar
 from bertpipe.tokens import TokenizedSplit, split_files
@@ -414,7 +414,11 @@ def _class_weight(
 
 
 def _train_loader(
-    train: TokenizedSplit, params: Params, pad_token_id: int, device: torch.device
+    train: TokenizedSplit,
+    params: Params,
+    pad_token_id: int,
+    device: torch.device,
+    boolean_mask: bool = False,
 ) -> tuple[DataLoader[int], LengthGroupedBatchSampler]:
     sampler = LengthGroupedBatchSampler(
         train.lengths, params.batch_size, params.seed, group_size=params.train.group_size
@@ -422,7 +426,7 @@ def _train_loader(
     loader = DataLoader(
         IndexDataset(len(train)),
         batch_sampler=sampler,
-        collate_fn=Collator(train, pad_token_id, drop_full_mask=True),
+        collate_fn=Collator(train, pad_token_id, drop_full_mask=True, boolean_mask=boolean_mask),
         pin_memory=device.type == "cuda",
     )
     return loader, sampler
@@ -653,7 +657,13 @@ def fit(
             if target_factor is None
             else target_factor.to(accelerator.device)
         )
-        unprepared_loader, sampler = _train_loader(train, params, pad_token_id, accelerator.device)
+        unprepared_loader, sampler = _train_loader(
+            train,
+            params,
+            pad_token_id,
+            accelerator.device,
+            takes_boolean_mask(model, accelerator.device.type),
+        )
         optimizer = _optimizer(model, params, accelerator.device)
         model, optimizer, train_loader = accelerator.prepare(model, optimizer, unprepared_loader)
         total_steps = math.ceil(len(train_loader) / settings.grad_accum_steps) * params.epochs
