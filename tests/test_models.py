@@ -564,6 +564,51 @@ def test_weights_that_do_not_fit_their_config_are_one_line(tiny_bert: Path, tmp_
         load_classifier(str(folder), 2, "single_label_classification", ["a", "b"])
 
 
+def test_weights_the_encoder_lacks_by_name_are_refused_a_pooler_is_not(
+    tiny_bert: Path, tmp_path: Path
+) -> None:
+    state = load_file(tiny_bert / "model.safetensors")
+    labels = ["a", "b"]
+    # a state dict saved from a DDP-wrapped model: every name starts with "module."
+    ddp = as_bin_only(tiny_bert, tmp_path / "ddp")
+    torch.save({f"module.{key}": value for key, value in state.items()}, ddp / "pytorch_model.bin")
+    model = load_classifier(str(tiny_bert), 2, "single_label_classification", labels)
+    encoder = [key for key in model.state_dict() if key.startswith("bert.")]
+    total, missing = len(encoder), len([key for key in encoder if ".pooler." not in key])
+    expected = rf"lack {missing} of the encoder's {total} weights \(first: bert\.embeddings\."
+    with pytest.raises(UserError, match=expected + r".*'module\.' prefix from DDP"):
+        load_classifier(str(ddp), 2, "single_label_classification", labels)
+    # a config.json of more layers than the weights hold: the extra layers would be random
+    layers = json.loads((tiny_bert / "config.json").read_text())["num_hidden_layers"]
+    deeper = copy_with_config(tiny_bert, tmp_path / "deeper", num_hidden_layers=layers + 1)
+    with pytest.raises(UserError, match=rf"\(first: bert\.encoder\.layer\.{layers}\."):
+        load_classifier(str(deeper), 2, "single_label_classification", labels)
+    # no pooler (an MLM export): loaded, the pooler as new as the head
+    no_pooler = as_bin_only(tiny_bert, tmp_path / "no_pooler")
+    kept = {key: value for key, value in state.items() if not key.startswith("pooler.")}
+    assert len(kept) < len(state)
+    torch.save(kept, no_pooler / "pytorch_model.bin")
+    load_classifier(str(no_pooler), 2, "single_label_classification", labels)
+
+
+def test_a_half_precision_checkpoint_is_loaded_and_trained_in_fp32(
+    tiny_bert: Path, tmp_path: Path
+) -> None:
+    from transformers import AutoModel
+
+    half = tmp_path / "fp16"
+    shutil.copytree(tiny_bert, half)
+    AutoModel.from_pretrained(tiny_bert, dtype=torch.float16).save_pretrained(half)
+    assert {t.dtype for t in load_file(half / "model.safetensors").values()} == {torch.float16}
+    model = load_classifier(str(half), 2, "single_label_classification", ["a", "b"])
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    plain = load_classifier(str(tiny_bert), 2, "single_label_classification", ["a", "b"])
+    embeddings = "bert.embeddings.word_embeddings.weight"
+    torch.testing.assert_close(
+        model.state_dict()[embeddings], plain.state_dict()[embeddings].half().float()
+    )
+
+
 # --- bad base models ---------------------------------------------------------------------------
 
 

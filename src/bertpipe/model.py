@@ -14,7 +14,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -734,6 +734,7 @@ def load_classifier(
     anew, with one warning line. `attention_dropout` overrides the dropout on the attention
     probabilities; None keeps the model's configured value.
     """
+    import torch
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
@@ -761,6 +762,9 @@ def load_classifier(
                 id2label=id2label,
                 label2id={label: i for i, label in id2label.items()},
                 attn_implementation=attention_implementation(config),
+                # fp32 weights whatever the checkpoint holds (transformers would keep an fp16
+                # checkpoint in fp16): train.precision's autocast decides what runs in half
+                dtype=torch.float32,
                 use_safetensors=True,
                 trust_remote_code=False,
                 # a classifier checkpoint's head may have another number of labels; any other
@@ -780,6 +784,7 @@ def load_classifier(
             f"{f' and {len(mismatched) - 1} more' if len(mismatched) > 1 else ''}; "
             "the config and the weights come from different models (vocab_size?)"
         )
+    _refuse_missing_encoder_weights(model, name, loading.get("missing_keys") or [])
     head = tuple(f"{name}." for name, _ in _head_modules(model))
     not_loaded = [
         *(loading.get("missing_keys") or []),
@@ -799,8 +804,27 @@ def load_classifier(
     return regression_output_in_fp32(model)
 
 
+def _refuse_missing_encoder_weights(model: Any, name: str, missing: Collection[str]) -> None:
+    """Refuse a checkpoint whose weight files lack some of the encoder's weights by name:
+    transformers would start those from random values with a log line, and the run would
+    fine-tune a partly random encoder. The pooler is spared: many checkpoints (MLM exports)
+    have none, and it is as new as the head."""
+    encoder = f"{model.base_model_prefix}."
+    lacking = sorted(key for key in missing if key.startswith(encoder) and ".pooler." not in key)
+    if not lacking:
+        return
+    total = sum(1 for key in model.state_dict() if key.startswith(encoder))
+    raise UserError(
+        f"model: the weight files of {name} lack {len(lacking)} of the encoder's {total} "
+        f"weights (first: {lacking[0]}), which would train from random values; its weights are "
+        "named otherwise (a 'module.' prefix from DDP?) or its config.json describes a bigger "
+        "model (num_hidden_layers?)"
+    )
+
+
 def load_trained(model_dir: str | Path) -> tuple[Any, Any]:
     """A model folder written by the train stage: (model, tokenizer), safetensors only."""
+    import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     _quiet_loading()
@@ -820,6 +844,7 @@ def load_trained(model_dir: str | Path) -> tuple[Any, Any]:
         model = AutoModelForSequenceClassification.from_pretrained(
             model_dir,
             attn_implementation=attention_implementation(config),
+            dtype=torch.float32,  # as trained (load_classifier), whatever a hand-made file holds
             use_safetensors=True,
             trust_remote_code=False,
         )
