@@ -203,6 +203,17 @@ def _config(kind: str) -> Any:
         "fnet": lambda: tf.FNetConfig(num_hidden_layers=1, hidden_size=32, intermediate_size=64),
         "xlnet": lambda: tf.XLNetConfig(d_model=32, n_layer=1, n_head=2, d_inner=64),
         "nystromformer": lambda: tf.NystromformerConfig(num_hidden_layers=1, **small),
+        # Reformer as its checkpoints ship: axial position embeddings, which in training take
+        # only sequences of exactly 8 x 16 tokens
+        "reformer-axial": lambda: tf.ReformerConfig(
+            attn_layers=["local", "local"],
+            axial_pos_embds=True,
+            axial_pos_shape=[8, 16],
+            axial_pos_embds_dim=[16, 16],
+            hidden_size=32,
+            max_position_embeddings=128,
+            is_decoder=False,
+        ),
     }[kind]()
 
 
@@ -219,6 +230,7 @@ def _config(kind: str) -> Any:
         ("vit", "which AutoModelForSequenceClassification has no class for"),
         ("xlnet", "a permutation language model whose classifier reads the last token"),
         ("fnet", "a Fourier-mixing encoder that takes no attention mask"),
+        ("reformer-axial", "with axial position embeddings, which train only on texts of one"),
     ],
 )
 def test_a_decoder_or_seq2seq_model_is_refused_in_one_line_saying_why(

@@ -337,6 +337,10 @@ def _not_an_encoder(config: Any) -> str | None:
         # its Fourier mixing has no attention mask: a text's scores would change with the
         # padding its batch gives it
         return "a Fourier-mixing encoder that takes no attention mask, so padding changes outputs"
+    if model_type == "reformer" and getattr(config, "axial_pos_embds", False):
+        # in training, its axial position embeddings take only sequences exactly as long as
+        # axial_pos_shape multiplies to, where bertpipe pads each batch to its longest text
+        return "with axial position embeddings, which train only on texts of one fixed length"
     if model_type == "xlnet":
         # its classifier reads the last position, which bertpipe's padding on the right leaves
         # to a pad token in every text shorter than its batch's longest
