@@ -167,6 +167,31 @@ def test_each_family_trains_saves_predicts_and_loads_in_pipeline(
         assert max(scores, key=scores.get) == predicted["label"]
 
 
+def test_a_tokenizer_without_a_pad_token_is_saved_with_the_one_batches_used(
+    tiny_bert: Path, tmp_path: Path
+) -> None:
+    from transformers import AutoTokenizer, pipeline
+
+    from bertpipe.model import pad_token_id
+
+    model = load_classifier(str(tiny_bert), 2, "single_label_classification", ["a", "b"])
+    tokenizer = load_tokenizer(str(tiny_bert))
+    tokenizer.pad_token = None
+    assert pad_token_id(tokenizer) == 0  # what bertpipe pads its batches with
+    saved = tmp_path / "model"
+    trained = {"task": "binary", "label_names": ["a", "b"], "max_length": 32}
+    save_model_folder(saved, model.eval(), tokenizer, trained, "# card\n")
+    assert AutoTokenizer.from_pretrained(saved).pad_token_id == 0
+    # plain transformers can now batch texts of several lengths, as bertpipe did
+    classifier = pipeline("text-classification", model=str(saved), device="cpu")
+    texts = ["chest pain", "headache at night with blurred vision and nausea"]
+    batched = classifier(texts, batch_size=2, top_k=None)
+    for text, scores in zip(texts, batched, strict=True):
+        alone = {entry["label"]: entry["score"] for entry in classifier(text, top_k=None)}
+        for entry in scores:
+            assert entry["score"] == pytest.approx(alone[entry["label"]], abs=1e-6)
+
+
 @pytest.mark.parametrize("family", TESTED_FAMILIES)
 def test_sentence_pairs_carry_token_types_only_where_the_model_has_them(
     family: str, tiny_models: dict[str, Path]

@@ -16,6 +16,7 @@ from bertpipe.decision import CONFIG_KEY, DECISION_FILE, Decision, decision_card
 from bertpipe.errors import UserError
 from bertpipe.files import read_json, replace_path
 from bertpipe.labels import problem_type
+from bertpipe.model import pad_token_id
 
 TRAINING_PARAMS = "training_params.json"
 
@@ -61,6 +62,10 @@ def save_model_folder(
     """
     if "max_length" in training_params:
         tokenizer.model_max_length = int(training_params["max_length"])
+    if tokenizer.pad_token is None:
+        # a tokenizer without a pad token was padded with id 0 (model.pad_token_id); named as
+        # its pad token, so that plain transformers pads a batch the same way
+        tokenizer.pad_token = tokenizer.convert_ids_to_tokens(pad_token_id(tokenizer))
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
