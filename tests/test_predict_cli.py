@@ -452,6 +452,23 @@ def test_parquet_output_keeps_the_arrow_columns(trained_model: Path, tmp_path: P
 
 
 @pytest.mark.slow  # the trained_model fixture trains a model
+def test_a_parquet_float_text_column_reads_nan_as_missing_in_both_modes(
+    trained_model: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"text": pa.array([1.5, float("nan"), None])}), source)
+    printed = invoke("--model", trained_model, "--input", source)
+    assert printed.exit_code == 0, printed.output
+    lines = [json.loads(line) for line in printed.stdout.splitlines()]
+    assert [line.get("error") for line in lines] == [None, "empty", "empty"]
+    output = tmp_path / "out.parquet"
+    result = invoke("--model", trained_model, "--input", source, "--output", output)
+    assert result.exit_code == 0, result.output
+    labels = pq.read_table(output).column("predicted_label").to_pylist()
+    assert labels[0] == lines[0]["label"] and labels[1:] == [None, None]
+
+
+@pytest.mark.slow  # the trained_model fixture trains a model
 def test_clashing_columns_are_refused_or_prefixed(trained_model: Path, tmp_path: Path) -> None:
     source = tmp_path / "in.csv"
     source.write_text("text,predicted_label\nchest pain,cardio\nrash,derm\n")

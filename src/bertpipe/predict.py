@@ -11,6 +11,7 @@ import csv
 import gzip
 import io
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -612,5 +613,7 @@ def _parquet_texts(array: pa.Array, input_path: Path, name: str, first_row: int)
                     f"{input_path}: row {first_row + row + 1}: column {name!r} holds bytes "
                     "that are not UTF-8 text; store the column as UTF-8 strings"
                 ) from None
-        texts.append("" if value is None else value if isinstance(value, str) else str(value))
+        missing = value is None or (isinstance(value, float) and math.isnan(value))
+        # NaN in a float column is a missing text, as clean and the stdout path read it
+        texts.append("" if missing else value if isinstance(value, str) else str(value))
     return texts
