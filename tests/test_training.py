@@ -629,6 +629,11 @@ def test_how_precision_maps_on_each_device(
             inference.resolve_precision(precision, torch.device("cpu"))
     else:
         assert inference.resolve_precision(precision, torch.device("cpu")) == on_cpu
+    # a model trained so predicts on either; one trained in fp16 on a GPU, on a CPU as auto
+    cpu_auto = "bf16" if cpu_bf16 else "no"
+    predicts_on_cpu = cpu_auto if on_cpu is None else on_cpu
+    assert inference.inference_precision(precision, torch.device("cpu")) == predicts_on_cpu
+    assert inference.inference_precision(precision, torch.device("cuda")) == on_cuda
 
 
 @pytest.mark.parametrize(

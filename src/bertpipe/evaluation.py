@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from bertpipe.decision import Decision
-from bertpipe.inference import default_device, predict_logits, resolve_precision
+from bertpipe.inference import default_device, inference_precision, predict_logits
 from bertpipe.metrics import (
     calibration_metrics,
     class_curve_rows,
@@ -58,7 +58,7 @@ def evaluate_model(
         split,
         batch_size,
         pad_token_id,
-        resolve_precision(precision, device),
+        inference_precision(precision, device),
         device,
         progress=progress,
         pooling=pooling,

@@ -56,6 +56,16 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision]
 
 
+def inference_precision(precision: str, device: torch.device) -> str:
+    """`resolve_precision` for predicting with a model trained at `precision`: fp16, which only
+    a GPU runs, becomes auto on a machine without one, so that a model trained on a GPU
+    predicts on a CPU (the scores then differ from the GPU's in the last digits, as any bf16 or
+    fp32 run's do)."""
+    if precision == "fp16" and device.type != "cuda":
+        precision = "auto"
+    return resolve_precision(precision, device)
+
+
 def autocast(device: torch.device, mixed_precision: str) -> contextlib.AbstractContextManager[Any]:
     if mixed_precision == "no":
         return contextlib.nullcontext()

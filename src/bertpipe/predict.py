@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from bertpipe.artifacts import check_model_folder, model_folder_lock
 from bertpipe.decision import Decision, read_decision
 from bertpipe.errors import UserError
-from bertpipe.inference import default_device, predict_logits, resolve_precision
+from bertpipe.inference import default_device, inference_precision, predict_logits
 from bertpipe.model import load_trained, pad_token_id
 from bertpipe.tables import (
     QuoteJoin,
@@ -138,7 +138,7 @@ class Predictor:
             split,
             batch_size,
             pad_token_id(self.tokenizer),
-            resolve_precision(self.precision, device),
+            inference_precision(self.precision, device),
             device,
             progress=progress,
             pooling=self.pooling,
