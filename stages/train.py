@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from bertpipe.artifacts import model_card, save_model_folder
+from bertpipe.artifacts import check_base_is_not_output, model_card, save_model_folder
 from bertpipe.checkpoint import STATUS, remove_partial_checkpoints
 from bertpipe.decision import check_decision_params, fit_decision, fold_temperature, warn_notes
 from bertpipe.errors import run_main
@@ -58,6 +58,7 @@ def main() -> None:
         remove_partial_checkpoints(Path(args.checkpoint_dir))
 
     params = load_params(args.params)
+    check_base_is_not_output(params.model, args.output_dir)
     relaunch = relaunch_command(
         __spec__.name,  # "stages.train": this module, as `python -m` named it
         sys.argv[1:],

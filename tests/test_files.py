@@ -180,3 +180,21 @@ def test_a_replaced_file_keeps_its_permissions(tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert fresh.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_the_train_stages_own_output_is_refused_as_its_base_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bertpipe.artifacts import check_base_is_not_output
+
+    output = tmp_path / "models" / "model"
+    output.mkdir(parents=True)
+    (tmp_path / "models" / "base").mkdir()
+    (tmp_path / "link").symlink_to(output)
+    monkeypatch.chdir(tmp_path)
+    for same in ("models/model", "models/model/", str(output), "link", "./models/../models/model"):
+        with pytest.raises(UserError, match=r"^model: .* is the folder this stage writes"):
+            check_base_is_not_output(same, "models/model")
+    for other in ("minilm", "models/base", "sentence-transformers/all-MiniLM-L6-v2"):
+        check_base_is_not_output(other, "models/model")
+    check_base_is_not_output("models/model", "models/new")  # a first run: nothing written yet

@@ -42,6 +42,17 @@ def model_folder_lock(folder: str | Path, exclusive: bool = False) -> Iterator[N
         os.close(descriptor)  # closing releases the lock
 
 
+def check_base_is_not_output(model: str, output_dir: str | Path) -> None:
+    """Refuse `model:` naming the folder the train stage writes: the run would replace its own
+    base model, and no rerun could start from the same weights again."""
+    base, output = Path(model), Path(output_dir)
+    if base.exists() and output.exists() and os.path.samefile(base, output):
+        raise UserError(
+            f"model: {model} is the folder this stage writes, which training replaces; copy it "
+            f"first (cp -r {output_dir} models/base/<name>) and point model: at the copy"
+        )
+
+
 def save_model_folder(
     folder: str | Path,
     model: Any,
