@@ -128,6 +128,13 @@ def test_empty_file(tmp_path: Path) -> None:
 
 def test_blank_line_only_file(tmp_path: Path) -> None:
     assert "no header and no rows" in read_error(write_text(tmp_path, "blank.csv", "\n"))
+    assert "no header and no rows" in read_error(write_text(tmp_path, "blanks.csv", "\n \n\n"))
+    empty_gzip = tmp_path / "empty.csv.gz"
+    empty_gzip.write_bytes(gzip.compress(b""))  # a gzip file that holds nothing
+    assert "no header and no rows" in read_error(empty_gzip)
+    # lines of spaces before the header are skipped, as pandas skips them
+    spaced = write_text(tmp_path, "spaced.csv", "   \ntext,label\nchest pain,cardio\n")
+    assert list(read_table(spaced).frame.columns) == ["text", "label"]
 
 
 @pytest.mark.parametrize(

@@ -189,8 +189,12 @@ def _python_encoding(encoding: str) -> str:
 
 
 def _header(path: Path, delimiter: str, encoding: str) -> list[str]:
+    """The header as pandas takes it: the first line that is not blank or spaces only."""
     with open_text(path, encoding) as handle:
-        return next(csv.reader(handle, delimiter=delimiter), [])
+        for fields in csv.reader(handle, delimiter=delimiter):
+            if fields and (len(fields) > 1 or fields[0].strip()):
+                return fields
+    raise UserError(f"{path}: the file has no header and no rows; {_NO_ROWS_HINT}")
 
 
 def check_header_delimiter(
