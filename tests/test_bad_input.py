@@ -1241,7 +1241,7 @@ CASES = [
         data="groups.csv",
         files={"groups.csv": THREE_PATIENTS},
         params={"split.group_column": "patient_id"},
-        expect=("appear in the val split but not in train", "add rows of them or remove them"),
+        expect=("2 label(s) appear in the val and test split but not in train: a, c; add rows",),
     ),
     Case(
         "multilabel-row-without-label",

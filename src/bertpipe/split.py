@@ -183,10 +183,15 @@ def _check_labels_in_train(labels: pd.Series, codes: np.ndarray, task: str) -> N
     if task == "regression":
         return
     seen = _label_set(labels[codes == 0], task)
+    # every such label at once, from every split: fixing them one run at a time is slow
+    unseen: dict[str, list[str]] = {}
     for code, name in enumerate(SPLIT_NAMES[1:], start=1):
-        unseen = sorted(_label_set(labels[codes == code], task) - seen)
-        if unseen:
-            raise UserError(
-                f"label(s) {_first_names(unseen)} appear in the {name} split but not in train; "
-                "add rows of them or remove them from the data"
-            )
+        for label in _label_set(labels[codes == code], task) - seen:
+            unseen.setdefault(label, []).append(name)
+    if unseen:
+        where = [name for name in SPLIT_NAMES[1:] if any(name in n for n in unseen.values())]
+        raise UserError(
+            f"{len(unseen)} label(s) appear in the {' and '.join(where)} split but not in "
+            f"train: {_first_names(sorted(unseen), shown=8)}; add rows of them or remove them "
+            "from the data"
+        )
