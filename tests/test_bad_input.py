@@ -1257,7 +1257,7 @@ CASES = [
         files={"scores.csv": "text,label\nchest pain,1.5\nheadache,2\ncough,high\n"},
         params={"task": "regression"},
         expect=(
-            "row 3: label 'high' in column 'label' is not a number",
+            "error: data/scores.csv: row 3: label 'high' in column 'label' is not a number",
             "fix that cell, or set task: multiclass",
         ),
     ),

@@ -374,7 +374,7 @@ def test_carried_column_cannot_shadow_written_columns(column: str) -> None:
 @pytest.mark.parametrize("label", [["a", "b"], {"name": "cardiology"}])
 def test_list_or_object_labels_are_refused_outside_multilabel(label: Any) -> None:
     message = clean_error(frame_of(["x", "y"], ["a", label]))
-    assert message.startswith(f"row 2: label {str(label)!r} in column 'label' is a ")
+    assert message.startswith(f"notes.csv: row 2: label {str(label)!r} in column 'label' is a ")
     assert "a list only with task: multilabel" in message
 
 

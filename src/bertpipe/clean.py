@@ -48,14 +48,16 @@ def _clean_text_cell(value: Any, mask: bool) -> str:
     return "" if is_missing(value) else clean_text(str(value), mask)
 
 
-def _parse_labels(labels: pd.Series, task: str, separator: str, column: str) -> list[Any]:
+def _parse_labels(
+    labels: pd.Series, task: str, separator: str, column: str, source: str = "data"
+) -> list[Any]:
     parsed: list[Any] = []
     for row_number, value in zip(labels.index, labels, strict=True):
         if isinstance(value, dict) or (
             task != "multilabel" and isinstance(value, (list, tuple, np.ndarray))
         ):
             raise UserError(
-                f"row {row_number + 1}: label {shown(value)} in column '{column}' is a "
+                f"{source}: row {row_number + 1}: label {shown(value)} in column '{column}' is a "
                 f"{type(value).__name__}, not one {'label' if task != 'multilabel' else 'list'}; "
                 "write one label per cell (a list only with task: multilabel)"
             )
@@ -69,8 +71,8 @@ def _parse_labels(labels: pd.Series, task: str, separator: str, column: str) -> 
             number = parse_number(value)
             if number is None:
                 raise UserError(
-                    f"row {row_number + 1}: label {shown(value)} in column '{column}' is not a "
-                    "number; regression needs numeric labels: fix that cell, or set task: "
+                    f"{source}: row {row_number + 1}: label {shown(value)} in column '{column}' is "
+                    "not a number; regression needs numeric labels: fix that cell, or set task: "
                     "multiclass if the labels are classes"
                 )
             parsed.append(number)
@@ -123,7 +125,9 @@ def clean_chunk(
         frame[column].map(lambda value: _clean_text_cell(value, clean.mask_phi))
         for column in text_columns
     ]
-    labels = _parse_labels(frame[data.label_column], task, data.label_separator, data.label_column)
+    labels = _parse_labels(
+        frame[data.label_column], task, data.label_separator, data.label_column, source
+    )
 
     out = (
         pd.DataFrame({"text": texts[0].to_numpy()})
