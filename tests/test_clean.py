@@ -275,7 +275,7 @@ def test_regression_labels_become_floats() -> None:
 @pytest.mark.parametrize("bad", ["high", "nan", "inf", "1,5"])
 def test_regression_non_numeric_label_names_the_row(bad: str) -> None:
     message = clean_error(frame_of(["x", "y", "z"], ["1", "2", bad]), task="regression")
-    assert message.startswith("row 3:")
+    assert message.startswith("notes.csv: row 3:")
     assert repr(bad) in message
     assert "column 'label'" in message
     assert "not a number" in message
