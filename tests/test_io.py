@@ -541,6 +541,27 @@ def test_json_numbers_in_a_text_column_are_text(tmp_path: Path) -> None:
     assert read_table(path, columns=USED).frame["text"].tolist() == ["12", "b"]
 
 
+def test_json_labels_that_are_whole_numbers_stay_integers_however_written(
+    tmp_path: Path,
+) -> None:
+    # JSON has one number type: 1.0 among 0 and 1 is the label 1, not a class "1.0"
+    used = UsedColumns(("text",), "label", {"score": "data.carry_columns"})
+    labels, scores = [0, 1, 1.0, None], [0, 1, 1.0, 2]
+    records = [
+        {"text": f"note {i}", "label": label, "score": score}
+        for i, (label, score) in enumerate(zip(labels, scores, strict=True))
+    ]
+    path = write_text(tmp_path, "notes.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    frame = read_table(path, columns=used).frame
+    assert frame["label"].tolist() == [0, 1, 1, None]
+    assert [type(value) for value in frame["label"][:3]] == [int, int, int]
+    assert frame["score"].tolist() == [0.0, 1.0, 1.0, 2.0]  # a carried column keeps its floats
+    # a label column with a fraction is one of floats
+    records[0]["label"] = 0.5
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert read_table(path, columns=used).frame["label"].tolist() == [0.5, 1.0, 1.0, None]
+
+
 def test_parquet_binary_text_is_decoded_or_refused_with_its_row(tmp_path: Path) -> None:
     path = tmp_path / "notes.parquet"
     texts = pa.array([b"caf\xc3\xa9\xc2\xa0noted", None], type=pa.binary())

@@ -575,6 +575,9 @@ class TableChunks:
                     continue
                 column_kinds = kinds.setdefault(name, {})
                 kind = _json_kind(value)
+                if kind == "float" and self._role(name) == "label" and float(value).is_integer():
+                    # JSON has one number type: a label written 1.0 among 0 and 1 is the 1
+                    kind = "whole"
                 if kind is not None and kind not in column_kinds:
                     column_kinds[kind] = rows
             rows += 1
@@ -600,7 +603,9 @@ class TableChunks:
                 plan[name] = "empty"
             elif found_kinds <= {"integer"}:
                 plan[name] = "integer"
-            elif found_kinds <= {"integer", "float"}:
+            elif found_kinds <= {"integer", "whole"}:
+                plan[name] = "whole"  # a label column of whole numbers: integers
+            elif found_kinds <= {"integer", "float", "whole"}:
                 plan[name] = "float"  # JSON has one number type: 1 and 1.5 are both floats
             elif found_kinds in ({"string"}, {"boolean"}):
                 plan[name] = found_kinds.pop()
@@ -641,6 +646,8 @@ class TableChunks:
                 values = [_as_text(value) for value in values]
             elif kind == "float":
                 values = [None if value is None else float(value) for value in values]
+            elif kind == "whole":
+                values = [None if value is None else int(value) for value in values]
             columns[name] = pd.Series(values, dtype=object)
         return pd.DataFrame(columns)
 
