@@ -158,6 +158,11 @@ def test_num_model_outputs_and_problem_type() -> None:
         ("", []),
         (" | ", []),
         ("[not json", ["[not json"]),
+        # a Python list, as pandas writes a column of lists to CSV; never run as code
+        ("['b', 'a', 'b']", ["a", "b"]),
+        ("['cardiology', \"crohn's\"]", ["cardiology", "crohn's"]),
+        ("[__import__('os').system('true')]", ["[__import__('os').system('true')]"]),
+        ("[['a'], 'b']", ["[['a'], 'b']"]),  # nested: no list of labels
         ('{"a": 1}', ['{"a": 1}']),
         (["y", "x", "y"], ["x", "y"]),
         (("x",), ["x"]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import re
@@ -23,20 +24,33 @@ def is_missing(value: Any) -> bool:
 
 
 def parse_multilabel(value: Any, separator: str) -> list[str]:
-    """A cell holding several labels: 'a|b', or a JSON list '["a", "b"]'. Sorted, no repeats."""
+    """A cell holding several labels: 'a|b', a JSON list '["a", "b"]', or a Python list as
+    pandas writes one to CSV "['a', 'b']". Sorted, no repeats."""
     if isinstance(value, (list, tuple, np.ndarray)):
         items = [str(item) for item in value]
     else:
         text = str(value).strip()
         if text.startswith("["):
-            try:
-                decoded = json.loads(text)
-            except json.JSONDecodeError:
-                decoded = None
-            items = [str(item) for item in decoded] if isinstance(decoded, list) else [text]
+            decoded = _list_literal(text)
+            items = [str(item) for item in decoded] if decoded is not None else [text]
         else:
             items = text.split(separator)
     return sorted({item.strip() for item in items if item.strip()})
+
+
+def _list_literal(text: str) -> list[Any] | None:
+    """A JSON list, or a Python list of plain values (ast.literal_eval runs no code); None for
+    anything else."""
+    try:
+        decoded = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            decoded = ast.literal_eval(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return None
+    if not isinstance(decoded, list) or any(isinstance(item, (list, dict)) for item in decoded):
+        return None
+    return decoded
 
 
 def parse_number(value: Any) -> float | None:
