@@ -505,6 +505,28 @@ def test_a_bad_row_late_in_the_file_leaves_no_output(trained_model, tmp_path, mo
 
 
 @pytest.mark.slow  # the trained_model fixture trains a model
+def test_reading_errors_name_predicts_options_not_the_pipelines(
+    trained_model: Path, tmp_path: Path
+) -> None:
+    wide = tmp_path / "wide.csv"
+    wide.write_bytes("text\nchest pain\n".encode("utf-16"))
+    malformed = tmp_path / "bad.csv"
+    malformed.write_text("text\nchest pain\nrash\nrash, itching, redness\n")
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("text\ncaf\u00e9 au lait\n".encode("latin-1"))
+    for source, expected in [
+        (wide, "or pass --encoding utf-16 if it is UTF-16"),
+        (latin, "give the file's encoding with --encoding, e.g."),
+        (malformed, "quote texts that contain the delimiter"),
+    ]:
+        for output in ([], ["--output", str(tmp_path / "out.csv")]):
+            result = invoke("--model", trained_model, "--input", source, *output)
+            one_line_error(result, expected)
+            assert "data.encoding" not in result.stderr and "on_bad_lines" not in result.stderr
+            assert "params.yaml" not in result.stderr
+
+
+@pytest.mark.slow  # the trained_model fixture trains a model
 def test_a_quoted_header_after_a_byte_order_mark_is_read(trained_model: Path, tmp_path: Path):
     # PowerShell's Export-Csv: a byte-order mark, then every name and value quoted
     source = tmp_path / "export.csv"

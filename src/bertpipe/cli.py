@@ -292,12 +292,15 @@ def _print_table_predictions(
     batch_size: int,
     encoding: str,
 ) -> None:
-    from bertpipe.predict import CHUNK_ROWS, TEXT_KEY
+    from bertpipe.predict import CHUNK_ROWS, PREDICT_ADVICE, TEXT_KEY
     from bertpipe.tables import TableChunks, UsedColumns
 
     # read as training reads its text columns: a list, an object or a boolean is refused
     used = UsedColumns(tuple(dict.fromkeys(text_columns)), None, text_key=TEXT_KEY)
-    for chunk in TableChunks(input_path, encoding, chunk_rows=CHUNK_ROWS, columns=used):
+    chunks = TableChunks(
+        input_path, encoding, chunk_rows=CHUNK_ROWS, columns=used, advice=PREDICT_ADVICE
+    )
+    for chunk in chunks:
         missing = [column for column in text_columns if column not in chunk.columns]
         if missing:
             raise UserError(

@@ -31,6 +31,7 @@ from bertpipe.model import load_trained, pad_token_id
 from bertpipe.tables import (
     QuoteJoin,
     RawRecords,
+    ReadingAdvice,
     TableChunks,
     check_header_delimiter,
     is_gzipped,
@@ -171,6 +172,14 @@ class Predictor:
         return [label, *(result["scores"][name] for name in self.label_names)]
 
 
+# predict's options, in the reader's messages
+PREDICT_ADVICE = ReadingAdvice(
+    wide_encoding="pass --encoding utf-16",
+    file_encoding="give the file's encoding with --encoding, e.g. {}",
+    bad_lines="",
+)
+
+
 def _output_format(output: Path) -> str:
     """The output's table format; the reader's message about its extension names --output."""
     try:
@@ -270,7 +279,9 @@ def check_input_table(input_path: Path, text_columns: list[str], encoding: str) 
             if table_format(input_path) in ("csv", "tsv")
             else _no_rows(input_path)
         )
-    fmt = TableChunks(input_path, encoding).format  # checks the file: type, not binary, gzip
+    fmt = TableChunks(
+        input_path, encoding, advice=PREDICT_ADVICE
+    ).format  # checks the file: type, not binary, gzip
     if fmt == "parquet":
         try:
             schema = pq.read_schema(input_path)
@@ -345,7 +356,9 @@ def annotate_table(
 
     Reads and predicts CHUNK_ROWS rows at a time. Returns the number of rows predicted.
     """
-    fmt = TableChunks(input_path, encoding).format  # checks the file: exists, type, not binary
+    fmt = TableChunks(
+        input_path, encoding, advice=PREDICT_ADVICE
+    ).format  # checks the file: exists, type, not binary
     if fmt == "parquet":
         return _annotate_parquet(predictor, input_path, output, text_columns, prefix, batch_size)
     _check_encodable(predictor, prefix, encoding)

@@ -86,6 +86,23 @@ class UsedColumns:
         return keys
 
 
+@dataclass(frozen=True)
+class ReadingAdvice:
+    """How a message names the options that change how a table is read: params.yaml's keys
+    for the pipeline, the command's options for `bertpipe predict`."""
+
+    wide_encoding: str  # a file of NUL bytes that may be UTF-16
+    file_encoding: str  # text the encoding cannot decode; "{}" is the likely encoding
+    bad_lines: str  # a malformed row: what else may be done ("" for nothing)
+
+
+PIPELINE_ADVICE = ReadingAdvice(
+    wide_encoding="set data.encoding: utf-16",
+    file_encoding="set data.encoding in params.yaml to the file's encoding, e.g. {}",
+    bad_lines=", or set data.on_bad_lines to skip or warn",
+)
+
+
 # What to do about a file without rows: an interrupted export, or data.path names the wrong file.
 _NO_ROWS_HINT = "export the data again, or point data.path at the right file"
 # Spreadsheet extensions get a hint: "unsupported" alone does not tell the user what to do.
@@ -145,7 +162,9 @@ def _is_wide_encoding(encoding: str) -> bool:
     return encoding.lower().replace("_", "-").startswith(("utf-16", "utf16", "utf-32", "utf32"))
 
 
-def _check_not_binary(path: Path, fmt: str, encoding: str) -> None:
+def _check_not_binary(
+    path: Path, fmt: str, encoding: str, advice: ReadingAdvice = PIPELINE_ADVICE
+) -> None:
     """Refuse binary files, wherever their first NUL byte is, before any row is read."""
     if fmt == "parquet":
         return
@@ -174,7 +193,7 @@ def _check_not_binary(path: Path, fmt: str, encoding: str) -> None:
                     raise UserError(
                         f"{path}: not valid {encoding} text: it holds NUL bytes (the first at line "
                         f"{line}), so it is a binary file (or UTF-16 text); export the data as "
-                        "CSV, or set data.encoding: utf-16 if it is UTF-16"
+                        f"CSV, or {advice.wide_encoding} if it is UTF-16"
                     )
                 line += block.count(b"\n")
     except (OSError, EOFError, zlib.error) as exc:
@@ -322,6 +341,7 @@ class TableChunks:
         on_bad_lines: Literal["error", "skip", "warn"] = "error",
         chunk_rows: int | None = None,
         columns: UsedColumns | None = None,
+        advice: ReadingAdvice = PIPELINE_ADVICE,
     ) -> None:
         path = Path(path)
         if not path.exists():
@@ -335,8 +355,9 @@ class TableChunks:
             codecs.lookup(encoding)
         except LookupError:
             raise UserError(f"data.encoding: unknown encoding '{encoding}'") from None
-        _check_not_binary(path, self.format, encoding)
+        _check_not_binary(path, self.format, encoding, advice)
         self.path = path
+        self.advice = advice
         self.encoding = encoding
         self.on_bad_lines = on_bad_lines
         self.chunk_rows = chunk_rows
@@ -364,7 +385,7 @@ class TableChunks:
             where, suggestion = _locate_decode_error(path, py_encoding), likely_encoding(path)
             raise UserError(
                 f"{path}: not valid {encoding} text ({where}); "
-                f"set data.encoding in params.yaml to the file's encoding, e.g. {suggestion}"
+                + self.advice.file_encoding.format(suggestion)
             ) from None
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
             raise UserError(
@@ -433,7 +454,7 @@ class TableChunks:
                 ) from None
             raise UserError(
                 f"{self.path}: malformed row ({detail[:120]}); quote texts that contain the "
-                "delimiter, or set data.on_bad_lines to skip or warn"
+                f"delimiter{self.advice.bad_lines}"
             ) from None
 
     def _counting_bad_lines(self, read: Callable[[], pd.DataFrame | None]) -> pd.DataFrame | None:
