@@ -28,6 +28,8 @@ COMPOSED = {
     "src/bertpipe/split.py::assign_splits": "cannot split",
     "src/bertpipe/model.py::_load_failed": "model: cannot load",
     "src/bertpipe/predict.py::_output_format": "--output <path>: unsupported file type",
+    # the advice is the pipeline's or predict's (ReadingAdvice)
+    "src/bertpipe/tables.py::__iter__": "set data.encoding in params.yaml to the file",
 }
 
 
