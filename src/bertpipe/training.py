@@ -453,8 +453,10 @@ def _per_process(accelerator: Accelerator, value: float) -> list[float]:
 
 def _mean_over_processes(accelerator: Accelerator, loss_sum: float, loss_count: int) -> float:
     """The mean train loss of an epoch: every process saw its own shard, so sum over them all."""
+    # float64, as the sum was kept: float32 would round it at the 7th digit
     totals = accelerator.reduce(
-        torch.tensor([loss_sum, loss_count], device=accelerator.device), reduction="sum"
+        torch.tensor([loss_sum, loss_count], dtype=torch.float64, device=accelerator.device),
+        reduction="sum",
     )
     return round(float(totals[0]) / max(int(totals[1]), 1), 6)
 
