@@ -409,3 +409,33 @@ def test_carried_column_parquet_cannot_store_is_named(tmp_path: Path) -> None:
     frame = frame_of(["x", "y"], ["a", "b"], ward=[1, "W2"])
     message = clean_chunks_error(tmp_path, frame, DataParams(carry_columns=["ward"]))
     assert "carried column 'ward' holds values Parquet cannot store in one type" in message
+
+
+def test_group_ids_must_be_filled_and_their_spellings_are_warned_about(tmp_path: Path) -> None:
+    # split.group_column keeps a patient's rows in one split: a row without a group has no
+    # split, and "P1" beside "P1 " or "p2" beside "P2" are two patients to the split
+    texts = [f"note {i}" for i in range(8)]
+    labels = ["a", "b"] * 4
+    blank = frame_of(texts, labels, pid=["P1", "P1", "P2", " ", "P3", "P3", "P4", "P4"])
+    message = clean_error(blank, extra_columns=("pid",))
+    assert message.startswith("notes.csv: row 4: column 'pid' (split.group_column) is empty;")
+    # a row dropped anyway (no text) needs no group
+    dropped = frame_of(["", *texts[1:]], labels, pid=[None, *["P1"] * 7])
+    assert clean(dropped, extra_columns=("pid",))[1]["rows_out"] == 7
+
+    pids = ["P1", "P1 ", "P2", "p2", "P3", "P3", "P4", "P4"]
+    report = clean_chunks(
+        [frame_of(texts, labels, pid=pids)],
+        tmp_path / "out.parquet",
+        DataParams(),
+        CleanParams(),
+        "multiclass",
+        "notes.csv",
+        ("pid",),
+    )
+    (warning,) = report["warnings"]
+    assert warning == (
+        "notes.csv: column 'pid' (split.group_column): 2 group(s) spelled in several ways are "
+        "separate groups, which may fall into different splits ('P1' and 'P1 '; 'P2' and "
+        "'p2'); write each group one way if they are one"
+    )

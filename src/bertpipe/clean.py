@@ -26,7 +26,9 @@ from bertpipe.labels import (
     label_warnings,
     parse_multilabel,
     parse_number,
+    shown_spellings,
     sorted_label_names,
+    spelled_alike,
 )
 from bertpipe.params import CleanParams, DataParams
 from bertpipe.tables import UsedColumns, check_columns, shown
@@ -149,7 +151,17 @@ def clean_chunk(
     empty = lengths == 0
     too_short = ~empty & (lengths < clean.min_chars)
     no_label = out["label"].map(lambda value: value is None).to_numpy() & ~empty & ~too_short
-    out = out[~(empty | too_short | no_label)].reset_index(drop=True)
+    kept = ~(empty | too_short | no_label)
+    for column in extra_columns:  # split.group_column: a kept row without a group has no split
+        blank = frame[column].map(is_missing).to_numpy() & kept
+        if blank.any():
+            raise UserError(
+                f"{source}: row {int(frame.index[np.argmax(blank)]) + 1}: column "
+                f"{shown(column)} (split.group_column) is empty; every row needs its group "
+                "(a patient id, say), which keeps the group's rows in one split: fill it in, "
+                "or remove the row"
+            )
+    out = out[kept].reset_index(drop=True)
 
     # Duplicates are found by hash, so that only 24 bytes per row stay in memory across chunks;
     # two 64-bit hashes with different keys make a text collision (~n^2 / 2^129) negligible.
@@ -271,6 +283,7 @@ def _clean_chunks(
         # gives every chunk the type the column has where it holds values.
         schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else None
         names: set[str] = set()
+        groups: set[str] = set()  # split.group_column's values, for their spellings
         rows_per_class: Counter[str] = Counter()
         spread: set[float] = set()  # regression: up to two distinct labels, to know they vary
         rows_out = start = 0
@@ -284,6 +297,8 @@ def _clean_chunks(
                     if table.num_rows == 0:
                         continue
                     names.update(sorted_label_names(table.column("label").to_pylist(), task))
+                    for column in extra_columns:
+                        groups.update(map(str, pc.unique(table.column(column)).to_pylist()))
                     if task in ("binary", "multiclass"):
                         for entry in pc.value_counts(table.column("label")).to_pylist():
                             rows_per_class[str(entry["values"])] += entry["counts"]
@@ -302,6 +317,14 @@ def _clean_chunks(
                 check_label_spread(spread, data.label_column)
     report = make_report(rows_in, rows_out, dict(dropped))
     warnings = [f"{source}: {line}" for line in label_warnings(names, task, data.label_column)]
+    alike = spelled_alike(groups)
+    if alike:
+        warnings.append(
+            f"{source}: column {shown(extra_columns[0])} (split.group_column): {len(alike)} "
+            f"group(s) spelled in several ways are separate groups, which may fall into "
+            f"different splits ({shown_spellings(alike)}); write each group one way if they are "
+            "one"
+        )
     return {**report, "warnings": warnings} if warnings else report
 
 

@@ -144,6 +144,24 @@ def _spelling_key(name: str, codes: bool) -> str:
     return whole.group(1) if whole else text
 
 
+def spelled_alike(names: Iterable[str]) -> list[list[str]]:
+    """The names that are spellings of one value (`_spelling_key`), in groups of two or more."""
+    names = sorted({str(name) for name in names})
+    codes = any(_CODE_LIKE.fullmatch(name.strip()) for name in names)
+    by_key: dict[str, list[str]] = {}
+    for name in names:
+        by_key.setdefault(_spelling_key(name, codes), []).append(name)
+    return [spellings for spellings in by_key.values() if len(spellings) > 1]
+
+
+def shown_spellings(alike: Sequence[Sequence[str]], shown: int = 3) -> str:
+    """Groups of `spelled_alike` for a message: the first `shown`, each as 'a' and 'A'."""
+    groups = "; ".join(
+        " and ".join(_shown_label(name) for name in group) for group in alike[:shown]
+    )
+    return groups + ("; ..." if len(alike) > shown else "")
+
+
 def _shown_label(name: str) -> str:
     """A label quoted; escaped where Unicode writes it in a form that looks like another (`é` as
     `e` and an accent, a zero-width space), so that two spellings shown side by side differ."""
@@ -160,20 +178,12 @@ def label_warnings(names: Iterable[str], task: str, column: str) -> list[str]:
     if task == "regression":
         return []
     names = sorted({str(name) for name in names})
-    by_key: dict[str, list[str]] = {}
-    codes = any(_CODE_LIKE.fullmatch(name.strip()) for name in names)
-    for name in names:
-        by_key.setdefault(_spelling_key(name, codes), []).append(name)
-    alike = [spellings for spellings in by_key.values() if len(spellings) > 1]
+    alike = spelled_alike(names)
     warnings = []
     if alike:
-        shown_groups = "; ".join(
-            " and ".join(_shown_label(name) for name in group) for group in alike[:3]
-        )
         warnings.append(
             f"column '{column}': {len(alike)} label(s) spelled in several ways are separate "
-            f"classes ({shown_groups}{'; ...' if len(alike) > 3 else ''}); write each label one "
-            "way if they are one"
+            f"classes ({shown_spellings(alike)}); write each label one way if they are one"
         )
     missing = [name for name in names if name.strip().casefold() in _MISSING_SPELLINGS]
     if missing:
