@@ -527,6 +527,28 @@ def test_reading_errors_name_predicts_options_not_the_pipelines(
 
 
 @pytest.mark.slow  # the trained_model fixture trains a model
+def test_a_json_record_without_the_text_key_gets_an_empty_result(
+    trained_model: Path, tmp_path: Path
+) -> None:
+    # as training reads it: the first record may leave the key out, its text is then missing
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": 1}\n{"id": 2, "text": "chest pain"}\n')
+    printed = invoke("--model", trained_model, "--input", source)
+    assert printed.exit_code == 0, printed.output
+    lines = [json.loads(line) for line in printed.stdout.splitlines()]
+    assert [line.get("error") for line in lines] == ["empty", None]
+    output = tmp_path / "out.jsonl"
+    result = invoke("--model", trained_model, "--input", source, "--output", output)
+    assert result.exit_code == 0, result.output
+    written = [json.loads(line) for line in output.read_text().splitlines()]
+    assert written[0]["predicted_label"] is None
+    assert written[1]["predicted_label"] == lines[1]["label"]
+    # a key no record has is a wrong --text-column
+    refused = invoke("--model", trained_model, "--input", source, "--text-column", "body")
+    one_line_error(refused, "missing column(s) body")
+
+
+@pytest.mark.slow  # the trained_model fixture trains a model
 def test_a_quoted_header_after_a_byte_order_mark_is_read(trained_model: Path, tmp_path: Path):
     # PowerShell's Export-Csv: a byte-order mark, then every name and value quoted
     source = tmp_path / "export.csv"

@@ -295,7 +295,9 @@ def check_input_table(input_path: Path, text_columns: list[str], encoding: str) 
     try:
         with open_text(input_path, encoding) as source:
             if fmt == "jsonl":
-                names = _first_json_keys(input_path, source)
+                # a record may leave out a key (its text is then missing, as in training);
+                # a key none of the first chunk's records has is a wrong --text-column
+                names = _first_json_keys(input_path, source, records=CHUNK_ROWS)
             else:
                 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # as _annotate_delimited
                 lines = without_byte_order_mark(source)
@@ -314,8 +316,11 @@ def check_input_table(input_path: Path, text_columns: list[str], encoding: str) 
     _missing_columns(input_path, names, text_columns)
 
 
-def _first_json_keys(input_path: Path, source: TextIO) -> list[str]:
-    """The keys of the first JSON object of the file (blank lines skipped)."""
+def _first_json_keys(input_path: Path, source: TextIO, records: int = 1) -> list[str]:
+    """The keys of the first `records` JSON objects of the file, in order of first appearance
+    (blank lines skipped)."""
+    keys: dict[str, None] = {}
+    seen = 0
     for number, line in enumerate(source, start=1):
         if not line.strip():
             continue
@@ -325,8 +330,13 @@ def _first_json_keys(input_path: Path, source: TextIO) -> list[str]:
             raise UserError(f"{input_path}: line {number} is not valid JSON ({exc})") from None
         if not isinstance(record, dict):
             raise UserError(f"{input_path}: line {number} is not a JSON object")
-        return list(record)
-    raise _no_rows(input_path)
+        keys.update(dict.fromkeys(record))
+        seen += 1
+        if seen == records:
+            break
+    if not seen:
+        raise _no_rows(input_path)
+    return list(keys)
 
 
 def _not_encoded(input_path: Path, encoding: str, exc: UnicodeDecodeError) -> UserError:
@@ -552,8 +562,6 @@ def _annotate_jsonl(
             raise UserError(f"{input_path}: line {number} is not valid JSON ({exc})") from None
         if not isinstance(record, dict):
             raise UserError(f"{input_path}: line {number} is not a JSON object")
-        if rows == 0:
-            _missing_columns(input_path, list(record), text_columns)
         _refuse_clashes(input_path, list(record), added)
         rows += 1
         pending.append((body[:-1], not record, line[len(body) :]))
