@@ -402,6 +402,24 @@ def test_latin1_bytes_read_with_latin1(tmp_path: Path) -> None:
     assert frame["text"].tolist() == ["caf\u00e9 au lait spots", "na\u00efve T cells"]
 
 
+def test_a_windows_file_read_as_latin1_is_warned_about(tmp_path: Path) -> None:
+    # cp1252's curly quotes and euro sign are control characters in latin-1: cleaning would
+    # take them out without a word
+    path = write_text(tmp_path, "notes.csv", "text,label\n\u201chello\u201d \u20ac5,a\n", "cp1252")
+    chunks = TableChunks(path, "latin-1")
+    (frame,) = list(chunks)
+    assert frame["text"][0] == "\x93hello\x94 \x805"
+    (warning,) = chunks.warnings
+    assert "read as latin-1, its bytes 0x80-0x9F are invisible control characters" in warning
+    assert warning.endswith("set data.encoding in params.yaml to the file's encoding, e.g. cp1252")
+    # plain latin-1 text, or the file read as cp1252: no warning
+    latin = TableChunks(write_text(tmp_path, "latin.csv", LATIN1, encoding="latin-1"), "latin-1")
+    assert len(list(latin)) == 1 and not latin.warnings
+    windows = TableChunks(path, "cp1252")
+    (frame,) = list(windows)
+    assert frame["text"][0] == "\u201chello\u201d \u20ac5" and not windows.warnings
+
+
 def test_latin1_jsonl_read_as_utf8_names_the_encoding_key(tmp_path: Path) -> None:
     line = json.dumps({"text": "caf\u00e9", "label": "a"}, ensure_ascii=False) + "\n"
     path = write_text(tmp_path, "notes.jsonl", line, encoding="latin-1")

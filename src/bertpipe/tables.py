@@ -375,6 +375,13 @@ class TableChunks:
         self.bad_lines = self.rows = 0
         self.warnings = []
         self._quotes_checked = False
+        latin_1 = self.format != "parquet" and codecs.lookup(encoding).name == "iso8859-1"
+        if latin_1 and likely_encoding(path) == "cp1252":
+            self.warnings.append(
+                f"{path}: read as {encoding}, its bytes 0x80-0x9F are invisible control "
+                "characters, which cleaning removes; if they are curly quotes, dashes or the "
+                "euro sign (a Windows export), " + self.advice.file_encoding.format("cp1252")
+            )
         try:
             for chunk in self._chunks(py_encoding):
                 chunk.index = pd.RangeIndex(self.rows, self.rows + len(chunk))
