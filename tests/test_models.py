@@ -628,6 +628,17 @@ def test_weights_the_encoder_lacks_by_name_are_refused_a_pooler_is_not(
     load_classifier(str(no_pooler), 2, "single_label_classification", labels)
 
 
+def test_a_folder_without_weights_is_refused_before_the_tokens_are_made(
+    tiny_bert: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "no_weights"
+    shutil.copytree(tiny_bert, folder)
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(UserError, match=r"has no weights \(model\.safetensors or pytorch_model"):
+        check_base_model(str(folder), 64)
+    check_base_model(str(tiny_bert), 64)
+
+
 def test_a_half_precision_checkpoint_is_loaded_and_trained_in_fp32(
     tiny_bert: Path, tmp_path: Path
 ) -> None:

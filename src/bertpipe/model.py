@@ -393,6 +393,11 @@ def check_base_model(name: str, max_length: int, tokenizer: Any = None) -> None:
     before any work."""
     config = load_config(name)
     check_family(config, name)
+    folder = Path(resolve_model(name))
+    if folder.is_dir() and not (
+        _weight_files(folder, SAFETENSORS_WEIGHTS) or _weight_files(folder, TORCH_WEIGHTS)
+    ):
+        raise _no_weights(folder)  # found now, before the tokens are made, not at train
     limit = max_length_limit(config)
     if limit is not None and max_length > limit:
         raise UserError(
@@ -524,6 +529,13 @@ def read_weights_only(path: Path) -> dict[str, Any]:
         ) from None
 
 
+def _no_weights(folder: Path) -> UserError:
+    return UserError(
+        f"model: folder {folder} has no weights ({SAFETENSORS_WEIGHTS} or {TORCH_WEIGHTS}); "
+        "copy the model's weight files into it, or fetch it whole with bertpipe download-model"
+    )
+
+
 @contextlib.contextmanager
 def safetensors_folder(folder: Path) -> Iterator[Path]:
     """`folder` itself when it has safetensors weights; for `.bin` weights, a temporary folder
@@ -535,9 +547,7 @@ def safetensors_folder(folder: Path) -> Iterator[Path]:
         return
     torch_files = _weight_files(folder, TORCH_WEIGHTS)
     if not torch_files:
-        raise UserError(
-            f"model: folder {folder} has no weights ({SAFETENSORS_WEIGHTS} or {TORCH_WEIGHTS})"
-        )
+        raise _no_weights(folder)
     from safetensors.torch import save_file
 
     state: dict[str, Any] = {}
