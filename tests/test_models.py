@@ -597,8 +597,12 @@ def test_weights_that_do_not_fit_their_config_are_one_line(tiny_bert: Path, tmp_
         rf"the weights of .* do not fit its config\.json: bert\.embeddings\.word_embeddings\."
         rf"weight \(\({vocab_size}, 64\) in the weights, \({vocab_size + 10}, 64\) from config"
     )
-    with pytest.raises(UserError, match=expected):
+    with pytest.raises(UserError, match=expected + r".*different models \(vocab_size\?\)$"):
         load_classifier(str(folder), 2, "single_label_classification", ["a", "b"])
+    # another width: the guess names the key that sizes the first weight named
+    wider = copy_with_config(tiny_bert, tmp_path / "wider", intermediate_size=80)
+    with pytest.raises(UserError, match=r"intermediate.*different models \(intermediate_size\?\)"):
+        load_classifier(str(wider), 2, "single_label_classification", ["a", "b"])
 
 
 def test_weights_the_encoder_lacks_by_name_are_refused_a_pooler_is_not(

@@ -724,6 +724,20 @@ def _reinitialise(modules: list[tuple[str, Any]], model: Any) -> None:
         module.apply(model._init_weights)
 
 
+# The config.json key that sizes a weight, by the weight's name
+_SIZING_KEYS = (
+    ("word_embeddings", "vocab_size"),
+    ("position_embeddings", "max_position_embeddings"),
+    ("token_type_embeddings", "type_vocab_size"),
+    ("intermediate", "intermediate_size"),
+)
+
+
+def _config_key_of(mismatch: str) -> str:
+    """The config key most likely to differ, for the first weight `_shape_mismatches` names."""
+    return next((key for part, key in _SIZING_KEYS if part in mismatch), "hidden_size")
+
+
 def _shape_mismatches(model: Any, mismatched: Any) -> list[str]:
     """The mismatched weights outside the head: "key (checkpoint shape vs config shape)"."""
     head = tuple(f"{name}." for name, _ in _head_modules(model))
@@ -793,10 +807,11 @@ def load_classifier(
         hf_logging.set_verbosity(verbosity)
     mismatched = _shape_mismatches(model, loading.get("mismatched_keys"))
     if mismatched:
+        differs = _config_key_of(mismatched[0])
         raise UserError(
             f"model: the weights of {name} do not fit its config.json: {mismatched[0]}"
             f"{f' and {len(mismatched) - 1} more' if len(mismatched) > 1 else ''}; "
-            "the config and the weights come from different models (vocab_size?)"
+            f"the config and the weights come from different models ({differs}?)"
         )
     _refuse_missing_encoder_weights(model, name, loading.get("missing_keys") or [])
     head = tuple(f"{name}." for name, _ in _head_modules(model))
