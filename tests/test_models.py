@@ -580,6 +580,23 @@ def test_a_classifier_checkpoint_keeps_its_head_only_for_the_same_labels(
     train_one_step(model, load_tokenizer(str(folder)), ["chest pain", "headache at night"])
 
 
+def test_a_regression_checkpoint_keeps_its_head_whatever_its_output_is_named(
+    tiny_bert: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # as regression checkpoints are shared: one output named LABEL_0 (or "score"), not "target"
+    folder = save_classifier(tiny_bert, tmp_path, ["LABEL_0"], as_bin=False)
+    saved = load_file(folder / "model.safetensors")
+    capsys.readouterr()
+    model = load_classifier(str(folder), 1, "regression", [])
+    assert capsys.readouterr().err == ""  # no "initialised anew" warning
+    assert torch.equal(model.state_dict()["classifier.weight"], saved["classifier.weight"])
+    assert model.config.id2label == {0: "target"}
+    # for classes, its one output is no head for them
+    classes = load_classifier(str(folder), 2, "single_label_classification", ["a", "b"])
+    assert classes.state_dict()["classifier.weight"].shape == (2, 64)
+    assert "its head is initialised anew" in capsys.readouterr().err
+
+
 def copy_with_config(source: Path, folder: Path, **changes: Any) -> Path:
     """A copy of the model folder `source`, with `changes` written into its config.json."""
     shutil.copytree(source, folder)

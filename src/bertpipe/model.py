@@ -776,7 +776,10 @@ def load_classifier(
     if attention_dropout is not None and dropout_key is not None:
         extra[dropout_key] = attention_dropout
     old_labels = classifier_labels(config)
-    new_head = old_labels is not None and old_labels != list(id2label.values())
+    # a regression checkpoint's one output has a placeholder name (LABEL_0): its head is kept
+    # for a regression task whatever the name, as a classifier's is for the same labels
+    one_output = problem_type == "regression" and old_labels is not None and len(old_labels) == 1
+    new_head = old_labels is not None and not one_output and old_labels != list(id2label.values())
     # The "newly initialised classifier" notice is expected for every fine-tuning run.
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
