@@ -13,7 +13,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, PartialState
-from accelerate.utils import DistributedType
+from accelerate.utils import DataLoaderConfiguration, DistributedType
 from conftest import TINY_SIZES
 from helpers import set_dropout
 from safetensors.torch import load_file
@@ -338,6 +338,13 @@ def test_batches_are_copied_non_blocking_only_off_the_cpu() -> None:
     on_cpu = not torch.cuda.is_available()
     non_blocking = training.make_accelerator("fp32").dataloader_config.non_blocking
     assert non_blocking is not on_cpu
+    # and so are the batches of an epoch resumed in its middle (Accelerate's skip_first_batches
+    # makes a loader of its own)
+    accelerator = Accelerator(dataloader_config=DataLoaderConfiguration(non_blocking=True))
+    loader = accelerator.prepare(torch.utils.data.DataLoader(list(range(10)), batch_size=2))
+    assert loader._non_blocking
+    skipped = training.skip_batches(accelerator, loader, 2)
+    assert skipped._non_blocking and [int(b[0]) for b in skipped] == [4, 6, 8]
 
 
 def test_short_batches_use_the_math_attention_kernel_on_cpu() -> None:

@@ -563,6 +563,16 @@ def _checkpoint_mid_epoch(
 LOSS_READ_SECONDS = 1.0
 
 
+def skip_batches(accelerator: Accelerator, loader: Any, count: int) -> Any:
+    """The prepared `loader` from its `count`-th batch on: the sampler's order for the epoch,
+    without collating the skipped batches. Accelerate's new loader forgets the prepared one's
+    non-blocking copies (accelerate 1.15), which a resumed epoch on a GPU keeps."""
+    skipped = accelerator.skip_first_batches(loader, count)
+    if hasattr(skipped, "_non_blocking"):
+        skipped._non_blocking = getattr(loader, "_non_blocking", False)
+    return skipped
+
+
 def _train_epoch(
     loop: _Loop, state: Checkpoint, epoch: int, pending_rng: Any, progress: bool
 ) -> float:
@@ -589,8 +599,7 @@ def _train_epoch(
         process = accelerator.process_index
         loss_sum.fill_(state.loss_sums[process])
         loss_count = state.loss_counts[process]
-        # the sampler's order for this epoch, without collating the skipped batches
-        loader = accelerator.skip_first_batches(loop.train_loader, first_batch)
+        loader = skip_batches(accelerator, loop.train_loader, first_batch)
         state.batches_done, state.loss_sums, state.loss_counts = 0, [], []
     batches = loader
     if progress and accelerator.is_local_main_process:
