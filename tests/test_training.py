@@ -813,3 +813,38 @@ def test_fitting_a_trained_regression_model_again_keeps_its_predictions(
             fit_barely(reloaded)
     assert type(reloaded.classifier).__name__ == "Fp32Linear"
     np.testing.assert_allclose(fit_barely(reloaded), trained, rtol=1e-5)
+
+
+def test_running_out_of_memory_is_one_line_naming_what_to_lower(
+    tiny_bert: Path, splits: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bertpipe.errors import UserError
+    from bertpipe.inference import predict_logits
+
+    train, val = splits
+
+    def out_of_memory(*args: Any, **kwargs: Any) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(training, "train_step", out_of_memory)
+        with pytest.raises(
+            UserError, match=r"^cpu \(.*\) ran out of memory training batches of 16"
+        ):
+            fit(new_model(tiny_bert), train, val, config(), 0, progress=False)
+
+    model = new_model(tiny_bert)
+
+    def cpu_allocation_failed(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8")
+
+    monkeypatch.setattr(model, "forward", cpu_allocation_failed)
+    with pytest.raises(UserError, match=r"memory predicting batches of 4 texts; give a smaller"):
+        predict_logits(model, val, 4, 0)
+
+    def another_error(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr(model, "forward", another_error)
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):  # not ours to reword
+        predict_logits(model, val, 4, 0)

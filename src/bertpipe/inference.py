@@ -92,6 +92,21 @@ def overflow_refused(mixed_precision: str) -> Iterator[None]:
         ) from None
 
 
+@contextlib.contextmanager
+def out_of_memory_refused(device: torch.device, doing: str, remedy: str) -> Iterator[None]:
+    """Running out of the device's memory as one line: what ran out (`doing`) and what to lower
+    (`remedy`). The CPU's allocator raises a RuntimeError that says "can't allocate memory"."""
+    try:
+        yield
+    except RuntimeError as exc:
+        cpu_out = "can't allocate memory" in str(exc)
+        if not (isinstance(exc, torch.OutOfMemoryError) or cpu_out):
+            raise
+        raise UserError(
+            f"{device.type} ({device_name(device)}) ran out of memory {doing}; {remedy}"
+        ) from None
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -138,7 +153,17 @@ def predict_logits(
     # (texts, num_labels) float32 is small next to the model.
     order: list[np.ndarray] = []
     outputs: list[torch.Tensor] = []
-    with torch.no_grad(), autocast(device, mixed_precision), overflow_refused(mixed_precision):
+    out_of_memory = out_of_memory_refused(
+        device,
+        f"predicting batches of {batch_size} texts",
+        "give a smaller batch size (evaluate.batch_size in params.yaml, predict's --batch-size)",
+    )
+    with (
+        torch.no_grad(),
+        autocast(device, mixed_precision),
+        overflow_refused(mixed_precision),
+        out_of_memory,
+    ):
         for indices, batch in batches:
             order.append(indices)
             outputs.append(model(**batch).logits.float())

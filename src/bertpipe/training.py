@@ -44,6 +44,7 @@ from bertpipe.files import sha256_file
 from bertpipe.inference import (
     default_device,
     device_name,
+    out_of_memory_refused,
     overflow_refused,
     predict_logits,
     resolve_precision,
@@ -713,10 +714,16 @@ def fit(
 
         metric = settings.early_stopping_metric
         wall_start = time.perf_counter()
+        doing = f"training batches of {params.batch_size} at max_length {params.max_length}"
+        remedy = (
+            "lower batch_size (and raise train.grad_accum_steps to keep the batch the optimizer "
+            "sees), or max_length"
+        )
         for epoch in range(state.epoch + 1, params.epochs + 1):
             if state.stopped_early:
                 break
-            train_loss = _train_epoch(loop, state, epoch, pending_rng, progress)
+            with out_of_memory_refused(accelerator.device, doing, remedy):
+                train_loss = _train_epoch(loop, state, epoch, pending_rng, progress)
             pending_rng = None
             unwrapped = accelerator.unwrap_model(model)
             record: dict[str, float] = {
