@@ -112,7 +112,12 @@ def small_run(tiny_bert: Path, abstracts: Path, device: str, out: Path) -> dict:
     # an untimed warm-up before each timed run, and none of them among the results
     warm_ups = [line for line in done.stdout.splitlines() if "warm-up (untimed)" in line]
     report = json.loads(out.read_text())
-    assert len(warm_ups) == len(report["results"]) == 9
+    # 3 contestants at 8 and 4, bertpipe at 12, the other two again at 12 if it is the fastest
+    assert (
+        len(warm_ups)
+        == len(report["results"])
+        == (9 if report["best_batch_size"]["32"] == 12 else 7)
+    )
     assert report["failures"] == []
     return report
 
