@@ -163,6 +163,11 @@ def test_num_model_outputs_and_problem_type() -> None:
         ("['cardiology', \"crohn's\"]", ["cardiology", "crohn's"]),
         ("[__import__('os').system('true')]", ["[__import__('os').system('true')]"]),
         ("[['a'], 'b']", ["[['a'], 'b']"]),  # nested: no list of labels
+        ("['a', ('b', 'c')]", ["['a', ('b', 'c')]"]),
+        # NumPy prints a list without commas; Python would join the strings into one
+        ("['cardio' 'neuro']", ["cardio", "neuro"]),
+        ("[1, -2]", ["-2", "1"]),
+        ("['a' b]", ["['a' b]"]),
         ('{"a": 1}', ['{"a": 1}']),
         (["y", "x", "y"], ["x", "y"]),
         (("x",), ["x"]),

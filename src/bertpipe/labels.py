@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ast
+import io
 import json
 import math
 import re
+import tokenize
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -39,18 +41,41 @@ def parse_multilabel(value: Any, separator: str) -> list[str]:
 
 
 def _list_literal(text: str) -> list[Any] | None:
-    """A JSON list, or a Python list of plain values (ast.literal_eval runs no code); None for
-    anything else."""
+    """A JSON list, or a list of plain values as Python (`['a', 'b']`) or NumPy (`['a' 'b']`)
+    prints one; None for anything else. Read token by token, never run: each string or number
+    is one label (Python itself would join `'a' 'b'` into one string)."""
     try:
         decoded = json.loads(text)
     except json.JSONDecodeError:
-        try:
-            decoded = ast.literal_eval(text)
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
-            return None
+        return _printed_list(text)
     if not isinstance(decoded, list) or any(isinstance(item, (list, dict)) for item in decoded):
         return None
     return decoded
+
+
+def _printed_list(text: str) -> list[Any] | None:
+    """The values of a one-level list of strings and numbers as printed by Python or NumPy."""
+    try:
+        tokens = [
+            token
+            for token in tokenize.generate_tokens(io.StringIO(text).readline)
+            if token.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER)
+        ]
+    except (tokenize.TokenError, SyntaxError):
+        return None
+    if len(tokens) < 2 or (tokens[0].string, tokens[-1].string) != ("[", "]"):
+        return None
+    values: list[Any] = []
+    sign = ""
+    for token in tokens[1:-1]:
+        if token.type in (tokenize.STRING, tokenize.NUMBER):
+            values.append(ast.literal_eval(sign + token.string))
+            sign = ""
+        elif token.string == "-" and not sign:
+            sign = "-"
+        elif token.string != ",":  # brackets, parentheses, names, calls: not a list of labels
+            return None
+    return values
 
 
 def parse_number(value: Any) -> float | None:
