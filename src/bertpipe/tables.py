@@ -12,6 +12,7 @@ import functools
 import gzip
 import io
 import json
+import math
 import re
 import sys
 import warnings
@@ -603,9 +604,13 @@ class TableChunks:
                     continue
                 column_kinds = kinds.setdefault(name, {})
                 kind = _json_kind(value)
-                if kind == "float" and self._role(name) == "label" and float(value).is_integer():
-                    # JSON has one number type: a label written 1.0 among 0 and 1 is the 1
-                    kind = "whole"
+                if kind == "float" and self._role(name) == "label":
+                    # JSON has one number type: a label written 1.0 among 0 and 1 is the 1;
+                    # NaN (Python's json writes it for a missing float) is a missing label
+                    if not math.isfinite(value):
+                        kind = None
+                    elif float(value).is_integer():
+                        kind = "whole"
                 if kind is not None and kind not in column_kinds:
                     column_kinds[kind] = rows
             rows += 1
@@ -675,7 +680,10 @@ class TableChunks:
             elif kind == "float":
                 values = [None if value is None else float(value) for value in values]
             elif kind == "whole":
-                values = [None if value is None else int(value) for value in values]
+                values = [
+                    int(value) if value is not None and math.isfinite(value) else None
+                    for value in values
+                ]
             columns[name] = pd.Series(values, dtype=object)
         return pd.DataFrame(columns)
 
