@@ -839,8 +839,8 @@ def test_running_out_of_memory_is_one_line_naming_what_to_lower(
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8")
 
     monkeypatch.setattr(model, "forward", cpu_allocation_failed)
-    with pytest.raises(UserError, match=r"memory predicting batches of 4 texts; give a smaller"):
-        predict_logits(model, val, 4, 0)
+    with pytest.raises(UserError, match=r"predicting batches of 4 texts; give a smaller --batch"):
+        predict_logits(model, val, 4, 0, batch_size_key="--batch-size")
 
     def another_error(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")

@@ -135,9 +135,11 @@ def predict_logits(
     device: torch.device | None = None,
     progress: bool = False,
     pooling: str = "mean",
+    batch_size_key: str = "evaluate.batch_size",
 ) -> np.ndarray:
     """(texts, num_labels) float32 logits, row i for text i whatever order the batches ran in;
-    a split with windows has its windows' logits pooled per text (`pool_windows`)."""
+    a split with windows has its windows' logits pooled per text (`pool_windows`).
+    `batch_size_key`: the setting that gave `batch_size`, for an out-of-memory message."""
     device = device or next(model.parameters()).device
     num_labels = int(model.config.num_labels)
     logits = np.zeros((len(split), num_labels), dtype=np.float32)
@@ -156,7 +158,7 @@ def predict_logits(
     out_of_memory = out_of_memory_refused(
         device,
         f"predicting batches of {batch_size} texts",
-        "give a smaller batch size (evaluate.batch_size in params.yaml, predict's --batch-size)",
+        f"give a smaller {batch_size_key}",
     )
     with (
         torch.no_grad(),

@@ -143,6 +143,7 @@ class Predictor:
             device,
             progress=progress,
             pooling=self.pooling,
+            batch_size_key="--batch-size",
         )
         scores = self.decision.scores(logits)
         predicted = self.decision.predict(scores)

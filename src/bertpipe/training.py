@@ -357,6 +357,7 @@ def validate(
         pad_token_id,
         mixed_precision,
         pooling=params.windows.pooling,
+        batch_size_key="train.eval_batch_size",
     )
     targets = val.text_labels
     loss_weight = None if weight is None else weight.cpu()
