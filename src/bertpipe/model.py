@@ -847,9 +847,8 @@ def _refuse_missing_encoder_weights(model: Any, name: str, missing: Collection[s
         return
     total = sum(1 for key in model.state_dict() if key.startswith(encoder))
     raise UserError(
-        f"model: the weight files of {name} lack {len(lacking)} of the encoder's {total} "
-        f"weights (first: {lacking[0]}), which would train from random values; its weights are "
-        "named otherwise (a 'module.' prefix from DDP?) or its config.json describes a bigger "
+        f"model: {name} lacks {len(lacking)} of {total} encoder weights by name, e.g. "
+        f"{lacking[0]}: named otherwise ('module.' from DDP?), or config.json is of a bigger "
         "model (num_hidden_layers?)"
     )
 
