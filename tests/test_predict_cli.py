@@ -549,6 +549,24 @@ def test_a_json_record_without_the_text_key_gets_an_empty_result(
 
 
 @pytest.mark.slow  # the trained_model fixture trains a model
+def test_blank_lines_before_the_header_are_skipped_as_training_skips_them(
+    trained_model: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("\n  \ntext\nchest pain\n")
+    printed = invoke("--model", trained_model, "--input", source)
+    assert printed.exit_code == 0, printed.output
+    assert [json.loads(line)["text"] for line in printed.stdout.splitlines()] == ["chest pain"]
+    output = tmp_path / "out.csv"
+    result = invoke("--model", trained_model, "--input", source, "--output", output)
+    assert result.exit_code == 0, result.output
+    assert output.read_text().startswith("\n  \ntext,predicted_label,score_")
+    # a header and lines of spaces: no rows
+    source.write_text("text\n   \n\n")
+    one_line_error(invoke("--model", trained_model, "--input", source), "has no rows")
+
+
+@pytest.mark.slow  # the trained_model fixture trains a model
 def test_a_quoted_header_after_a_byte_order_mark_is_read(trained_model: Path, tmp_path: Path):
     # PowerShell's Export-Csv: a byte-order mark, then every name and value quoted
     source = tmp_path / "export.csv"

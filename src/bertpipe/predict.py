@@ -34,6 +34,7 @@ from bertpipe.tables import (
     ReadingAdvice,
     TableChunks,
     check_header_delimiter,
+    is_blank_record,
     is_gzipped,
     json_cell_text,
     likely_encoding,
@@ -303,11 +304,11 @@ def check_input_table(input_path: Path, text_columns: list[str], encoding: str) 
                 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # as _annotate_delimited
                 lines = without_byte_order_mark(source)
                 reader = csv.reader(lines, delimiter="," if fmt == "csv" else "\t")
-                names = next(reader, None)
+                names = next((fields for fields in reader if not is_blank_record(fields)), None)
                 if not names:
                     raise _no_header(input_path)
                 check_header_delimiter(input_path, names, fmt, text_columns)
-                if not any(fields for fields in reader):
+                if all(is_blank_record(fields) for fields in reader):
                     _missing_columns(input_path, names, text_columns)
                     raise _no_rows(input_path)
     except UnicodeDecodeError as exc:
@@ -473,10 +474,14 @@ def _annotate_delimited(
         writer.writerow(values)
         return buffer.getvalue()
 
-    # the byte-order mark stays in the copied header, but is not part of the first name
+    # blank lines before the header are copied as they are, as pandas skips them
     names = next(reader, None)
+    while names is not None and is_blank_record(names):
+        sink.write(lines.take())
+        names = next(reader, None)
     if not names:
         raise UserError(f"{input_path}: the file has no header; nothing to predict")
+    # the byte-order mark stays in the copied header, but is not part of the first name
     _missing_columns(input_path, names, text_columns)
     duplicated = [name for name in text_columns if names.count(name) > 1]
     if duplicated:
@@ -501,8 +506,7 @@ def _annotate_delimited(
 
     for fields in reader:
         raw = lines.take()
-        # a blank line, or one of spaces only (pandas reads neither as a row): copied as it is
-        if not fields or (len(fields) == 1 and not fields[0].strip()):
+        if is_blank_record(fields):  # no row to pandas: copied as it is
             flush()
             sink.write(raw)
             continue

@@ -208,11 +208,16 @@ def _python_encoding(encoding: str) -> str:
     return "utf-8-sig" if encoding.lower().replace("_", "-") in {"utf-8", "utf8"} else encoding
 
 
+def is_blank_record(fields: Sequence[str]) -> bool:
+    """A record pandas reads as no row (nor header): a blank line, or one of spaces only."""
+    return not fields or (len(fields) == 1 and not fields[0].strip())
+
+
 def _header(path: Path, delimiter: str, encoding: str) -> list[str]:
-    """The header as pandas takes it: the first line that is not blank or spaces only."""
+    """The header as pandas takes it: the first record that `is_blank_record` is not."""
     with open_text(path, encoding) as handle:
         for fields in csv.reader(handle, delimiter=delimiter):
-            if fields and (len(fields) > 1 or fields[0].strip()):
+            if not is_blank_record(fields):
                 return fields
     raise UserError(f"{path}: the file has no header and no rows; {_NO_ROWS_HINT}")
 
@@ -916,11 +921,13 @@ def first_quote_join(handle: IO[str], delimiter: str) -> QuoteJoin | None:
     lines = RawRecords(handle)
     reader = csv.reader(lines, delimiter=delimiter)
     row = 0
+    header_seen = False
     try:
-        for number, fields in enumerate(reader):
+        for fields in reader:
             raw = lines.take()
-            # a blank line, or one of spaces only, is no row to pandas, which names the rows
-            if number == 0 or not fields or (len(fields) == 1 and not fields[0].strip()):
+            # pandas names the rows, and skips blank records before the header and after it
+            if is_blank_record(fields) or not header_seen:
+                header_seen = header_seen or not is_blank_record(fields)
                 continue
             row += 1
             if spans_lines(raw):
