@@ -514,6 +514,14 @@ def test_reading_errors_name_predicts_options_not_the_pipelines(
     malformed.write_text("text\nchest pain\nrash\nrash, itching, redness\n")
     latin = tmp_path / "latin.csv"
     latin.write_bytes("text\ncaf\u00e9 au lait\n".encode("latin-1"))
+    windows = tmp_path / "windows.csv"
+    windows.write_bytes("text\n\u201cchest pain\u201d\n".encode("cp1252"))
+    # read as latin-1, cp1252's curly quotes are control characters: a warning, predict's words
+    for output in ([], ["--output", str(tmp_path / "windows_out.csv")]):
+        warned = invoke("--model", trained_model, "-i", windows, "--encoding", "latin-1", *output)
+        assert warned.exit_code == 0, warned.output
+        (line,) = [line for line in warned.stderr.splitlines() if line.startswith("warning:")]
+        assert "bytes 0x80-0x9F are invisible" in line and line.endswith("--encoding, e.g. cp1252")
     for source, expected in [
         (wide, "or pass --encoding utf-16 if it is UTF-16"),
         (latin, "give the file's encoding with --encoding, e.g."),

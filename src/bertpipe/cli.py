@@ -171,11 +171,13 @@ def _predict(
     from bertpipe.artifacts import read_training_params
     from bertpipe.files import atomic_path, remove_leftovers
     from bertpipe.predict import (
+        PREDICT_ADVICE,
         Predictor,
         annotate_table,
         check_input_table,
         check_output_path,
     )
+    from bertpipe.tables import encoding_warning, table_format
 
     if stdin_format not in STDIN_FORMATS:
         raise UserError(f"--format: use one of {', '.join(STDIN_FORMATS)}, not '{stdin_format}'")
@@ -212,6 +214,10 @@ def _predict(
         texts = _read_stdin(stdin_format, columns)
     elif input_path is not None:
         check_input_table(input_path, columns, encoding)
+        fmt = table_format(input_path)
+        windows_text = encoding_warning(input_path, fmt, encoding, PREDICT_ADVICE)
+        if windows_text:
+            typer.echo(f"warning: {windows_text}", err=True)
     if output is not None:
         # what a run killed without a chance to clean up (SIGKILL, a power cut) left beside it
         remove_leftovers(output)

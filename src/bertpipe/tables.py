@@ -381,13 +381,9 @@ class TableChunks:
         self.bad_lines = self.rows = 0
         self.warnings = []
         self._quotes_checked = False
-        latin_1 = self.format != "parquet" and codecs.lookup(encoding).name == "iso8859-1"
-        if latin_1 and likely_encoding(path) == "cp1252":
-            self.warnings.append(
-                f"{path}: read as {encoding}, its bytes 0x80-0x9F are invisible control "
-                "characters, which cleaning removes; if they are curly quotes, dashes or the "
-                "euro sign (a Windows export), " + self.advice.file_encoding.format("cp1252")
-            )
+        windows_text = encoding_warning(path, self.format, encoding, self.advice)
+        if windows_text:
+            self.warnings.append(windows_text)
         try:
             for chunk in self._chunks(py_encoding):
                 chunk.index = pd.RangeIndex(self.rows, self.rows + len(chunk))
@@ -757,13 +753,34 @@ def read_table(
     return ReadResult(frame.reset_index(drop=True), chunks.bad_lines)
 
 
+def encoding_warning(
+    path: Path, fmt: str, encoding: str, advice: ReadingAdvice = PIPELINE_ADVICE
+) -> str | None:
+    """A warning for a text table read as latin-1 whose bytes 0x80-0x9F look like cp1252's
+    characters (`likely_encoding`): latin-1 reads them as invisible control characters, which
+    cleaning removes without a word. None otherwise."""
+    if fmt == "parquet" or codecs.lookup(encoding).name != "iso8859-1":
+        return None
+    if likely_encoding(path) != "cp1252":
+        return None
+    return (
+        f"{path}: read as {encoding}, its bytes 0x80-0x9F are invisible control characters, "
+        "which cleaning removes; if they are curly quotes, dashes or the euro sign (a Windows "
+        "export), " + advice.file_encoding.format("cp1252")
+    )
+
+
+# the bytes that latin-1 reads as C1 control characters, and cp1252 as punctuation
+_C1_BYTE = re.compile(rb"[\x80-\x9f]")
+
+
 def likely_encoding(path: Path, sample_bytes: int = 16 << 20) -> str:
     """The 8-bit encoding to suggest for a file that is not UTF-8: cp1252 (Windows' and Excel's)
     when its bytes 0x80-0x9F are all characters of cp1252 (curly quotes, dashes, the euro sign),
     which latin-1 would read as invisible control characters; latin-1 otherwise."""
     with _open_bytes(path) as handle:
         sample = handle.read(sample_bytes)
-    if not any(0x80 <= byte <= 0x9F for byte in sample):
+    if _C1_BYTE.search(sample) is None:
         return "latin-1"
     try:
         sample.decode("cp1252")
