@@ -68,12 +68,13 @@ done
 # COMPARE_BUDGET_S seconds (default 450) and is stopped there, the figures above kept
 left=$((${COMPARE_BUDGET_S:-450} - ($(date +%s) - started)))
 if [ "$left" -ge 90 ]; then
+    # the extra arguments may change the sizes, but not what this run is and where it writes
     if timeout "$left" $python benchmarks/train_speed.py \
         --device "${BENCH_DEVICE:-cuda}" --model "$model" --data "$bundle/data" \
-        --max-lengths 128 --train-size 2200 --test-size 560 --epochs 2 \
-        --contestants bertpipe --batch-size 16 64 --skip-inference --bertpipe-compile \
-        --warmup-rows 256 --no-progress --json "$out/gpu_compare_compile.json" \
-        "$@" >"$out/compile.log" 2>&1; then
+        --max-lengths 128 --train-size 2200 --test-size 560 --epochs 2 --batch-size 16 64 \
+        --warmup-rows 256 --no-progress "$@" \
+        --contestants bertpipe --sweep-batch-sizes --skip-inference --bertpipe-compile \
+        --json "$out/gpu_compare_compile.json" >"$out/compile.log" 2>&1; then
         echo "compile: $(grep -E '^bertpipe: ' "$out/compile.log" | tr '\n' ';')"
     else
         echo "compile run failed or ran out of its ${left} s: see compile.log"

@@ -40,7 +40,7 @@ from transformers import get_linear_schedule_with_warmup
 from bertpipe.batching import Collator
 from bertpipe.errors import run_main
 from bertpipe.inference import autocast, resolve_precision
-from bertpipe.model import load_classifier, takes_boolean_mask
+from bertpipe.model import load_classifier, pad_token_id, takes_boolean_mask
 from bertpipe.params import Params
 from bertpipe.training import optimizer_groups, train_step
 
@@ -103,7 +103,7 @@ def main() -> None:
     )
     # the batches as fit and predict make them on this device (pad_batch)
     boolean_mask = takes_boolean_mask(model, device.type)
-    collate = Collator(split, tokenizer.pad_token_id, True, boolean_mask)
+    collate = Collator(split, pad_token_id(tokenizer), True, boolean_mask)
     batches = [
         collate(list(range(start, start + args.batch_size)))
         for start in range(0, rows, args.batch_size)

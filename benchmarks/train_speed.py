@@ -238,7 +238,8 @@ def run_contestant(
     cuda = settings.device.type == "cuda"
     for attempt in range(1 + retries):
         model: torch.nn.Module | None = None
-        if cuda:  # the high-water mark of this attempt alone, not of the process
+        if cuda:  # the high-water mark since this attempt began (the models that earlier
+            # runs still hold count in it; the matmul peak's buffers do not)
             torch.cuda.reset_peak_memory_stats(settings.device)
         if contestant == "bertpipe":
             result, model = run_bertpipe(
@@ -472,7 +473,9 @@ def run_batch_sizes(
                         "error": f"{type(exc).__name__}: {line}",
                     }
                 )
-                if settings.device.type == "cuda":
+                result = None
+            if result is None:
+                if settings.device.type == "cuda":  # once the failed run's tensors are freed
                     torch.cuda.empty_cache()
                 continue
             if contestant == "bertpipe" and trained is None:
@@ -630,7 +633,11 @@ def main(argv: list[str] | None = None) -> None:
                     line = (str(exc).strip().splitlines() or [""])[0][:300]
                     print(f"  inference comparison failed: {type(exc).__name__}: {line}")
                     failures.append(
-                        {"contestant": "inference", "max_length": max_length, "error": line}
+                        {
+                            "contestant": "inference",
+                            "max_length": max_length,
+                            "error": f"{type(exc).__name__}: {line}",
+                        }
                     )
             f1_seeds = args.f1_seeds if max_length in (args.f1_max_lengths or [max_length]) else []
             for extra_seed in f1_seeds:

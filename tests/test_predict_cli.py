@@ -252,6 +252,11 @@ def test_an_existing_output_that_is_no_table_is_kept(tmp_path: Path) -> None:
         )
         one_line_error(result, f"--output {output}: exists and is not an earlier prediction")
         assert output.read_bytes() == content
+    # an empty file holds nothing to lose: past the output's checks, to the missing model
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    result = invoke("--model", tmp_path / "nope", "-i", source, "-o", empty)
+    assert result.exit_code == 1 and "exists" not in result.stderr and "nope" in result.stderr
 
 
 def test_labels_the_output_encoding_cannot_hold_are_refused_before_any_row(

@@ -237,7 +237,7 @@ def check_output_path(
             f"--output {output}: is a symbolic link (to {os.readlink(output)}); name the file "
             "to write itself, the link is left as it is"
         )
-    if output.exists() and not overwrite:
+    if output.exists() and output.stat().st_size and not overwrite:  # an empty file holds nothing
         names = _existing_columns(output, fmt, encoding)
         if names is None or prefix + PREDICTED_LABEL not in names:
             raise UserError(

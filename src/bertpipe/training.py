@@ -101,6 +101,7 @@ DeterminismSettings = tuple[bool, bool, bool]
 def request_deterministic_kernels() -> DeterminismSettings:
     """Ask PyTorch for deterministic kernels where they exist (warn_only keeps ops without one
     running), for one fit; returns the process's settings before, for `restore_determinism`.
+    (CUBLAS_WORKSPACE_CONFIG, set at import, stays: cuBLAS has read it by then.)
 
     PyTorch's deterministic mode also fills every new tensor with NaN, to expose kernels that
     read memory they never wrote. No kernel bertpipe runs does; the fill costs a kernel launch
