@@ -5,8 +5,8 @@
 # bf16, all on the GPU, and a last table against the targets.
 #
 # Needs .device/ from `benchmarks/device_bundle.py pack` (run beside the checkout first).
-# Writes gpu_compare.json, gpu_compare.log, profile_train.log, profile_inference.log and (with
-# train.compile) gpu_compare_compile.json and compile.log into
+# Writes gpu_compare.json, gpu_compare.log, gpu_checks.json, gpu_checks.log, profile_train.log,
+# profile_inference.log and (with train.compile) gpu_compare_compile.json and compile.log into
 # $OUT (the device tool's folder that comes back), or into /tmp/gpu_compare when OUT is unset. Extra arguments go to train_speed.py and
 # win over the ones below (a dry run on the CPU: BENCH_DEVICE=cpu and small sizes).
 set -euo pipefail
@@ -51,6 +51,15 @@ $python benchmarks/train_speed.py \
     --no-progress \
     --json "$out/gpu_compare.json" \
     "$@" 2>&1 | tee -a "$log"
+
+# what only a GPU can show: the boolean mask's logits, a fit's syncs, a rerun's weights
+# (benchmarks/gpu_checks.py), into files of their own
+if $python benchmarks/gpu_checks.py --device "${BENCH_DEVICE:-cuda}" --model "$model" \
+    --data "$bundle/data" --json "$out/gpu_checks.json" >"$out/gpu_checks.log" 2>&1; then
+    grep '^gpu_checks' "$out/gpu_checks.log"
+else
+    echo "gpu_checks failed: see gpu_checks.log"
+fi | tee -a "$log"
 
 # where a train step and a predict batch go on this device (the step profiler), into files of
 # their own: a failure here leaves the comparison above whole

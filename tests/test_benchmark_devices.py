@@ -226,6 +226,26 @@ def test_a_contestant_that_fails_is_recorded_and_the_others_still_run(
         train_speed.run_batch_sizes(contestants, [64], None, None, settings, None, 128, "", 0, None)
 
 
+@pytest.mark.slow
+def test_the_gpu_checks_run_on_the_cpu(tiny_bert: Path, abstracts: Path, tmp_path: Path) -> None:
+    out = tmp_path / "checks.json"
+    args = ["--device", "cpu", "--model", str(tiny_bert), "--data", str(abstracts)]
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "gpu_checks.py"), *args, "--json", str(out)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    checks = json.loads(out.read_text())
+    assert checks["device"] == "cpu" and not checks["takes_boolean_mask_here"]
+    assert checks["mask"]["padded_tokens"] > 0  # the batch pads, so the mask matters
+    assert checks["mask"]["max_abs_difference_no"] < 1e-5
+    assert checks["syncs"] is None  # counted by CUDA only
+    assert checks["rerun"] == {"bitwise_equal": True, "max_abs_weight_difference": 0.0}
+
+
 def test_trainer_follows_the_device(tmp_path: Path) -> None:
     settings = Settings(Params(), progress=False, others_attention_dropout=None)
     assert settings.device == torch.device("cpu")
