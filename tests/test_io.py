@@ -350,6 +350,31 @@ def test_texts_of_several_lines_are_read_whatever_their_lines_hold(
     read = pd.concat(list(chunks))
     assert read["text"].tolist() == notes
     assert read["label"].tolist() == frame["label"].tolist()
+    assert chunks.warnings == []  # no line of them reads as a row with a label of the file
+
+
+@pytest.mark.parametrize("labels", [["pos", "neg"], ["0", "1"]])
+@pytest.mark.parametrize("chunk_rows", [None, 1, 2])
+def test_rows_a_stray_quote_joined_up_to_an_inch_mark_are_warned_about(
+    tmp_path: Path, labels: list[str], chunk_rows: int | None
+) -> None:
+    # the stray quote's text ends at the inch mark, at a delimiter, as a writer's text would: no
+    # mark of a join in how the quote is written, but every line of it reads as a row
+    pos, neg = labels
+    text = (
+        f'id,text,label\n1,chest pain,{pos}\n2,"Stat order,{pos}\n3,The 55",{neg}\n'
+        f'4,fine,{neg}\n5,"two\nlines",{pos}\n6,"Paid $1,500\nRefund, asap",{neg}\n'
+    )
+    path = write_text(tmp_path, "notes.csv", text)
+    chunks = TableChunks(path, chunk_rows=chunk_rows, columns=UsedColumns(("text",), "label"))
+    read = pd.concat(list(chunks))
+    assert read["text"].tolist()[1] == f"Stat order,{pos}\n3,The 55"  # read as pandas reads it
+    (warning,) = chunks.warnings
+    assert warning == (
+        f"{path}: row 2: a quoted text of 2 lines, each of which reads as a row of this file "
+        f"with a label ('{pos}', '{neg}'); if a quote in it is a character (an inch mark: 55\"), "
+        "those rows were joined into one: double that quote, or remove it"
+    )
 
 
 def test_a_quote_inside_a_text_of_one_line_is_not_a_join(tmp_path: Path) -> None:

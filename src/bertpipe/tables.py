@@ -374,6 +374,7 @@ class TableChunks:
         # JSONL: each column's type, decided on the first pass, and the warning it gave
         self._json_plan: tuple[dict[str, str], str] | None = None
         self._quotes_checked = False  # for a stray quote, on this pass (_check_quote_joins)
+        self._rowlike: list[RowLikeText] = []  # found by the same scan
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
         path, encoding = self.path, self.encoding
@@ -381,6 +382,7 @@ class TableChunks:
         self.bad_lines = self.rows = 0
         self.warnings = []
         self._quotes_checked = False
+        self._rowlike = []
         windows_text = encoding_warning(path, self.format, encoding, self.advice)
         if windows_text:
             self.warnings.append(windows_text)
@@ -416,11 +418,19 @@ class TableChunks:
             wanted = self.columns.by_column() if self.columns is not None else {}
             check_header_delimiter(self.path, header, self.format, wanted)
             positions = _positions(header, self.columns, self.path, self.warnings)
+            label = self.columns.label if self.columns is not None else None
+            labels_seen: set[str] = set()  # the label column's values, up to _LABELS_COMPARED
             for chunk in self._delimited(delimiter, encoding):
                 self._check_quote_joins(chunk, header, delimiter, encoding)
                 chunk = chunk.iloc[:, positions]
                 chunk.columns = [header[position] for position in positions]
+                if label in chunk and len(labels_seen) <= _LABELS_COMPARED:
+                    labels_seen.update(chunk[label].dropna().astype(str).str.strip())
                 yield chunk
+            if label in header and len(labels_seen) <= _LABELS_COMPARED:
+                self.warnings += _joined_rows_warnings(
+                    self.path, self._rowlike, header.index(label), labels_seen
+                )
 
     # --- CSV and TSV ------------------------------------------------------------------------
 
@@ -490,7 +500,7 @@ class TableChunks:
             return
         self._quotes_checked = True
         with open_text(self.path, encoding) as handle:
-            found = first_quote_join(handle, delimiter)
+            found = first_quote_join(handle, delimiter, self._rowlike, len(header))
         if found is not None:
             raise found.error(self.path, header)
 
@@ -932,8 +942,65 @@ def _unquoted_field(delimiter: str) -> re.Pattern[str]:
     return re.compile(f"[^{re.escape(delimiter)}\r\n]*")
 
 
-def first_quote_join(handle: IO[str], delimiter: str) -> QuoteJoin | None:
-    """The first record of a delimited text (its header first) with a `quote_join`."""
+@dataclass(frozen=True)
+class RowLikeText:
+    """A record whose quoted text spans lines that each read as a row of the file when quotes
+    are taken as characters: what a stray quote leaves when the next quote in the file ends a
+    field (an inch mark, `3,The 55",pos`), and, rarely, a note whose lines look like rows.
+    `lines`: each line's fields, so read."""
+
+    row: int
+    lines: tuple[tuple[str, ...], ...]
+
+
+# At most this many RowLikeText are kept, and compared with at most this many labels
+_ROWLIKE_KEPT = 100
+_LABELS_COMPARED = 1000
+
+
+def _rowlike_text(raw: str, delimiter: str, width: int, row: int) -> RowLikeText | None:
+    lines = _LINE_BREAK.split(raw.rstrip("\r\n"))
+    fields = [
+        next(csv.reader([line], delimiter=delimiter, quoting=csv.QUOTE_NONE), []) for line in lines
+    ]
+    if all(len(line_fields) == width for line_fields in fields):
+        return RowLikeText(row, tuple(tuple(line_fields) for line_fields in fields))
+    return None
+
+
+def _joined_rows_warnings(
+    path: Path, found: Sequence[RowLikeText], label_at: int, labels: Collection[str]
+) -> list[str]:
+    """One warning for the texts of several lines whose every line reads as a row with a label
+    of the file's own (`RowLikeText`): most likely rows a stray quote joined, which the quote as
+    written cannot tell from a text (`quote_join`)."""
+    joined = [
+        text
+        for text in found
+        if all(line[label_at].strip().strip('"') in labels for line in text.lines)
+    ]
+    if not joined:
+        return []
+    first = joined[0]
+    labels_read = shown_names([line[label_at] for line in first.lines])
+    return [
+        f"{path}: row {first.row}: a quoted text of {len(first.lines)} lines, each of which reads "
+        f"as a row of this file with a label ({labels_read})"
+        f"{f', and {len(joined) - 1} more such row(s)' if len(joined) > 1 else ''}; if a quote "
+        'in it is a character (an inch mark: 55"), those rows were joined into one: double that '
+        "quote, or remove it"
+    ]
+
+
+def first_quote_join(
+    handle: IO[str],
+    delimiter: str,
+    rowlike: list[RowLikeText] | None = None,
+    width: int = 0,
+) -> QuoteJoin | None:
+    """The first record of a delimited text (its header first) with a `quote_join`. With
+    `rowlike`, the records of several lines without one that are `RowLikeText` of `width`
+    fields are added to it, the first _ROWLIKE_KEPT."""
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # pandas reads cells of any length
     lines = RawRecords(handle)
     reader = csv.reader(lines, delimiter=delimiter)
@@ -951,6 +1018,10 @@ def first_quote_join(handle: IO[str], delimiter: str) -> QuoteJoin | None:
                 found = quote_join(raw, delimiter)
                 if found is not None:
                     return QuoteJoin(row, *found)
+                if rowlike is not None and len(rowlike) < _ROWLIKE_KEPT:
+                    text = _rowlike_text(raw, delimiter, width, row)
+                    if text is not None:
+                        rowlike.append(text)
     except csv.Error:  # the table's own reader names what else is wrong
         return None
     return None
