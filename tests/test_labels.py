@@ -8,6 +8,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from bertpipe.errors import UserError
 from bertpipe.labels import (
@@ -168,6 +170,9 @@ def test_num_model_outputs_and_problem_type() -> None:
         ("['cardio' 'neuro']", ["cardio", "neuro"]),
         ("[1, -2]", ["-2", "1"]),
         ("['a' b]", ["['a' b]"]),
+        ("[-'a']", ["[-'a']"]),  # not a literal: one odd label, not a crash
+        ("[f'{x}', 'y']", ["[f'{x}', 'y']"]),
+        ("['a', -]", ["['a', -]"]),
         ('{"a": 1}', ['{"a": 1}']),
         (["y", "x", "y"], ["x", "y"]),
         (("x",), ["x"]),
@@ -257,3 +262,20 @@ def test_labels_that_join_other_labels_are_warned_about() -> None:
     # a comma inside a label whose parts are not labels
     assert label_warnings(["cardiology, general", "neurology"], "multiclass", "dept") == []
     assert label_warnings(["a/b", "c"], "multiclass", "route") == []
+
+
+@example(["-'a'", "]"])  # a sign before a string
+@example(["f'{x}'", "]"])  # an f-string: a STRING token that is no literal
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(["[", "]", ",", "-", "'", '"', "(", ")", " ", "f", "1", "e9", "a"]),
+            st.text(max_size=4),
+        ),
+        max_size=12,
+    )
+)
+def test_a_cell_that_looks_like_a_list_never_breaks_the_parser(parts: list[str]) -> None:
+    # whatever a spreadsheet left in the cell: labels (strings), never an exception
+    labels = parse_multilabel("[" + "".join(parts), "|")
+    assert labels == sorted(set(labels)) and all(isinstance(label, str) for label in labels)

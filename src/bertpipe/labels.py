@@ -68,14 +68,17 @@ def _printed_list(text: str) -> list[Any] | None:
     values: list[Any] = []
     sign = ""
     for token in tokens[1:-1]:
-        if token.type in (tokenize.STRING, tokenize.NUMBER):
-            values.append(ast.literal_eval(sign + token.string))
+        if token.type == tokenize.NUMBER or (token.type == tokenize.STRING and not sign):
+            try:  # an f-string is a STRING token too, and no literal
+                values.append(ast.literal_eval(sign + token.string))
+            except (ValueError, SyntaxError):
+                return None
             sign = ""
         elif token.string == "-" and not sign:
             sign = "-"
         elif token.string != ",":  # brackets, parentheses, names, calls: not a list of labels
             return None
-    return values
+    return values if not sign else None
 
 
 def parse_number(value: Any) -> float | None:
