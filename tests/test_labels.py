@@ -189,13 +189,26 @@ def test_parse_multilabel_other_separator() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("1.5", 1.5), (" 2 ", 2.0), ("-3e-1", -0.3), (4, 4.0), ("nan", None), ("inf", None)],
+    [
+        ("1.5", 1.5),
+        (" 2 ", 2.0),
+        ("-3e-1", -0.3),
+        (4, 4.0),
+        ("nan", None),
+        ("inf", None),
+        ("+.5", 0.5),
+        ("7.", 7.0),
+        (2.5, 2.5),
+        (float("nan"), None),
+    ],
 )
 def test_parse_number(value: object, expected: float | None) -> None:
     assert parse_number(value) == expected
 
 
-@pytest.mark.parametrize("value", ["high", "", "1,5"])
+@pytest.mark.parametrize(
+    "value", ["high", "", "1,5", "1_000", "\u0663", "0x10", "1e400", "+-1", ".", "1e"]
+)
 def test_parse_number_rejects_text(value: str) -> None:
     assert parse_number(value) is None
 

@@ -81,11 +81,20 @@ def _printed_list(text: str) -> list[Any] | None:
     return values if not sign else None
 
 
+# A number as data files write one: ASCII digits, a point, an exponent. Python's float() also
+# takes "1_000" and other scripts' digits ("٣"), which no spreadsheet reads as numbers.
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+
+
 def parse_number(value: Any) -> float | None:
-    try:
-        number = float(str(value).strip())
-    except ValueError:
-        return None
+    """A finite number, or None for text, NaN and infinities."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    else:
+        text = str(value).strip()
+        if not _NUMBER.fullmatch(text):
+            return None
+        number = float(text)
     return number if math.isfinite(number) else None
 
 
