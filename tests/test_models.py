@@ -597,6 +597,23 @@ def test_a_regression_checkpoint_keeps_its_head_whatever_its_output_is_named(
     assert "its head is initialised anew" in capsys.readouterr().err
 
 
+def test_a_head_kept_from_another_objective_is_said(
+    tiny_bert: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the same labels, trained with sigmoids (multi-label), continued with a softmax
+    saved = save_classifier(tiny_bert, tmp_path, NAMES, as_bin=False)
+    folder = copy_with_config(saved, tmp_path / "multi", problem_type="multi_label_classification")
+    capsys.readouterr()
+    load_classifier(str(folder), len(NAMES), "single_label_classification", NAMES)
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (
+        f"warning: model: the head of {folder} was trained for multi_label_classification; with "
+        "the data's labels it is kept, and trained on for single_label_classification"
+    )
+    load_classifier(str(folder), len(NAMES), "multi_label_classification", NAMES)
+    assert capsys.readouterr().err == ""  # the same objective: nothing to say
+
+
 def copy_with_config(source: Path, folder: Path, **changes: Any) -> Path:
     """A copy of the model folder `source`, with `changes` written into its config.json."""
     shutil.copytree(source, folder)

@@ -826,6 +826,12 @@ def load_classifier(
     if kept_head and not any(key.startswith(head) for key in not_loaded):
         # the checkpoint's own trained head: a regression output already in the targets' units
         _mark_trained_regression_output(model)
+    trained_for = getattr(config, "problem_type", None)
+    if kept_head and trained_for is not None and trained_for != problem_type:
+        _warn(
+            f"model: the head of {name} was trained for {trained_for}; with the data's labels "
+            f"it is kept, and trained on for {problem_type}"
+        )
     if new_head:
         _reinitialise(_head_modules(model), model)
         _warn(
