@@ -463,16 +463,9 @@ def run_batch_sizes(
             except Exception as exc:  # one contestant's failure is a result too
                 if failures is None:
                     raise
-                line = (str(exc).strip().splitlines() or [""])[0][:300]
-                print(f"  {contestant} at batch {batch_size} failed: {type(exc).__name__}: {line}")
-                failures.append(
-                    {
-                        "contestant": contestant,
-                        "max_length": max_length,
-                        "batch_size": batch_size,
-                        "error": f"{type(exc).__name__}: {line}",
-                    }
-                )
+                what = f"{contestant} at batch {batch_size}"
+                where = {"contestant": contestant, "max_length": max_length}
+                record_failure(failures, exc, what, **where, batch_size=batch_size)
                 result = None
             if result is None:
                 if settings.device.type == "cuda":  # once the failed run's tensors are freed
@@ -482,6 +475,13 @@ def run_batch_sizes(
                 trained = model
             results.append(result)
     return results, trained
+
+
+def record_failure(failures: list[dict[str, Any]], exc: Exception, what: str, **where: Any) -> None:
+    """A run that raised: one line in the log, and an entry of `failures` saying where."""
+    error = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"
+    print(f"  {what} failed: {error}")
+    failures.append({**where, "error": error})
 
 
 def _first_rows(data: Data, splits: Splits, rows: int) -> tuple[Data, Splits]:
@@ -630,15 +630,8 @@ def main(argv: list[str] | None = None) -> None:
                         harness=harness,
                     )
                 except Exception as exc:  # the training figures are kept
-                    line = (str(exc).strip().splitlines() or [""])[0][:300]
-                    print(f"  inference comparison failed: {type(exc).__name__}: {line}")
-                    failures.append(
-                        {
-                            "contestant": "inference",
-                            "max_length": max_length,
-                            "error": f"{type(exc).__name__}: {line}",
-                        }
-                    )
+                    where = {"contestant": "inference", "max_length": max_length}
+                    record_failure(failures, exc, "inference comparison", **where)
             f1_seeds = args.f1_seeds if max_length in (args.f1_max_lengths or [max_length]) else []
             for extra_seed in f1_seeds:
                 if extra_seed == args.seed:

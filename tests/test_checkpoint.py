@@ -64,6 +64,20 @@ def assert_same_run(expected: tuple, resumed: tuple) -> None:
 MID_EPOCH = dict(epochs=2, batch_size=8, class_weights="balanced", checkpoint_every_steps=1)
 
 
+def crashed_run(
+    tiny_bert: Path, splits: tuple, folder: Path, monkeypatch: pytest.MonkeyPatch, saves: int
+) -> tuple[Any, tuple, list[Path]]:
+    """One epoch's settings, its uninterrupted run, and the checkpoints that a run crashed
+    right after its `saves`-th one left in `folder`."""
+    settings = config(**{**MID_EPOCH, "epochs": 1})
+    expected = run(tiny_bert, splits, settings, None)
+    written = crash_after_saves(monkeypatch, saves=saves)
+    with pytest.raises(Crash):
+        run(tiny_bert, splits, settings, folder)
+    monkeypatch.undo()
+    return settings, expected, written
+
+
 def test_a_crash_inside_an_epoch_resumes_to_the_same_weights(
     tiny_bert: Path, splits: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -117,12 +131,7 @@ def test_a_truncated_checkpoint_is_discarded_and_the_one_before_is_used(
     capsys: pytest.CaptureFixture[str],
     damaged: str,
 ) -> None:
-    settings = config(**{**MID_EPOCH, "epochs": 1})
-    expected = run(tiny_bert, splits, settings, None)
-    written = crash_after_saves(monkeypatch, saves=4)
-    with pytest.raises(Crash):
-        run(tiny_bert, splits, settings, tmp_path)
-    monkeypatch.undo()
+    settings, expected, written = crashed_run(tiny_bert, splits, tmp_path, monkeypatch, 4)
     truncate(written[-1] / damaged)
     capsys.readouterr()
 
@@ -144,12 +153,7 @@ def test_when_every_checkpoint_is_damaged_training_starts_from_scratch(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    settings = config(**{**MID_EPOCH, "epochs": 1})
-    expected = run(tiny_bert, splits, settings, None)
-    written = crash_after_saves(monkeypatch, saves=3)
-    with pytest.raises(Crash):
-        run(tiny_bert, splits, settings, tmp_path)
-    monkeypatch.undo()
+    settings, expected, written = crashed_run(tiny_bert, splits, tmp_path, monkeypatch, 3)
     for folder in written[-2:]:
         (folder / "optimizer.pt").write_bytes(b"not a checkpoint")
     capsys.readouterr()
@@ -167,12 +171,7 @@ def test_a_checkpoint_written_on_a_gpu_resumes_on_the_cpu(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    settings = config(**{**MID_EPOCH, "epochs": 1})
-    expected = run(tiny_bert, splits, settings, None)
-    written = crash_after_saves(monkeypatch, saves=3)
-    with pytest.raises(Crash):
-        run(tiny_bert, splits, settings, tmp_path)
-    monkeypatch.undo()
+    settings, expected, written = crashed_run(tiny_bert, splits, tmp_path, monkeypatch, 3)
     # the optimizer's state as a CUDA run saves it: its tensors tagged for the GPU
     optimizer_file = written[-1] / "optimizer.pt"
     state = torch.load(optimizer_file, weights_only=True)

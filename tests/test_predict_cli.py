@@ -6,6 +6,7 @@ import csv
 import gzip
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -161,6 +162,13 @@ def test_help_lists_the_forms() -> None:
 
 def invoke(*args: str | Path, stdin: bytes | str | None = None):
     return runner.invoke(app, ["predict", *map(str, args)], input=stdin)
+
+
+def printed_predictions(model: Path, source: Path) -> list[dict[str, Any]]:
+    """`bertpipe predict --input source` without --output: its JSON lines, the run succeeded."""
+    printed = invoke("--model", model, "--input", source)
+    assert printed.exit_code == 0, printed.output
+    return [json.loads(line) for line in printed.stdout.splitlines()]
 
 
 def one_line_error(result, *fragments: str) -> None:
@@ -462,9 +470,7 @@ def test_a_parquet_float_text_column_reads_nan_as_missing_in_both_modes(
 ) -> None:
     source = tmp_path / "in.parquet"
     pq.write_table(pa.table({"text": pa.array([1.5, float("nan"), None])}), source)
-    printed = invoke("--model", trained_model, "--input", source)
-    assert printed.exit_code == 0, printed.output
-    lines = [json.loads(line) for line in printed.stdout.splitlines()]
+    lines = printed_predictions(trained_model, source)
     assert [line.get("error") for line in lines] == [None, "empty", "empty"]
     output = tmp_path / "out.parquet"
     result = invoke("--model", trained_model, "--input", source, "--output", output)
@@ -546,9 +552,7 @@ def test_a_json_record_without_the_text_key_gets_an_empty_result(
     # as training reads it: the first record may leave the key out, its text is then missing
     source = tmp_path / "in.jsonl"
     source.write_text('{"id": 1}\n{"id": 2, "text": "chest pain"}\n')
-    printed = invoke("--model", trained_model, "--input", source)
-    assert printed.exit_code == 0, printed.output
-    lines = [json.loads(line) for line in printed.stdout.splitlines()]
+    lines = printed_predictions(trained_model, source)
     assert [line.get("error") for line in lines] == ["empty", None]
     output = tmp_path / "out.jsonl"
     result = invoke("--model", trained_model, "--input", source, "--output", output)
@@ -567,9 +571,7 @@ def test_blank_lines_before_the_header_are_skipped_as_training_skips_them(
 ) -> None:
     source = tmp_path / "in.csv"
     source.write_text("\n  \ntext\nchest pain\n")
-    printed = invoke("--model", trained_model, "--input", source)
-    assert printed.exit_code == 0, printed.output
-    assert [json.loads(line)["text"] for line in printed.stdout.splitlines()] == ["chest pain"]
+    assert [line["text"] for line in printed_predictions(trained_model, source)] == ["chest pain"]
     output = tmp_path / "out.csv"
     result = invoke("--model", trained_model, "--input", source, "--output", output)
     assert result.exit_code == 0, result.output
@@ -584,9 +586,7 @@ def test_a_quoted_header_after_a_byte_order_mark_is_read(trained_model: Path, tm
     # PowerShell's Export-Csv: a byte-order mark, then every name and value quoted
     source = tmp_path / "export.csv"
     source.write_bytes('\ufeff"text","id"\r\n"chest pain","1"\r\n"headache","2"\r\n'.encode())
-    printed = invoke("--model", trained_model, "--input", source)
-    assert printed.exit_code == 0, printed.output
-    assert [json.loads(line)["text"] for line in printed.stdout.splitlines()] == [
+    assert [line["text"] for line in printed_predictions(trained_model, source)] == [
         "chest pain",
         "headache",
     ]

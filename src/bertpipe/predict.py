@@ -13,7 +13,6 @@ import io
 import json
 import math
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from bertpipe.tables import (
     ReadingAdvice,
     TableChunks,
     check_header_delimiter,
+    csv_records,
     is_blank_record,
     is_gzipped,
     json_cell_text,
@@ -41,6 +41,7 @@ from bertpipe.tables import (
     not_text,
     open_text,
     quote_join,
+    read_header,
     shown,
     spans_lines,
     table_extension,
@@ -253,12 +254,10 @@ def _existing_columns(path: Path, fmt: str, encoding: str) -> list[str] | None:
     try:
         if fmt == "parquet":
             return list(pq.read_schema(path).names)
-        with open_text(path, encoding) as source:
-            if fmt == "jsonl":
+        if fmt == "jsonl":
+            with open_text(path, encoding) as source:
                 return _first_json_keys(path, source)
-            csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-            lines = without_byte_order_mark(source)
-            return next(csv.reader(lines, delimiter="," if fmt == "csv" else "\t"), [])
+        return read_header(path, "," if fmt == "csv" else "\t", encoding)
     except (UserError, OSError, UnicodeError, csv.Error, pa.ArrowException, EOFError):
         return None
 
@@ -281,9 +280,8 @@ def check_input_table(input_path: Path, text_columns: list[str], encoding: str) 
             if table_format(input_path) in ("csv", "tsv")
             else _no_rows(input_path)
         )
-    fmt = TableChunks(
-        input_path, encoding, advice=PREDICT_ADVICE
-    ).format  # checks the file: type, not binary, gzip
+    # checks the file: type, not binary, gzip
+    fmt = TableChunks(input_path, encoding, advice=PREDICT_ADVICE).format
     if fmt == "parquet":
         try:
             schema = pq.read_schema(input_path)
@@ -301,9 +299,8 @@ def check_input_table(input_path: Path, text_columns: list[str], encoding: str) 
                 # a key none of the first chunk's records has is a wrong --text-column
                 names = _first_json_keys(input_path, source, records=CHUNK_ROWS)
             else:
-                csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # as _annotate_delimited
                 lines = without_byte_order_mark(source)
-                reader = csv.reader(lines, delimiter="," if fmt == "csv" else "\t")
+                reader = csv_records(lines, "," if fmt == "csv" else "\t")
                 names = next((fields for fields in reader if not is_blank_record(fields)), None)
                 if not names:
                     raise _no_header(input_path)
@@ -323,11 +320,11 @@ def _first_json_keys(input_path: Path, source: TextIO, records: int = 1) -> list
     (blank lines skipped)."""
     keys: dict[str, None] = {}
     seen = 0
-    for number, line in enumerate(source, start=1):
+    for number, line in enumerate(without_byte_order_mark(source), start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line.removeprefix("\ufeff") if number == 1 else line)
+            record = json.loads(line)
         except ValueError as exc:
             raise UserError(f"{input_path}: line {number} is not valid JSON ({exc})") from None
         if not isinstance(record, dict):
@@ -368,9 +365,8 @@ def annotate_table(
 
     Reads and predicts CHUNK_ROWS rows at a time. Returns the number of rows predicted.
     """
-    fmt = TableChunks(
-        input_path, encoding, advice=PREDICT_ADVICE
-    ).format  # checks the file: exists, type, not binary
+    # checks the file: exists, type, not binary
+    fmt = TableChunks(input_path, encoding, advice=PREDICT_ADVICE).format
     if fmt == "parquet":
         return _annotate_parquet(predictor, input_path, output, text_columns, prefix, batch_size)
     _check_encodable(predictor, prefix, encoding)
@@ -460,11 +456,8 @@ def _annotate_delimited(
     prefix: str,
     batch_size: int,
 ) -> int:
-    # pandas reads cells of any length; the csv module's default limit (128 KiB) would refuse a
-    # long note that training accepted
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     lines = RawRecords(source)
-    reader = csv.reader(lines, delimiter=delimiter)
+    reader = csv_records(lines, delimiter)
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=delimiter, lineterminator="")
 

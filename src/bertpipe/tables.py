@@ -213,10 +213,18 @@ def is_blank_record(fields: Sequence[str]) -> bool:
     return not fields or (len(fields) == 1 and not fields[0].strip())
 
 
-def _header(path: Path, delimiter: str, encoding: str) -> list[str]:
-    """The header as pandas takes it: the first record that `is_blank_record` is not."""
+def csv_records(lines: Iterable[str], delimiter: str) -> Iterator[list[str]]:
+    """csv.reader over `lines`, taking cells of any length as pandas does (the csv module's
+    default limit, 128 KiB, would refuse a long note that training accepted)."""
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    return csv.reader(lines, delimiter=delimiter)
+
+
+def read_header(path: Path, delimiter: str, encoding: str) -> list[str]:
+    """The header as pandas takes it: the first record that `is_blank_record` is not, without
+    a byte-order mark."""
     with open_text(path, encoding) as handle:
-        for fields in csv.reader(handle, delimiter=delimiter):
+        for fields in csv_records(without_byte_order_mark(handle), delimiter):
             if not is_blank_record(fields):
                 return fields
     raise UserError(f"{path}: the file has no header and no rows; {_NO_ROWS_HINT}")
@@ -414,7 +422,7 @@ class TableChunks:
             yield from self._jsonl(encoding)
         else:
             delimiter = "," if self.format == "csv" else "\t"
-            header = _header(self.path, delimiter, encoding)
+            header = read_header(self.path, delimiter, encoding)
             wanted = self.columns.by_column() if self.columns is not None else {}
             check_header_delimiter(self.path, header, self.format, wanted)
             positions = _positions(header, self.columns, self.path, self.warnings)
@@ -880,20 +888,19 @@ class RawRecords:
     """
 
     def __init__(self, handle: IO[str]) -> None:
-        self._handle = handle
         self._taken: list[str] = []
-        self._first = True
+        self._lines = without_byte_order_mark(self._taking(handle))
+
+    def _taking(self, handle: IO[str]) -> Iterator[str]:
+        for line in handle:
+            self._taken.append(line)
+            yield line
 
     def __iter__(self) -> Iterator[str]:
         return self
 
     def __next__(self) -> str:
-        line = next(self._handle)
-        self._taken.append(line)
-        if self._first:
-            self._first = False
-            return line.removeprefix(BYTE_ORDER_MARK)
-        return line
+        return next(self._lines)
 
     def take(self) -> str:
         raw = "".join(self._taken)
@@ -1001,9 +1008,8 @@ def first_quote_join(
     """The first record of a delimited text (its header first) with a `quote_join`. With
     `rowlike`, the records of several lines without one that are `RowLikeText` of `width`
     fields are added to it, the first _ROWLIKE_KEPT."""
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # pandas reads cells of any length
     lines = RawRecords(handle)
-    reader = csv.reader(lines, delimiter=delimiter)
+    reader = csv_records(lines, delimiter)
     row = 0
     header_seen = False
     try:
