@@ -433,7 +433,9 @@ class TableChunks:
                 chunk = chunk.iloc[:, positions]
                 chunk.columns = [header[position] for position in positions]
                 if label in chunk and len(labels_seen) <= _LABELS_COMPARED:
-                    labels_seen.update(chunk[label].dropna().astype(str).str.strip())
+                    labels_seen.update(
+                        str(value).strip() for value in chunk[label].dropna().unique()
+                    )
                 yield chunk
             if label in header and len(labels_seen) <= _LABELS_COMPARED:
                 self.warnings += _joined_rows_warnings(
