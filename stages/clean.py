@@ -6,6 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+if not __package__:  # run by path (python stages/x.py): why, in stages/__init__.py
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 from bertpipe.clean import SCRATCH_PREFIX, clean_chunks, used_columns
 from bertpipe.errors import run_main
 from bertpipe.files import remove_leftovers, remove_scratch, sha256_file, write_json

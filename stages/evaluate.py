@@ -6,6 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+if not __package__:  # run by path (python stages/x.py): why, in stages/__init__.py
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 from bertpipe.artifacts import read_training_params
 from bertpipe.decision import read_decision
 from bertpipe.errors import run_main

@@ -4,7 +4,11 @@ windows (bertpipe.tokens.SequenceLayout); no padding stored."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+if not __package__:  # run by path (python stages/x.py): why, in stages/__init__.py
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import pyarrow.parquet as pq
 

@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+if not __package__:  # run by path (python stages/x.py): why, in stages/__init__.py
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 import torch
 
 from bertpipe.artifacts import check_base_is_not_output, model_card, save_model_folder

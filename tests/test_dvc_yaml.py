@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import itertools
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -57,12 +59,25 @@ def test_exactly_the_five_stages_in_order() -> None:
 
 
 def test_each_stage_runs_its_own_script() -> None:
-    # as a module: run as a script, stages/ would go first on the import path, where
-    # stages/tokenize.py shadows the standard library's tokenize
     for name, stage in _stages().items():
         assert stage["cmd"].startswith(f"python -m stages.{name} "), name
         assert (REPO / "stages" / f"{name}.py").is_file()
         assert f"stages/{name}.py" in stage["deps"]
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_each_stage_also_runs_by_path(name: str) -> None:
+    # run by path, stages/ goes first on the import path, where stages/tokenize.py would shadow
+    # the standard library's tokenize: without each script's guard, every stage died in inspect
+    done = subprocess.run(
+        [sys.executable, f"stages/{name}.py", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"usage: {name}.py ")
 
 
 def test_stages_depend_on_exactly_the_package_modules_they_import() -> None:
