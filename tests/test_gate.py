@@ -383,6 +383,22 @@ BAD_INPUTS = {
         "gate.tolerance: accuracy: a tolerance must be a finite number >= 0",
     ),
     "an unknown revision": ({}, ["--baseline", "no-such-branch"], "not a git revision"),
+    # a misspelled metric would silently leave the gate
+    "a misspelled tolerance in the candidate's params": (
+        {"params.yaml": PARAMS.replace("accuracy: 0.02", "acuracy: 0.02")},
+        [],
+        "gate.tolerance: 'acuracy' is not a metric of task multiclass (did you mean 'accuracy'?)",
+    ),
+    "an empty tolerance in the candidate's params": (
+        {"params.yaml": PARAMS.replace("\n    accuracy: 0.02", " {}")},
+        [],
+        "gate.tolerance: {} gates nothing",
+    ),
+    "--tolerance of a misspelled metric": (
+        {},
+        ["--tolerance", "f1macro=0.5"],
+        "--tolerance: 'f1macro' is not a metric of task multiclass (did you mean 'f1_macro'?)",
+    ),
 }
 
 

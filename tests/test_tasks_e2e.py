@@ -21,6 +21,7 @@ from conftest import KEYWORDS, keyword_notes
 from pipeline_helpers import commit, dvc, env, read_json, run, tiny_project
 from test_long_notes_e2e import predict_texts, texts_of_test_rows, with_filler_in_front
 
+from bertpipe.metrics import reported_metrics
 from bertpipe.tokens import read_split
 
 pytestmark = pytest.mark.slow
@@ -107,6 +108,8 @@ def test_task_end_to_end(task: str, project_copy: Path, tiny_bert: Path, tmp_pat
 
     metrics = read_json(project / "metrics.json")
     assert EXPECTED[task] <= set(metrics), metrics
+    # what gate.tolerance may name (bertpipe.params checks it against this)
+    assert set(metrics) == {*reported_metrics(task), "n_test"}, metrics
     metric, bar = TASK_BAR[task]
     assert metrics[metric] >= bar, metrics
     config = read_json(model / "config.json")

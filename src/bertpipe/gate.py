@@ -26,7 +26,13 @@ from bertpipe.metrics import (
     Threshold,
     compute_metrics,
 )
-from bertpipe.params import GateParams, parse_params, resolve_gate, safe_load_yaml
+from bertpipe.params import (
+    GateParams,
+    parse_params,
+    resolve_gate,
+    safe_load_yaml,
+    unknown_metric,
+)
 from bertpipe.predictions import Predictions, read_predictions, same_test_set
 
 WORKSPACE = "workspace"
@@ -187,6 +193,10 @@ def settings_from(
     The candidate's section is never used: a pull request must not set the rules it is judged
     by. When it differs, the report says so, so that a reviewer sees the attempt.
     """
+    for name in tolerance_overrides:
+        problem = unknown_metric(name, baseline.task)
+        if problem:
+            raise UnusableInput(f"--tolerance: {problem}")
     notes = []
     if baseline.gate is None:
         settings = resolve_gate(GateParams(), baseline.task)

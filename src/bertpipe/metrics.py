@@ -33,6 +33,16 @@ METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
     "regression": ("mse", "mae", "r2", "pearson", "spearman"),
 }
 LOWER_IS_BETTER = frozenset({"mse", "mae", "hamming_loss", "loss", "ece", "brier"})
+# what calibration_metrics adds for every classification task
+CALIBRATION_METRICS = ("ece", "brier")
+
+
+def reported_metrics(task: str) -> tuple[str, ...]:
+    """Every metric the evaluate stage writes to metrics.json for `task` (n_test aside)."""
+    calibration = () if task == "regression" else CALIBRATION_METRICS
+    return METRICS_BY_TASK[task] + calibration
+
+
 # the `class` of the pooled curve in class_curve_rows
 MICRO_AVERAGE = "micro-average"
 # metrics.json rounds so that the file is stable text and diffs stay readable

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from bertpipe.errors import UserError
+from bertpipe.metrics import reported_metrics
 
 Task = Literal["binary", "multiclass", "multilabel", "regression"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
@@ -225,6 +226,31 @@ class Params(_Strict):
                 "use truncation: right and windows.stride: null"
             )
         return self
+
+    @model_validator(mode="after")
+    def _check_gated_metrics(self) -> Params:
+        # a misspelled name would be a metric no run has, which the gate cannot judge: that
+        # metric would silently leave the gate
+        tolerance = self.gate.tolerance
+        if tolerance == "auto":
+            return self
+        if not tolerance:
+            raise ValueError("gate.tolerance: {} gates nothing; name at least one metric, or auto")
+        for name in tolerance:
+            problem = unknown_metric(name, self.task)
+            if problem:
+                raise ValueError(f"gate.tolerance: {problem}")
+        return self
+
+
+def unknown_metric(name: str, task: str) -> str | None:
+    """Why `name` is not a metric that the task's runs report, in words; None where it is."""
+    known = reported_metrics(task)
+    if name in known:
+        return None
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"{name!r} is not a metric of task {task}{hint}; its metrics: {', '.join(known)}"
 
 
 # YAML 1.1 wants a dot in a float, so PyYAML reads DVC's `lr: 2e-05` as the string '2e-05'.
