@@ -489,6 +489,24 @@ def test_a_gated_metric_the_candidate_lacks_or_holds_as_no_number_is_exit_2(
     assert "PASS" not in output
 
 
+def test_a_candidate_without_the_predictions_the_baseline_has_is_exit_2(gate_repo: Path) -> None:
+    # deleting them would skip the paired test and the re-scoring, and let the file's own
+    # figures pass: the candidate must not choose that looser rule
+    (gate_repo / "eval/predictions.csv").unlink()
+    code, output = check_metrics(gate_repo)
+    assert code == 2, output
+    assert output.startswith("error: workspace: its per-example predictions are missing"), output
+    assert output.count("\n") == 1 and "PASS" not in output
+
+
+def test_without_the_baselines_predictions_the_tolerance_alone_decides(gate_repo: Path) -> None:
+    git(gate_repo, "rm", "-q", "eval/predictions.csv")
+    git(gate_repo, "commit", "-qm", "no predictions")
+    code, output = check_metrics(gate_repo, "--candidate", "HEAD")
+    assert code == 0, output
+    assert "the baseline has no per-example predictions: tolerance alone decides" in output
+
+
 def test_a_broken_baseline_metric_is_exit_2(gate_repo: Path) -> None:
     (gate_repo / "metrics.json").write_text('{"accuracy": "1.0", "n_test": 60}')
     git(gate_repo, "commit", "-qam", "a string metric")

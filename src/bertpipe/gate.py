@@ -574,12 +574,20 @@ def decide(
     for metric in metrics:
         if metric not in candidate.metrics:
             raise _broken(candidate, metric, "candidate")
+    if baseline.predictions is not None and candidate.predictions is None:
+        # without them the paired test and the re-scoring are skipped, and the metrics file's
+        # figures are taken as they are: a candidate must not choose that looser rule
+        raise UnusableInput(
+            f"{candidate.label}: its per-example predictions are missing (the baseline has "
+            "them), so its metrics cannot be checked: the candidate is broken, which is not a "
+            "regression; rerun the evaluate stage and commit its predictions"
+        )
     old_values, _ = _trusted(baseline, metrics, notes)
     new_values, disagreeing = _trusted(candidate, metrics, notes)
 
     differences: dict[str, np.ndarray] | None = None
     if baseline.predictions is None or candidate.predictions is None:
-        notes.append("per-example predictions missing on one side: tolerance alone decides")
+        notes.append("the baseline has no per-example predictions: tolerance alone decides")
     elif not same_test_set(baseline.predictions, candidate.predictions, baseline.task):
         notes.append("the test sets differ (the data changed): no pairing, tolerance alone decides")
     else:
