@@ -7,6 +7,7 @@ functions give what these give.
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,3 +84,34 @@ def set_dropout(model: torch.nn.Module, probability: float) -> None:
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = probability
+
+
+def bertpipe_imports(path: Path) -> set[str]:
+    """Modules of bertpipe that a file imports, at the top or inside functions."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("bertpipe"):
+            parts = node.module.split(".")
+            if len(parts) > 1:
+                found.add(parts[1])
+            else:  # from bertpipe import x
+                found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "bertpipe" and len(parts) > 1:
+                    found.add(parts[1])
+    return found
+
+
+def import_closure(script: Path) -> set[str]:
+    """The bertpipe modules `script` imports, directly or through each other."""
+    package = Path(__file__).resolve().parents[1] / "src" / "bertpipe"
+    todo, seen = list(bertpipe_imports(script)), set()
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        todo.extend(bertpipe_imports(package / f"{module}.py"))
+    return seen

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import itertools
 import json
 import subprocess
@@ -12,42 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from helpers import import_closure
 
 from bertpipe.evaluation import Evaluation, plot_rows
 from bertpipe.metrics import predict_from_scores
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ["clean", "split", "tokenize", "train", "evaluate"]
-
-
-def _bertpipe_imports(path: Path) -> set[str]:
-    """Modules of bertpipe that a file imports, at the top or inside functions."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("bertpipe"):
-            parts = node.module.split(".")
-            if len(parts) > 1:
-                found.add(parts[1])
-            else:  # from bertpipe import x
-                found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                parts = alias.name.split(".")
-                if parts[0] == "bertpipe" and len(parts) > 1:
-                    found.add(parts[1])
-    return found
-
-
-def _closure(stage_script: Path) -> set[str]:
-    package = REPO / "src" / "bertpipe"
-    todo, seen = list(_bertpipe_imports(stage_script)), set()
-    while todo:
-        module = todo.pop()
-        if module in seen:
-            continue
-        seen.add(module)
-        todo.extend(_bertpipe_imports(package / f"{module}.py"))
-    return seen
 
 
 def _stages() -> dict:
@@ -84,7 +54,7 @@ def test_stages_depend_on_exactly_the_package_modules_they_import() -> None:
     # __init__.py only holds the version string, so it is not a dependency worth rerunning for
     for name, stage in _stages().items():
         imported = {
-            f"src/bertpipe/{module}.py" for module in _closure(REPO / "stages" / f"{name}.py")
+            f"src/bertpipe/{module}.py" for module in import_closure(REPO / "stages" / f"{name}.py")
         }
         declared = {dep for dep in stage["deps"] if dep.startswith("src/bertpipe/")}
         assert declared == imported, (

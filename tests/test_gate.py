@@ -436,7 +436,7 @@ def test_a_missing_repo_folder_is_exit_2(tmp_path: Path) -> None:
 )
 def test_auto_tolerance_gates_metrics_the_task_writes(task: str, gated: set[str]) -> None:
     # `-S task=regression` alone must leave a gate with metrics that regression writes
-    from bertpipe.metrics import METRICS_BY_TASK
+    from bertpipe.metric_names import METRICS_BY_TASK
     from bertpipe.params import GateParams, Params, resolve_gate, resolve_task_defaults
 
     assert GateParams().tolerance == "auto"

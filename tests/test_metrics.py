@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from bertpipe.metric_names import METRICS_BY_TASK
 from bertpipe.metrics import (
-    METRICS_BY_TASK,
     compute_metrics,
     confusion_rows,
     is_better,

@@ -21,7 +21,7 @@ from conftest import KEYWORDS, keyword_notes
 from pipeline_helpers import commit, dvc, env, read_json, run, tiny_project
 from test_long_notes_e2e import predict_texts, texts_of_test_rows, with_filler_in_front
 
-from bertpipe.metrics import reported_metrics
+from bertpipe.metric_names import reported_metrics
 from bertpipe.tokens import read_split
 
 pytestmark = pytest.mark.slow

@@ -25,7 +25,7 @@ from bertpipe.checkpoint import step_folders
 from bertpipe.errors import UserError
 from bertpipe.inference import default_device
 from bertpipe.labels import sorted_label_names
-from bertpipe.metrics import METRICS_BY_TASK
+from bertpipe.metric_names import METRICS_BY_TASK
 from bertpipe.model import load_classifier
 from bertpipe.params import AUTO_BATCH_SIZE, Params
 from bertpipe.tokens import TokenizedSplit, tokenize_split

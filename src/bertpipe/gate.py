@@ -19,13 +19,8 @@ import numpy as np
 import yaml
 
 from bertpipe.errors import UserError
-from bertpipe.metrics import (
-    DIGITS,
-    LOWER_IS_BETTER,
-    METRICS_BY_TASK,
-    Threshold,
-    compute_metrics,
-)
+from bertpipe.metric_names import LOWER_IS_BETTER, METRICS_BY_TASK
+from bertpipe.metrics import DIGITS, Threshold, compute_metrics
 from bertpipe.params import (
     GateParams,
     parse_params,

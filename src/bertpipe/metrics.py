@@ -10,38 +10,7 @@ import numpy as np
 from scipy import stats
 from sklearn import metrics as skm
 
-METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
-    "multiclass": ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro"),
-    "binary": (
-        "accuracy",
-        "f1_macro",
-        "f1_weighted",
-        "precision_macro",
-        "recall_macro",
-        "roc_auc",
-        "average_precision",
-    ),
-    "multilabel": (
-        "f1_micro",
-        "f1_macro",
-        "f1_weighted",
-        "precision_macro",
-        "recall_macro",
-        "subset_accuracy",
-        "hamming_loss",
-    ),
-    "regression": ("mse", "mae", "r2", "pearson", "spearman"),
-}
-LOWER_IS_BETTER = frozenset({"mse", "mae", "hamming_loss", "loss", "ece", "brier"})
-# what calibration_metrics adds for every classification task
-CALIBRATION_METRICS = ("ece", "brier")
-
-
-def reported_metrics(task: str) -> tuple[str, ...]:
-    """Every metric the evaluate stage writes to metrics.json for `task` (n_test aside)."""
-    calibration = () if task == "regression" else CALIBRATION_METRICS
-    return METRICS_BY_TASK[task] + calibration
-
+from bertpipe.metric_names import LOWER_IS_BETTER
 
 # the `class` of the pooled curve in class_curve_rows
 MICRO_AVERAGE = "micro-average"

@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from bertpipe.errors import UserError
-from bertpipe.metrics import reported_metrics
+from bertpipe.metric_names import reported_metrics
 
 Task = Literal["binary", "multiclass", "multilabel", "regression"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]

@@ -49,7 +49,8 @@ from bertpipe.inference import (
     predict_logits,
     resolve_precision,
 )
-from bertpipe.metrics import METRICS_BY_TASK, compute_metrics, is_better
+from bertpipe.metric_names import METRICS_BY_TASK
+from bertpipe.metrics import compute_metrics, is_better
 from bertpipe.model import fold_regression_scale, scale_regression_output, takes_boolean_mask
 from bertpipe.params import Params, resolve_batch_size, resolve_task_defaults
 from bertpipe.progress import progress_bar
