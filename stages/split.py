@@ -8,6 +8,7 @@ from pathlib import Path
 
 if not __package__:  # run by path (python stages/x.py): why, in stages/__init__.py
     sys.path[0] = str(Path(__file__).resolve().parents[1])
+    import stages  # noqa: F401
 
 from bertpipe.errors import UserError, run_main
 from bertpipe.files import atomic_path, remove_leftovers

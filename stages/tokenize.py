@@ -9,6 +9,7 @@ from pathlib import Path
 
 if not __package__:  # run by path (python stages/x.py): why, in stages/__init__.py
     sys.path[0] = str(Path(__file__).resolve().parents[1])
+    import stages  # noqa: F401
 
 import pyarrow.parquet as pq
 

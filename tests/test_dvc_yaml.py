@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,24 @@ def test_each_stage_also_runs_by_path(name: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"usage: {name}.py ")
+
+
+def test_stages_import_the_src_beside_them_not_an_installed_copy(tmp_path: Path) -> None:
+    # a queued experiment runs in a copy of the repository: its stages must run the copy's code,
+    # which dvc.lock hashes, not the workspace's that the editable install points at
+    copy = tmp_path / "copy"
+    shutil.copytree(REPO / "stages", copy / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "src", copy / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "src" / "bertpipe" / "split.py").write_text('raise SystemExit("the copy\'s split")\n')
+    for command in (["-m", "stages.split"], ["stages/split.py"]):
+        done = subprocess.run(
+            [sys.executable, *command, "--help"],
+            cwd=copy,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert "the copy's split" in done.stderr, (command, done.stdout, done.stderr)
 
 
 def test_stages_depend_on_exactly_the_package_modules_they_import() -> None:
