@@ -23,7 +23,7 @@ from bertpipe.errors import UserError
 from bertpipe.labels import sorted_label_names
 from bertpipe.model import load_classifier
 from bertpipe.params import Params
-from bertpipe.predict import Predictor
+from bertpipe.predict import Predictor, is_earlier_prediction
 from bertpipe.text import clean_text
 from bertpipe.tokens import tokenize_split
 from bertpipe.training import fit
@@ -244,7 +244,37 @@ def test_an_existing_output_is_replaced_only_if_it_is_an_earlier_prediction(
     result = invoke("--model", trained_model, "--input", source, "--output", output)
     assert result.exit_code == 0, result.output
     result = invoke("--model", trained_model, "-i", source, "-o", output, "--prefix", "p_")
-    one_line_error(result, "(no p_predicted_label column)")
+    one_line_error(result, "(its last columns are not p_predicted_label and p_score_*)")
+
+
+@pytest.mark.parametrize(
+    ("columns", "earlier"),
+    [
+        (["id", "text", "predicted_label", "score_a", "score_b"], True),
+        (["id", "predicted_label"], True),  # a regression prediction
+        (["predicted_label", "score_x"], True),  # other labels than this model's
+        # a user's own table with such a column, their notes after it
+        (["id", "text", "predicted_label", "notes"], False),
+        (["id", "predicted_label", "score_a", "gold"], False),
+        (["id", "text"], False),
+    ],
+)
+def test_an_earlier_prediction_ends_with_its_label_and_scores(
+    columns: list[str], earlier: bool
+) -> None:
+    assert is_earlier_prediction(columns) is earlier
+    assert is_earlier_prediction(["p_" + name for name in columns], "p_") is earlier
+
+
+def test_a_users_table_with_a_predicted_label_column_is_kept(tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("text\nchest pain\n")
+    output = tmp_path / "vendor.csv"
+    output.write_text("id,text,predicted_label,notes\n1,a,x,my hand-labelled gold\n")
+    before = output.read_bytes()
+    result = invoke("--model", tmp_path / "nope", "-i", source, "-o", output)
+    one_line_error(result, f"--output {output}: exists and is not an earlier prediction")
+    assert output.read_bytes() == before
 
 
 def test_an_existing_output_that_is_no_table_is_kept(tmp_path: Path) -> None:

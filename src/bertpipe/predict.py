@@ -240,13 +240,24 @@ def check_output_path(
         )
     if output.exists() and output.stat().st_size and not overwrite:  # an empty file holds nothing
         names = _existing_columns(output, fmt, encoding)
-        if names is None or prefix + PREDICTED_LABEL not in names:
+        if names is None or not is_earlier_prediction(names, prefix):
             raise UserError(
-                f"--output {output}: exists and is not an earlier prediction (no "
-                f"{prefix + PREDICTED_LABEL} column); name another file, or pass --overwrite "
-                "to replace it"
+                f"--output {output}: exists and is not an earlier prediction (its last columns "
+                f"are not {prefix + PREDICTED_LABEL} and {prefix}score_*); name another file, or "
+                "pass --overwrite to replace it"
             )
     return fmt
+
+
+def is_earlier_prediction(names: list[str], prefix: str = "") -> bool:
+    """Whether a table's columns end as a prediction's do (Predictor.output_columns, whatever
+    the labels were): `predicted_label`, then only `score_*` columns. A column of that name
+    alone is no proof: a user's own table may hold one, with their notes after it."""
+    label = prefix + PREDICTED_LABEL
+    if label not in names:
+        return False
+    after = names[len(names) - names[::-1].index(label) :]
+    return all(name.startswith(f"{prefix}score_") for name in after)
 
 
 def _existing_columns(path: Path, fmt: str, encoding: str) -> list[str] | None:
