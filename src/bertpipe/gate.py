@@ -191,7 +191,7 @@ def settings_from(
     for name in tolerance_overrides:
         problem = unknown_metric(name, baseline.task)
         if problem:
-            raise UnusableInput(f"--tolerance: {problem}")
+            raise UnusableInput(f"--tolerance: {problem}; fix the workflow's --tolerance")
     notes = []
     if baseline.gate is None:
         settings = resolve_gate(GateParams(), baseline.task)
