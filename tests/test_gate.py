@@ -420,6 +420,21 @@ def test_a_nan_tolerance_in_the_baseline_is_exit_2(gate_repo: Path) -> None:
     assert code == 2 and "HEAD:params.yaml: gate.tolerance: accuracy" in output, output
 
 
+def test_md_replaces_an_earlier_report_and_keeps_any_other_file(gate_repo: Path) -> None:
+    report = gate_repo / "gate.md"
+    code, output = check_metrics(gate_repo, "--md", str(report))
+    assert code == 0, output
+    first = report.read_text()
+    assert first.startswith("### Metrics gate: ")
+    code, output = check_metrics(gate_repo, "--md", str(report))  # an earlier report: replaced
+    assert code == 0 and report.read_text() == first, output
+    notes = gate_repo / "notes.md"
+    notes.write_text("# my notes\n")
+    code, output = check_metrics(gate_repo, "--md", str(notes))
+    assert code == 2 and output.startswith(f"error: --md {notes}: exists and is not"), output
+    assert output.count("\n") == 1 and notes.read_text() == "# my notes\n"
+
+
 def test_a_missing_repo_folder_is_exit_2(tmp_path: Path) -> None:
     code, output = check_metrics(tmp_path / "nowhere")
     assert code == 2 and output.startswith("error: --repo") and "no such folder" in output

@@ -375,7 +375,11 @@ def check_metrics(
         typer.Option(help="Bootstrap resamples; default: the baseline's gate.n_bootstrap."),
     ] = None,
     md: Annotated[
-        Path | None, typer.Option(help="Also write the markdown table here, for a CI comment.")
+        Path | None,
+        typer.Option(
+            help="Also write the markdown table here, for a CI comment; an existing file is "
+            "replaced only if it is an earlier report."
+        ),
     ] = None,
     metrics_file: Annotated[str, typer.Option(help="Metrics file in each revision.")] = (
         "metrics.json"
@@ -401,6 +405,8 @@ def check_metrics(
     from bertpipe import gate
 
     try:
+        if md is not None:
+            gate.check_report_path(md)
         overrides = dict(_parse_tolerance(item) for item in tolerance or [])
         result = gate.check(
             repo,

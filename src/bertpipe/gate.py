@@ -160,6 +160,29 @@ def read_revision_params(revision: str, repo: Path, params_path: str) -> Revisio
     return RevisionParams(params.task, legacy, gate)
 
 
+# the first line of every report `--md` writes, and so what marks a file as one
+REPORT_HEADING = "### Metrics gate: "
+
+
+def check_report_path(path: Path) -> None:
+    """`--md` may name a new file, an empty one or an earlier report; anything else (notes
+    named by a typo, say) is refused before any work, and kept."""
+    if path.is_dir():
+        raise UnusableInput(f"--md {path}: is a folder; name a file (the folder is left as it is)")
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    try:
+        with path.open(encoding="utf-8") as report:
+            first = report.readline()
+    except (OSError, UnicodeError):
+        first = ""
+    if not first.startswith(REPORT_HEADING):
+        raise UnusableInput(
+            f"--md {path}: exists and is not an earlier gate report; name another file (this "
+            "one is kept)"
+        )
+
+
 def check_overrides(
     tolerance_overrides: dict[str, float], confidence: float | None, n_bootstrap: int | None
 ) -> None:
@@ -452,7 +475,7 @@ class GateResult:
     def markdown(self, baseline: str, candidate: str) -> str:
         level = f"{self.confidence:.0%}"
         lines = [
-            f"### Metrics gate: {candidate} vs {baseline}",
+            f"{REPORT_HEADING}{candidate} vs {baseline}",
             "",
             f"| metric | old | new | change | {level} one-sided bound of the change "
             "| tolerance | verdict |",
