@@ -222,6 +222,7 @@ def _predict(
         # what a run killed without a chance to clean up (SIGKILL, a power cut) left beside it
         remove_leftovers(output)
     predictor = Predictor.load(model_dir)
+    predictor.show_progress = True  # on stderr: stdout may be the predictions
 
     if input_path is not None and not reads_stdin:
         if output is None:

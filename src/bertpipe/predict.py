@@ -79,6 +79,8 @@ class Predictor:
     precision: str
     label_separator: str = "|"
     pooling: str = "mean"
+    # progress of every predict call: a bar on a terminal, lines in a log (bertpipe.progress)
+    show_progress: bool = False
 
     @classmethod
     def load(cls, model_dir: str | Path) -> Predictor:
@@ -107,11 +109,12 @@ class Predictor:
         return clean_text(text, self.mask_phi)
 
     def predict(
-        self, texts: Sequence[Any], batch_size: int = 64, progress: bool = False
+        self, texts: Sequence[Any], batch_size: int = 64, progress: bool | None = None
     ) -> list[dict[str, Any]]:
         """One result per text, in input order: {"label": ..., "scores": {...}}, or EMPTY for a
         text with nothing left after cleaning (the clean stage drops those rows, so the model
-        never learned what to say of them)."""
+        never learned what to say of them). `progress` None: `show_progress`."""
+        progress = self.show_progress if progress is None else progress
         cleaned = [
             self.clean(t) if isinstance(t, str) else [self.clean(part) for part in t] for t in texts
         ]
