@@ -207,6 +207,11 @@ def test_text_columns_as_many_as_the_model_was_trained_on(tmp_path: Path) -> Non
         "--model", tmp_path / "nope", "--input", source, "--text-column", "a", "--text-column", "b"
     )
     assert result.exit_code == 1 and "trained on" not in result.output
+    # one plain text, as an argument or a line of stdin, cannot fill a pair either
+    words = "the model was trained on 2 texts per example (title, body): give them all"
+    one_line_error(invoke("--model", model, "chest pain"), words)
+    one_line_error(invoke("--model", model, stdin="chest pain\n"), words)
+    one_line_error(invoke("--model", model, "-", stdin="chest pain\n"), words)
 
 
 def test_output_onto_a_folder_is_refused_and_the_folder_kept(tmp_path: Path) -> None:

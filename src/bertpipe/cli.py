@@ -210,6 +210,14 @@ def _predict(
             + " ".join(f"--text-column <{name}'s column>" for name in trained_on)
         )
     columns = text_columns or trained_on
+    plain_texts = stdin_format == "text" and (reads_stdin or input_path is None)
+    if len(trained_on) > 1 and plain_texts:
+        # one text where the model reads several would be scored as a pair with nothing
+        names = ", ".join(map(str, trained_on))
+        raise UserError(
+            f"the model was trained on {len(trained_on)} texts per example ({names}): give them "
+            f"all, as --input with a column each, or as --format jsonl on stdin with keys {names}"
+        )
     if reads_stdin:
         texts = _read_stdin(stdin_format, columns)
     elif input_path is not None:
