@@ -277,10 +277,6 @@ def test_bad_decision_params_are_one_line() -> None:
     with pytest.raises(UserError, match=r"^train\.threshold: auto is fitted on the validation"):
         check_decision_params(Params(), val_rows=0)
     check_decision_params(Params.model_validate({"train": {"threshold": 0.5}}), val_rows=0)
-    with pytest.raises(UserError, match=r"^train\.target_recall: 0\.9 needs train\.threshold"):
-        check_decision_params(
-            Params.model_validate({"train": {"threshold": 0.5, "target_recall": 0.9}}), 10
-        )
 
 
 FAMILIES = ["bert", "roberta", "distilbert", "deberta-v2", "electra"]

@@ -25,6 +25,8 @@ MIN_WORDS = 3
 # "path::function", with the words their row in docs/errors.md quotes instead
 COMPOSED = {
     "src/bertpipe/params.py::parse_params": "Input should be",
+    # params.train_option_conflict's words, for params built without validation
+    "src/bertpipe/training.py::check_params": "is not a metric of task",
     "src/bertpipe/split.py::assign_splits": "cannot split",
     "src/bertpipe/model.py::_load_failed": "model: cannot load",
     "src/bertpipe/predict.py::_output_format": "--output <path>: unsupported file type",

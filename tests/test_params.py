@@ -423,6 +423,42 @@ def test_a_batch_size_neither_auto_nor_a_count_is_one_message(value: Any) -> Non
     )
 
 
+@pytest.mark.parametrize(
+    ("given", "words"),
+    [
+        (
+            {"task": "binary", "train": {"early_stopping_metric": "mse"}},
+            "train.early_stopping_metric: 'mse' is not a metric of task binary; use one of",
+        ),
+        (
+            {"task": "regression", "train": {"class_weights": "balanced"}},
+            "train.class_weights: balanced needs classes; use none for regression",
+        ),
+        (
+            {"train": {"threshold": 0.5, "target_recall": 0.9}},
+            "train.target_recall: 0.9 needs train.threshold: auto (it is 0.5); set one of them",
+        ),
+        ({"data": {"encoding": "nonsense"}}, "data.encoding: unknown encoding 'nonsense'"),
+    ],
+)
+def test_settings_train_or_clean_would_refuse_are_refused_at_load(
+    given: dict[str, Any], words: str, tmp_path: Path
+) -> None:
+    # `bertpipe params` and every stage refuse them, before clean, split and tokenize have run
+    with pytest.raises(UserError, match=re.escape(words)):
+        parse_params(given)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(given))
+    done = subprocess.run(
+        [sys.executable, "-m", "bertpipe.cli", "params", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode != 0 and words in done.stderr, done.stderr
+    assert parse_params({"task": "regression", "train": {"early_stopping_metric": "r2"}})
+
+
 def test_compile_is_a_boolean() -> None:
     assert parse_params({"train": {"compile": True}}).train.compile is True
     with pytest.raises(UserError, match=r"train\.compile: Input should be a valid boolean"):

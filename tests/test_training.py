@@ -16,6 +16,7 @@ from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import DataLoaderConfiguration, DistributedType
 from conftest import TINY_SIZES
 from helpers import set_dropout
+from pydantic import ValidationError
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
@@ -328,8 +329,15 @@ def test_unknown_early_stopping_metric_is_refused(tiny_bert: Path, splits: tuple
     from bertpipe.errors import UserError
 
     train, val = splits
-    with pytest.raises(UserError, match="early_stopping_metric"):
-        fit(new_model(tiny_bert), train, val, config(early_stopping_metric="r2"), 0, progress=False)
+    with pytest.raises(ValidationError, match="early_stopping_metric"):
+        config(early_stopping_metric="r2")  # at load
+    # and by fit, for params built without validation
+    params = config()
+    unchecked = params.model_copy(
+        update={"train": params.train.model_copy(update={"early_stopping_metric": "r2"})}
+    )
+    with pytest.raises(UserError, match="early_stopping_metric: 'r2' is not a metric"):
+        fit(new_model(tiny_bert), train, val, unchecked, 0, progress=False)
 
 
 def test_batches_are_copied_non_blocking_only_off_the_cpu() -> None:

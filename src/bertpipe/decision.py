@@ -145,11 +145,6 @@ def check_decision_params(params: Params, val_rows: int) -> None:
             "train.threshold: auto is fitted on the validation split, which has no rows; "
             "raise split.val_size, or set train.threshold to a number"
         )
-    if train.target_recall is not None and train.threshold != "auto":
-        raise UserError(
-            f"train.target_recall: {train.target_recall} needs train.threshold: auto "
-            f"(it is {train.threshold}); set one of them"
-        )
 
 
 def _softmax_nll(logits: np.ndarray, targets: np.ndarray, temperature: float) -> float:

@@ -6,6 +6,7 @@ the rest are grouped by the stage that reads them.
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import math
 import re
@@ -24,7 +25,7 @@ from pydantic import (
 )
 
 from bertpipe.errors import UserError
-from bertpipe.metric_names import reported_metrics
+from bertpipe.metric_names import METRICS_BY_TASK, reported_metrics
 
 Task = Literal["binary", "multiclass", "multilabel", "regression"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
@@ -55,6 +56,15 @@ class DataParams(_Strict):
     @property
     def text_columns(self) -> list[str]:
         return [self.text_column] if isinstance(self.text_column, str) else list(self.text_column)
+
+    @field_validator("encoding")
+    @classmethod
+    def _check_encoding(cls, encoding: str) -> str:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ValueError(f"unknown encoding '{encoding}'") from None
+        return encoding
 
     @model_validator(mode="after")
     def _check_text_columns(self) -> DataParams:
@@ -228,6 +238,15 @@ class Params(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _check_train_options(self) -> Params:
+        # at load, so that every stage and `bertpipe params` refuse them, not train after the
+        # stages before it have run
+        conflict = train_option_conflict(self)
+        if conflict:
+            raise ValueError(conflict)
+        return self
+
+    @model_validator(mode="after")
     def _check_gated_metrics(self) -> Params:
         # a misspelled name would be a metric no run has, which the gate cannot judge: that
         # metric would silently leave the gate
@@ -241,6 +260,25 @@ class Params(_Strict):
             if problem:
                 raise ValueError(f"gate.tolerance: {problem}")
         return self
+
+
+def train_option_conflict(params: Params) -> str | None:
+    """Why the train options do not fit the task or each other, in words; None where they do."""
+    train = params.train
+    allowed = (*METRICS_BY_TASK[params.task], "loss")
+    if train.early_stopping_metric not in (*allowed, "auto"):
+        return (
+            f"train.early_stopping_metric: '{train.early_stopping_metric}' is not a metric of "
+            f"task {params.task}; use one of {', '.join(allowed)}"
+        )
+    if train.class_weights == "balanced" and params.task == "regression":
+        return "train.class_weights: balanced needs classes; use none for regression"
+    if train.target_recall is not None and train.threshold != "auto":
+        return (
+            f"train.target_recall: {train.target_recall} needs train.threshold: auto "
+            f"(it is {train.threshold}); set one of them"
+        )
+    return None
 
 
 def unknown_metric(name: str, task: str) -> str | None:

@@ -49,10 +49,14 @@ from bertpipe.inference import (
     predict_logits,
     resolve_precision,
 )
-from bertpipe.metric_names import METRICS_BY_TASK
 from bertpipe.metrics import compute_metrics, is_better
 from bertpipe.model import fold_regression_scale, scale_regression_output, takes_boolean_mask
-from bertpipe.params import Params, resolve_batch_size, resolve_task_defaults
+from bertpipe.params import (
+    Params,
+    resolve_batch_size,
+    resolve_task_defaults,
+    train_option_conflict,
+)
 from bertpipe.progress import progress_bar
 from bertpipe.tokens import TokenizedSplit, split_files
 
@@ -124,16 +128,11 @@ def restore_determinism(settings: DeterminismSettings) -> None:
 
 
 def check_params(params: Params) -> None:
-    """What the schema cannot check alone: train options that must fit the task."""
-    train = params.train
-    allowed = (*METRICS_BY_TASK[params.task], "loss")
-    if train.early_stopping_metric not in allowed:
-        raise UserError(
-            f"train.early_stopping_metric: '{train.early_stopping_metric}' is not a metric of "
-            f"task {params.task}; use one of {', '.join(allowed)}"
-        )
-    if train.class_weights == "balanced" and params.task == "regression":
-        raise UserError("train.class_weights: balanced needs classes; use none for regression")
+    """The train options' fit to the task, for a `params` built without validation (a
+    model_copy): loading params.yaml checks the same (params.train_option_conflict)."""
+    conflict = train_option_conflict(params)
+    if conflict:
+        raise UserError(conflict)
 
 
 def balanced_weights(labels: np.ndarray, task: str, num_labels: int) -> torch.Tensor:
