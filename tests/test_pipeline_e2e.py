@@ -94,3 +94,10 @@ def test_repro_then_experiment_then_metrics_diff(sample_project: Path) -> None:
         for run in runs
     ]
     assert 2e-5 in lrs
+
+    # A key no stage reads still reaches the schema: evaluate depends on every key, so a typo
+    # added with `-S +key=...` (DVC's own hint for an unknown key) fails instead of "running".
+    failed = dvc(project, "exp", "run", "-S", "+lr_rate=1e-4", check=False)
+    assert failed.returncode != 0
+    assert "error: params.yaml: unknown key 'lr_rate'" in failed.stderr
+    assert "Stage 'train' didn't change" in failed.stdout + failed.stderr
