@@ -12,7 +12,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from bertpipe.errors import UserError
+from bertpipe.errors import MAX_MESSAGE_CHARS, UserError
 from bertpipe.params import (
     AUTO_BATCH_SIZE,
     Params,
@@ -129,7 +129,13 @@ def test_every_param_named_in_dvc_yaml_exists_and_loads() -> None:
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
     raw = safe_load_yaml((REPO / "params.yaml").read_text())
     defined = _flatten(raw)
-    named = {key for stage in dvc["stages"].values() for key in stage.get("params", [])}
+    # a `params.yaml:` entry (a mapping) is the whole file: every key, so none is absent
+    named = {
+        key
+        for stage in dvc["stages"].values()
+        for key in stage.get("params", [])
+        if isinstance(key, str)
+    }
     assert named, "dvc.yaml declares no params"
     missing = sorted(named - defined)
     assert not missing, f"dvc.yaml names params absent from params.yaml: {missing}"
@@ -457,6 +463,24 @@ def test_settings_train_or_clean_would_refuse_are_refused_at_load(
     )
     assert done.returncode != 0 and words in done.stderr, done.stderr
     assert parse_params({"task": "regression", "train": {"early_stopping_metric": "r2"}})
+
+
+def test_several_problems_name_every_key_before_the_cut() -> None:
+    given = {
+        "seed": -1,
+        "task": "foo",
+        "lr": "abc",
+        "epochs": 2.5,
+        "batch_size": 0,
+        "train": {"precision": "fp64"},
+    }
+    with pytest.raises(UserError) as raised:
+        parse_params(given)
+    message = str(raised.value)
+    assert len(message) <= MAX_MESSAGE_CHARS  # cut in the middle
+    assert message.startswith(
+        "params.yaml: 6 problems (seed, task, lr, epochs, batch_size, train.precision): "
+    ), message
 
 
 def test_compile_is_a_boolean() -> None:

@@ -477,7 +477,12 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(_describe(error) for error in exc.errors())
+        errors = exc.errors()
+        problems = "; ".join(_describe(error) for error in errors)
+        if len(errors) > 1:
+            # the keys first: a long line is cut in its middle, and each key must still show
+            keys = dict.fromkeys(".".join(map(str, e["loc"])) or "params" for e in errors)
+            problems = f"{len(errors)} problems ({', '.join(keys)}): {problems}"
         raise UserError(f"{source}: {problems}") from None
 
 
