@@ -58,6 +58,20 @@ def test_a_fast_loop_writes_only_its_last_line() -> None:
     assert len(lines) == 1 and lines[0].startswith("predict: batch 1000, "), lines
 
 
+def test_a_resumed_epoch_counts_the_batches_done_before() -> None:
+    # resumed at batch 80 of 135: the log ends at 135/135, not 55/55; a bar starts at 80
+    log = io.StringIO()
+    assert list(progress_bar(range(55), "epoch 1/2", total=135, stream=log, initial=80)) == list(
+        range(55)
+    )
+    assert log.getvalue().startswith("epoch 1/2: batch 135/135, ")
+    terminal = Terminal()
+    bar = progress_bar(range(55), "epoch 1/2", total=135, stream=terminal, initial=80)
+    assert bar.n == 80  # type: ignore[attr-defined]
+    list(bar)
+    assert "135/135" in terminal.getvalue()
+
+
 def test_a_line_due_at_the_last_item_is_not_written_twice() -> None:
     # each item takes longer than the interval, so every item, the last included, is due a line:
     # the loop's end adds none

@@ -36,6 +36,7 @@ class LogProgress(Iterable[Item]):
         unit: str,
         stream: TextIO,
         interval_seconds: float,
+        initial: int = 0,
     ) -> None:
         self.iterable = iterable
         self.desc = desc
@@ -44,7 +45,7 @@ class LogProgress(Iterable[Item]):
         self.stream = stream
         self.interval_seconds = interval_seconds
         self.postfix: dict[str, Any] = {}
-        self.done = 0
+        self.done = initial
 
     def set_postfix(self, **values: Any) -> None:
         self.postfix = values
@@ -80,12 +81,22 @@ def progress_bar(
     leave: bool = True,
     stream: TextIO | None = None,
     interval_seconds: float = LOG_INTERVAL_SECONDS,
+    initial: int = 0,
 ) -> ProgressBar[Item]:
     """A tqdm bar over `iterable` when `stream` (stderr by default) is a terminal, else
-    `LogProgress`: at most one line per `interval_seconds`, plus one at the end."""
+    `LogProgress`: at most one line per `interval_seconds`, plus one at the end. `initial`: the
+    items done before `iterable` starts (a resumed epoch's), counted towards `total`."""
     stream = stream if stream is not None else sys.stderr
     if stream.isatty():
         from tqdm.auto import tqdm
 
-        return tqdm(iterable, desc=desc, total=total, unit=unit, leave=leave, file=stream)
-    return LogProgress(iterable, desc, total, unit, stream, interval_seconds)
+        return tqdm(
+            iterable,
+            desc=desc,
+            total=total,
+            unit=unit,
+            leave=leave,
+            file=stream,
+            initial=initial,
+        )
+    return LogProgress(iterable, desc, total, unit, stream, interval_seconds, initial)

@@ -606,7 +606,13 @@ def _train_epoch(
         state.batches_done, state.loss_sums, state.loss_counts = 0, [], []
     batches = loader
     if progress and accelerator.is_local_main_process:
-        batches = progress_bar(loader, f"epoch {epoch}/{params.epochs}", total=len(loader))
+        # a resumed epoch counts the batches it skipped: "batch 135/135" at its end
+        batches = progress_bar(
+            loader,
+            f"epoch {epoch}/{params.epochs}",
+            total=len(loop.train_loader),
+            initial=first_batch,
+        )
     loss_read = time.monotonic()
     for batch_index, batch in enumerate(batches, start=first_batch):
         if pending_rng is not None:
