@@ -214,6 +214,24 @@ def test_text_columns_as_many_as_the_model_was_trained_on(tmp_path: Path) -> Non
     one_line_error(invoke("--model", model, "-", stdin="chest pain\n"), words)
 
 
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["predict", "--bogus", "x"], "error: bertpipe predict: No such option: --bogus"),
+        (["predict", "--batch-size", "0", "hi"], "Invalid value for '--batch-size'"),
+        (["check-metrics", "--n-bootstrap", "abc"], "Invalid value for '--n-bootstrap'"),
+        (["nosuch"], "error: bertpipe: No such command 'nosuch'"),
+    ],
+)
+def test_a_wrong_command_line_is_one_error_line(args: list[str], words: str) -> None:
+    # not click's usage text in a box: one line, as every other bad input, and exit 2
+    result = runner.invoke(app, args, prog_name="bertpipe")
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0] and lines[0].endswith("--help)"), result.stderr
+
+
 def test_output_onto_a_folder_is_refused_and_the_folder_kept(tmp_path: Path) -> None:
     source = tmp_path / "in.csv"
     source.write_text("text\nchest pain\n")

@@ -13,12 +13,41 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+# typer carries its own copy of click; these two are not re-exported (typer's lock pins the version)
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
+from typer.core import TyperGroup
+
 from bertpipe.errors import UserError
 
 if TYPE_CHECKING:  # imported where used: `bertpipe --help` stays fast without torch
     from bertpipe.predict import Predictor
 
+
+class _OneLineUsageErrors(TyperGroup):
+    """A wrong command line (an unknown option, a value of the wrong type) is one `error:` line
+    and exit 2, as every other bad input is, not click's usage text in a box."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except NoArgsIsHelpError as error:
+            error.show()  # the help text itself, as `bertpipe` alone has always printed it
+            sys.exit(error.exit_code)
+        except UsageError as error:
+            command = error.ctx.command_path if error.ctx else "bertpipe"
+            message = " ".join(error.format_message().split())
+            typer.echo(f"error: {command}: {message} (see {command} --help)", err=True)
+            sys.exit(error.exit_code)
+        except typer.Abort:  # Ctrl-C or an end of input at a prompt, as click says it
+            typer.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=_OneLineUsageErrors,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
