@@ -194,6 +194,7 @@ def bom_is_not_in_the_column_name(project: Path, result: subprocess.CompletedPro
 
 
 LATIN1 = "text,label\ncaf\u00e9 au lait spots,dermatology\nna\u00efve headache,neurology\n"
+UTF8_ACCENTS = "text,label\n\u00c1cido f\u00f3lico 5 mg,hematology\nna\u00efve headache,neurology\n"
 CP1252 = "text,label\n\u201cchest\u201d pain \u2013 \u20ac5 copay,cardiology\nheadache,neurology\n"
 
 
@@ -1171,6 +1172,25 @@ CASES = [
         files={"cp1252.csv": CP1252.encode("cp1252")},
         expect=("data/cp1252.csv: not valid utf-8 text", "byte 0x93 at line 2", "e.g. cp1252"),
         absent=("latin-1",),
+    ),
+    Case(
+        # a UTF-8 file (Á is the bytes C3 81; 0x81 is no cp1252 character) read as cp1252: the
+        # hint is utf-8, not latin-1, which would read the file without an error, and wrongly
+        "utf8-read-as-cp1252",
+        data="utf8.csv",
+        files={"utf8.csv": UTF8_ACCENTS.encode("utf-8")},
+        params={"data.encoding": "cp1252"},
+        expect=("data/utf8.csv: not valid cp1252 text", "e.g. utf-8"),
+        absent=("latin-1",),
+    ),
+    Case(
+        # read as latin-1 the same file gives no error, but two characters for each accented one
+        "utf8-read-as-latin1",
+        data="utf8.csv",
+        files={"utf8.csv": UTF8_ACCENTS.encode("utf-8")},
+        params={"data.encoding": "latin-1"},
+        exit_code=0,
+        expect=("data/utf8.csv: read as latin-1, but its bytes are UTF-8 text", "e.g. utf-8"),
     ),
     Case(
         "quote-joins-rows",

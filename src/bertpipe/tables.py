@@ -776,12 +776,22 @@ def read_table(
 def encoding_warning(
     path: Path, fmt: str, encoding: str, advice: ReadingAdvice = PIPELINE_ADVICE
 ) -> str | None:
-    """A warning for a text table read as latin-1 whose bytes 0x80-0x9F look like cp1252's
-    characters (`likely_encoding`): latin-1 reads them as invisible control characters, which
-    cleaning removes without a word. None otherwise."""
-    if fmt == "parquet" or codecs.lookup(encoding).name != "iso8859-1":
+    """A warning for a text table whose encoding reads it without an error but wrongly, None
+    otherwise: a UTF-8 file read in another encoding (each accented letter becomes two, `é` as
+    `Ã©`), or a file read as latin-1 whose bytes 0x80-0x9F look like cp1252's characters
+    (`likely_encoding`): latin-1 reads them as invisible control characters, which cleaning
+    removes without a word."""
+    codec = codecs.lookup(encoding).name
+    if fmt == "parquet" or codec.startswith("utf"):
         return None
-    if likely_encoding(path) != "cp1252":
+    likely = likely_encoding(path)
+    if likely == "utf-8":
+        return (
+            f"{path}: read as {encoding}, but its bytes are UTF-8 text, whose accented letters "
+            f"{encoding} reads as two characters each (é as Ã©); "
+            + advice.file_encoding.format("utf-8")
+        )
+    if codec != "iso8859-1" or likely != "cp1252":
         return None
     return (
         f"{path}: read as {encoding}, its bytes 0x80-0x9F are invisible control characters, "
@@ -795,11 +805,15 @@ _C1_BYTE = re.compile(rb"[\x80-\x9f]")
 
 
 def likely_encoding(path: Path, sample_bytes: int = 16 << 20) -> str:
-    """The 8-bit encoding to suggest for a file that is not UTF-8: cp1252 (Windows' and Excel's)
-    when its bytes 0x80-0x9F are all characters of cp1252 (curly quotes, dashes, the euro sign),
-    which latin-1 would read as invisible control characters; latin-1 otherwise."""
+    """The encoding to suggest for a file: utf-8 when its bytes beyond ASCII are UTF-8 text
+    (a file read in another encoding by mistake); else, for a file that is not UTF-8, cp1252
+    (Windows' and Excel's) when its bytes 0x80-0x9F are all characters of cp1252 (curly quotes,
+    dashes, the euro sign), which latin-1 would read as invisible control characters; latin-1
+    otherwise."""
     with _open_bytes(path) as handle:
         sample = handle.read(sample_bytes)
+    if not sample.isascii() and _is_utf8(sample):
+        return "utf-8"
     if _C1_BYTE.search(sample) is None:
         return "latin-1"
     try:
@@ -809,6 +823,15 @@ def likely_encoding(path: Path, sample_bytes: int = 16 << 20) -> str:
         if exc.start < len(sample) - 1:
             return "latin-1"
     return "cp1252"
+
+
+def _is_utf8(sample: bytes) -> bool:
+    try:
+        sample.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # a character cut by the sample's end is not a reason to doubt the rest
+        return exc.reason == "unexpected end of data" and exc.end == len(sample)
+    return True
 
 
 def _locate_decode_error(path: Path, encoding: str, chunk_size: int = 1 << 20) -> str:
