@@ -8,6 +8,7 @@ functions give what these give.
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,3 +116,12 @@ def import_closure(script: Path) -> set[str]:
         seen.add(module)
         todo.extend(bertpipe_imports(package / f"{module}.py"))
     return seen
+
+
+# a progress line of `bertpipe predict` where stderr is no terminal (bertpipe.progress.LogProgress)
+PREDICT_PROGRESS = re.compile(r"predict: batch \d+(/\d+)?, \d+\.\d s$")
+
+
+def without_progress(stderr: str) -> list[str]:
+    """The lines of `stderr` that are messages, not predict's progress."""
+    return [line for line in stderr.strip().splitlines() if not PREDICT_PROGRESS.match(line)]

@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import random
-import re
 import shutil
 import signal
 import subprocess
@@ -33,6 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import without_progress
 from pipeline_helpers import dvc, env, init_repo, run_stage, set_params, stage_command
 from prewarmed import Prewarmed
 
@@ -55,8 +55,6 @@ CLI = "bertpipe"  # a command's last step: a `bertpipe` command instead of a sta
 
 Content = str | bytes | Callable[[Path], None]
 Check = Callable[[Path, subprocess.CompletedProcess[str]], None]
-
-PROGRESS = re.compile(r"predict: batch \d+(/\d+)?, \d+\.\d s$")
 
 
 @dataclass(frozen=True)
@@ -1430,7 +1428,7 @@ def test_bad_input(
     assert result.returncode == case.exit_code, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
     # predict's progress lines (stderr is no terminal here) are not messages
-    lines = [line for line in result.stderr.strip().splitlines() if not PROGRESS.match(line)]
+    lines = without_progress(result.stderr)
     if case.expect:
         assert len(lines) == 1, result.stderr
         assert len(lines[0]) <= len("error: ") + MAX_MESSAGE_CHARS, lines[0]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import PREDICT_PROGRESS, without_progress
 from transformers import AutoTokenizer
 from typer.testing import CliRunner
 
@@ -30,7 +30,6 @@ from bertpipe.tokens import tokenize_split
 from bertpipe.training import fit
 
 runner = CliRunner()
-PROGRESS = re.compile(r"predict: batch \d+/\d+, \d+\.\d s$")
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +82,8 @@ def test_stdin(trained_model: Path) -> None:
     assert [line["text"] for line in lines] == ["one", "", "two"]
     assert lines[1] == {"text": "", "label": None, "error": "empty"}
     # progress goes to stderr, a line in a log (CliRunner's stderr is no terminal)
-    assert [line for line in result.stderr.splitlines() if PROGRESS.match(line)], result.stderr
+    progress = [line for line in result.stderr.splitlines() if PREDICT_PROGRESS.match(line)]
+    assert progress, result.stderr
 
 
 @pytest.mark.slow  # the trained_model fixture trains a model
@@ -179,7 +179,7 @@ def one_line_error(result, *fragments: str) -> None:
     assert result.exit_code == 1, result.output
     assert result.stdout == ""
     # the chunks predicted before a late error showed their progress (a line each in a log)
-    lines = [line for line in result.stderr.strip().splitlines() if not PROGRESS.match(line)]
+    lines = without_progress(result.stderr)
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     for fragment in fragments:
         assert fragment in result.stderr
